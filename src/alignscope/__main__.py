@@ -1,0 +1,5 @@
+"""``python -m alignscope`` runs the CLI."""
+
+from alignscope.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""Shared CLI plumbing: model options, logging, error display and the ``--json`` last line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from alignscope.errors import AlignscopeError
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="`default` (embedded SmolLM2-135M-Instruct), a HF hub id, or a local model directory.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16 (auto: float32 on CPU, bfloat16 on GPU).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+DeviceMapOpt = Annotated[str | None, typer.Option("--device-map", help="HF device_map for multi-GPU, e.g. auto.")]
+FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Quantise to 4-bit with bitsandbytes (needs CUDA).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat", help="Format prompts with the chat template, or tokenise raw text as tokenizer(text).")]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr through rich; library loggers stay quiet below WARNING unless verbose."""
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=err_console, show_path=False)],
+                        format="%(message)s", force=True)
+    logging.getLogger("alignscope").setLevel(level)
+    for noisy in ("transformers", "transformer_lens", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def handle_errors(func: F) -> F:
+    """Show deliberate errors as one clear line (exit 2) instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AlignscopeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace NaN/inf by None recursively so the output is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """Write ``payload`` as one compact JSON line on stdout (always the last line)."""
+    sys.stdout.flush()
+    sys.stdout.write(json.dumps(jsonable(payload), ensure_ascii=False) + "\n")
+    sys.stdout.flush()

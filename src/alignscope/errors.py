@@ -1,0 +1,48 @@
+"""Errors that alignscope raises on purpose, so that the CLI can show them without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AlignscopeError(Exception):
+    """Base class for every error alignscope raises deliberately."""
+
+
+class InputError(AlignscopeError, ValueError):
+    """Bad user input: a file, a field or an argument that does not fit what was expected.
+
+    The message names where the problem is (file, line, field) and what was expected.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if line is not None:
+            where.append(f"line {line}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.field = field
+
+
+class SiteError(AlignscopeError, KeyError):
+    """An unknown or out-of-range model site. The message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly instead.
+        return str(self.args[0]) if self.args else ""
+
+
+class ResumeMismatchError(AlignscopeError):
+    """An output directory holds a run made with different inputs than the ones given now."""

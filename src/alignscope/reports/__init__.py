@@ -1,0 +1,1 @@
+"""Reports: static PNG plots and self-contained interactive HTML pages."""

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny random-init models of every family (saved to disk) and the embedded model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from alignscope.models.loader import LoadedModel, load_model
+from alignscope.models.tiny import TINY_FAMILIES, build_tiny_model
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Return a function mapping a family name to a saved tiny model directory (built once)."""
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            cache[family] = build_tiny_model(family, tmp_path_factory.mktemp(f"tiny_{family}"))
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_dir: Callable[[str], Path]) -> Callable[[str], LoadedModel]:
+    """Return a function mapping a family name to a loaded tiny model (loaded once)."""
+    cache: dict[str, LoadedModel] = {}
+
+    def get(family: str) -> LoadedModel:
+        if family not in cache:
+            cache[family] = load_model(str(tiny_dir(family)), device="cpu")
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Iterator[LoadedModel]:
+    """The embedded SmolLM2-135M-Instruct (converted from its GGUF once per cache)."""
+    yield load_model("default", device="cpu")
+
+
+@pytest.fixture(params=TINY_FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    """Each tiny architecture family in turn."""
+    return str(request.param)
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path

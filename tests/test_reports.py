@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from alignscope.reports.html import Page
+from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
+
+
+def test_page_escapes_data_and_inlines_plotly(tmp_path: Path) -> None:
+    import plotly.graph_objects as go
+
+    page = Page("t<i>", subtitle="s&")
+    page.add_heading("<script>alert(1)</script>")
+    page.add_table(["a", "b<"], [["<img src=x>", 0.123456]])
+    page.add_pre("</pre><b>")
+    page.add_figure(go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="</script><script>x()</script>")))
+    html = page.write(tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)" in html
+    assert "<img src=x>" not in html and "0.1235" in html
+    assert "</script><script>x()" not in html
+    assert "Plotly.newPlot" in html and "plotly.js" in html.lower()
+    assert "https://cdn" not in html.split("<body>")[1]
+
+
+def test_pngs_are_written(tmp_path: Path) -> None:
+    for p in (
+        heatmap_png(tmp_path / "h.png", [[0, 1], [-1, 2]], title="h", xlabel="x", ylabel="y", xticklabels=["a", "b"]),
+        lines_png(tmp_path / "l.png", {"a": [1, 2, 3]}, title="l", xlabel="x", ylabel="y", bands={"a": ([0, 1, 2], [2, 3, 4])}),
+        rate_bars_png(tmp_path / "b.png", {"before": {"harmful": (0.1, 0.05, 0.2)}, "after": {"harmful": (0.8, 0.7, 0.9)}}, title="b"),
+    ):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
