@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/alignscope info --model default
-	$(BIN)/alignscope capture --model default --prompts examples/prompts.jsonl --site resid_post --positions last --out $(DEMO_OUT)/capture
+	$(BIN)/alignscope capture --model default --prompts examples/prompts.jsonl --site resid_post --site attn_out --positions post --out $(DEMO_OUT)/capture
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
