@@ -2,6 +2,7 @@
 
 Both sides run in their own fresh process on the same prompts, batches and left padding:
 * plain HF: a fresh ``AutoModelForCausalLM`` (default attention), ``model(ids, attention_mask)``;
+* plain HF hidden states: the base model with ``output_hidden_states=True``, last token stacked;
 * alignscope: ``capture(..., ["resid_post"], positions="last")`` over all layers (the bridge's
   hooks, batched, position gather), in memory and to disk.
 Peak memory is the process's max RSS. ``--store-n`` additionally captures that many prompts to
@@ -29,7 +30,7 @@ prompts = [f"{verbs[i % len(verbs)]} {subjects[(i * 7) % len(subjects)]} for a c
 from alignscope.models import load_model
 from alignscope.models.chat import encode_batch
 lm = load_model("default", device="cpu")
-if mode == "hf":
+if mode in ("hf", "hf_hidden"):
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(lm.source).eval()
     batches = [encode_batch(lm.tokenizer, prompts[i:i + bs], chat=True) for i in range(0, n, bs)]
@@ -38,7 +39,11 @@ if mode == "hf":
     t = time.perf_counter()
     with torch.no_grad():
         for b in batches:
-            model(b.input_ids, attention_mask=b.attention_mask)
+            if mode == "hf":
+                model(b.input_ids, attention_mask=b.attention_mask)
+            else:  # what a plain-HF user would do to read every layer's last-token residual
+                hs = model.model(b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states
+                torch.stack([h[:, -1] for h in hs[1:]], dim=1).clone()
     secs = time.perf_counter() - t
 else:
     from alignscope.activations import capture
@@ -64,13 +69,16 @@ def main() -> None:
     parser.add_argument("--store-n", type=int, default=0, help="also capture this many prompts to disk (memory check)")
     args = parser.parse_args()
     hf = run("hf", args.n, args.batch_size)
+    hidden = run("hf_hidden", args.n, args.batch_size)
     ours = run("capture", args.n, args.batch_size)
     store = run("store", args.n, args.batch_size)
     print(f"plain HF forward       : {hf['prompts_per_s']:.1f} prompts/s, peak RSS {hf['peak_rss_mb']:.0f} MB")
+    print(f"plain HF hidden states : {hidden['prompts_per_s']:.1f} prompts/s, peak RSS {hidden['peak_rss_mb']:.0f} MB")
     print(f"alignscope capture     : {ours['prompts_per_s']:.1f} prompts/s, peak RSS {ours['peak_rss_mb']:.0f} MB")
     print(f"alignscope capture+disk: {store['prompts_per_s']:.1f} prompts/s, peak RSS {store['peak_rss_mb']:.0f} MB")
     print(f"throughput ratio capture / plain HF forward: {ours['prompts_per_s'] / hf['prompts_per_s']:.2f}")
-    result = {"hf": hf, "capture": ours, "store": store, "ratio": ours["prompts_per_s"] / hf["prompts_per_s"]}
+    print(f"throughput ratio capture / plain HF output_hidden_states: {ours['prompts_per_s'] / hidden['prompts_per_s']:.2f}")
+    result = {"hf": hf, "hf_hidden": hidden, "capture": ours, "store": store, "ratio": ours["prompts_per_s"] / hf["prompts_per_s"]}
     if args.store_n:
         big = run("store", args.store_n, args.batch_size)
         print(f"capture+disk of {args.store_n} prompts: peak RSS {big['peak_rss_mb']:.0f} MB "
