@@ -1,9 +1,125 @@
-"""CLI commands for the evals area (registered by :func:`register`)."""
+"""CLI command of the evals area: ``alignscope eval``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from alignscope.cli.common import (
+    ChatOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FourBitOpt,
+    JsonOpt,
+    ModelOpt,
+    emit_json,
+    handle_errors,
+    out_console,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command("eval")(eval_cmd)
+
+
+PromptsOpt = Annotated[list[str], typer.Option("--prompts", "-p", help="Prompt file (.jsonl/.json/.csv with prompt, label, category) "
+                                               "or builtin:NAME[:SPLIT] (harmful, harmless, lookalike; train/val/test). Repeatable.")]
+
+
+@handle_errors
+def eval_cmd(
+    prompts: PromptsOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: eval.json, generations.jsonl, by_category.csv, rates.png.")],
+    model: ModelOpt = "default",
+    intervention: Annotated[Path | None, typer.Option("--intervention", "-i", help="intervention.safetensors to apply while generating.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt.")] = 48,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
+    refusal_phrases: Annotated[Path | None, typer.Option(help="Text file of refusal phrases, one per line (default: built-in list).")] = None,
+    chat: ChatOpt = True,
+    kl: Annotated[bool, typer.Option("--kl/--no-kl", help="With --intervention: first-token KL(unsteered || steered) on harmless prompts.")] = True,
+    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge, e.g. http://127.0.0.1:8000/v1.")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Model name to send to the judge.")] = None,
+    judge_key_env: Annotated[str, typer.Option(help="Environment variable holding the judge API key (never written anywhere).")]
+    = "ALIGNSCOPE_JUDGE_API_KEY",
+    judge_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per judge request.")] = 30.0,
+    judge_retries: Annotated[int, typer.Option(min=0, max=10, help="Retries per judge request (exponential backoff).")] = 3,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    load_in_4bit: FourBitOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure refusal per label and per category (n, rate, 95% Wilson interval), optionally under an intervention."""
+    from alignscope.evals.behaviour import evaluate_refusal
+    from alignscope.evals.outputs import write_eval_outputs
+    from alignscope.evals.refusal import load_phrases, phrase_detector
+    from alignscope.evals.sources import load_sources
+    from alignscope.models.loader import load_model
+
+    pset = load_sources(prompts)
+    detector = phrase_detector(load_phrases(refusal_phrases) if refusal_phrases else None)
+    judge = _make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
+    iv = None
+    if intervention is not None:
+        from alignscope.steering.interventions import load_intervention
+
+        iv = load_intervention(intervention)
+    lm = load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
+    ev = evaluate_refusal(lm, pset, intervention=iv, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          detector=detector, progress=True, judge=judge)
+    extra: dict[str, Any] = {"model": lm.name, "prompts": list(prompts), "intervention_file": str(intervention) if intervention else None}
+    if iv is not None and kl:
+        extra["kl"] = _harmless_kl(lm, pset, iv, chat=chat, batch_size=batch_size)
+    paths = write_eval_outputs(out, ev, extra)
+    payload = {**ev.to_json(), **extra, "files": {k: str(v) for k, v in paths.items()}}
+    if json_out:
+        emit_json(payload)
+        return
+    _show(payload)
+
+
+def _make_judge(url: str | None, model: str | None, key_env: str, timeout: float, retries: int) -> Any:
+    from alignscope.errors import InputError
+
+    if url is None and model is None:
+        return None
+    if url is None or model is None:
+        raise InputError("the LLM judge needs both --judge-url and --judge-model", field="judge_url" if url is None else "judge_model")
+    from alignscope.evals.judge import Judge, JudgeConfig
+
+    return Judge(JudgeConfig(base_url=url, model=model, api_key_env=key_env, timeout=timeout, max_retries=retries))
+
+
+def _harmless_kl(lm: Any, pset: Any, iv: Any, *, chat: bool, batch_size: int) -> dict[str, Any] | None:
+    from alignscope.evals.capability import first_token_kl
+    from alignscope.stats import mean_ci
+
+    harmless = pset.filter(label="harmless")
+    if len(harmless) == 0:
+        return None
+    values = first_token_kl(lm, harmless.texts, iv, chat=chat, batch_size=batch_size, progress=True)
+    mean, ci = mean_ci(values.tolist())
+    return {"label": "harmless", "n": len(harmless), "mean": mean, "ci95": list(ci), "max": float(values.max())}
+
+
+def _show(payload: dict[str, Any]) -> None:
+    title = f"refusal: {payload['model']}" + (f" + {payload['intervention_file']}" if payload["intervention_file"] else "")
+    table = Table(title=escape(title))
+    for col in ("group", "n", "refused", "rate", "95% CI"):
+        table.add_column(col)
+    for label, n in payload["n"].items():
+        lo, hi = payload["ci95"][label]
+        table.add_row(f"[bold]{escape(label)}[/]", str(n), str(payload["k"][label]), f"{payload['refusal_rate'][label]:.1%}", f"{lo:.1%}-{hi:.1%}")
+    for cat, row in payload["by_category"].items():
+        lo, hi = row["ci95"]
+        table.add_row(f"  {escape(cat)}", str(row["n"]), str(row["k"]), f"{row['refusal_rate']:.1%}", f"{lo:.1%}-{hi:.1%}")
+    out_console.print(table)
+    if payload.get("kl"):
+        out_console.print(f"first-token KL on harmless prompts: mean {payload['kl']['mean']:.4f} (n={payload['kl']['n']})")
+    out_console.print(f"wrote {', '.join(payload['files'].values())}", markup=False)

@@ -1,0 +1,1 @@
+"""Behaviour evaluation: batched generation, refusal detection and rates, capability checks, LLM judge."""

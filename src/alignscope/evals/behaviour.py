@@ -1,0 +1,190 @@
+"""Refusal behaviour of a model on a labelled prompt set, with or without an intervention.
+
+For every prompt: a greedy continuation, a phrase-detector verdict, and the logit refusal
+score (log-odds that the first generated token starts a refusal, read from the same forward
+pass that generation makes). Rates per label and per category each carry n and a 95% Wilson
+interval.
+
+Example:
+    >>> ev = evaluate_refusal(lm, prompts, intervention=iv)   # doctest: +SKIP
+    >>> ev.by_label["harmful"].rate                            # doctest: +SKIP
+    0.85
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from alignscope.data.prompts import PromptSet
+from alignscope.evals.generation import generate_detailed
+from alignscope.evals.refusal import Detector, phrase_detector
+from alignscope.metrics import refusal_logodds_metric, refusal_token_ids
+from alignscope.models.loader import LoadedModel
+from alignscope.stats import Rate, mean_ci, rate
+
+UNLABELLED = "unlabelled"
+"""Label used for prompts that carry none."""
+
+
+@dataclass(frozen=True)
+class RefusalEval:
+    """Refusal behaviour on a prompt set.
+
+    Attributes:
+        prompts: the evaluated prompts.
+        generations: greedy continuation per prompt.
+        refused: phrase-detector verdict per prompt.
+        logit_scores: log-odds of a refusal-starting first token per prompt.
+        by_label: refusal :class:`Rate` per label (``unlabelled`` for prompts without one).
+        by_category: refusal :class:`Rate` per category (see :func:`category_key`).
+        judged: optional LLM-judge verdict per prompt (None where the judge gave none).
+        seconds: wall time of the evaluation.
+    """
+
+    prompts: PromptSet
+    generations: list[str]
+    refused: list[bool]
+    logit_scores: list[float]
+    by_label: dict[str, Rate]
+    by_category: dict[str, Rate]
+    judged: list[bool | None] | None = None
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready row per prompt (prompt, annotations, generation, verdicts, score)."""
+        rows = []
+        for i, p in enumerate(self.prompts):
+            row: dict[str, Any] = {"id": p.id, "label": p.label, "category": p.category, "prompt": p.prompt,
+                                   "generation": self.generations[i], "refused": self.refused[i],
+                                   "logit_score": self.logit_scores[i]}
+            if self.judged is not None:
+                row["judge_refused"] = self.judged[i]
+            rows.append(row)
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``alignscope eval --json`` payload: rates with n and ci95 per label, per category."""
+        payload: dict[str, Any] = {
+            "n": {k: r.n for k, r in self.by_label.items()},
+            "k": {k: r.k for k, r in self.by_label.items()},
+            "refusal_rate": {k: r.rate for k, r in self.by_label.items()},
+            "ci95": {k: list(r.ci95) for k, r in self.by_label.items()},
+            "by_category": {c: {"n": r.n, "k": r.k, "refusal_rate": r.rate, "ci95": list(r.ci95)}
+                            for c, r in self.by_category.items()},
+            "logit_score": _score_summary(self.prompts, self.logit_scores),
+            "seconds": round(self.seconds, 3),
+            **self.meta,
+        }
+        if self.judged is not None:
+            payload["judge"] = judge_summary(self.prompts, self.judged, self.refused)
+        return payload
+
+
+def label_of(prompt_label: str | None) -> str:
+    """The label a prompt is counted under."""
+    return prompt_label or UNLABELLED
+
+
+def category_key(prompts: PromptSet) -> list[str | None]:
+    """Per prompt, its category key: the category, or ``label/category`` when two labels share the name.
+
+    Prompts without a category get None and are left out of per-category rates.
+    """
+    owners: dict[str, set[str]] = {}
+    for p in prompts:
+        if p.category:
+            owners.setdefault(p.category, set()).add(label_of(p.label))
+    return [None if not p.category else p.category if len(owners[p.category]) == 1 else f"{label_of(p.label)}/{p.category}"
+            for p in prompts]
+
+
+def group_rates(keys: Sequence[str | None], verdicts: Sequence[bool]) -> dict[str, Rate]:
+    """Refusal :class:`Rate` per key (None keys skipped), keys in first-seen order."""
+    counts: dict[str, list[int]] = {}
+    for key, hit in zip(keys, verdicts, strict=True):
+        if key is None:
+            continue
+        c = counts.setdefault(key, [0, 0])
+        c[0] += int(hit)
+        c[1] += 1
+    return {key: rate(k, n) for key, (k, n) in counts.items()}
+
+
+def evaluate_refusal(
+    lm: LoadedModel,
+    prompts: PromptSet,
+    *,
+    intervention: Any | None = None,
+    chat: bool = True,
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    detector: Detector | None = None,
+    progress: bool = False,
+    judge: Any | None = None,
+) -> RefusalEval:
+    """Generate for every prompt and measure refusal per label and per category.
+
+    Args:
+        lm: the loaded model.
+        prompts: the prompt set (labels such as ``harmful``/``harmless``; categories optional).
+        intervention: object with ``.apply(lm)``; active during generation and scoring.
+        chat: chat-format the prompts.
+        max_new_tokens: greedy tokens per prompt.
+        batch_size: prompts per generation batch.
+        detector: refusal detector (default :func:`phrase_detector`).
+        progress: tqdm bar on stderr.
+        judge: optional :class:`alignscope.evals.judge.Judge`; its verdicts are reported
+            beside the phrase detector's.
+
+    Returns:
+        A :class:`RefusalEval`.
+    """
+    start = time.perf_counter()
+    detect = detector or phrase_detector()
+    gens = generate_detailed(lm, prompts.texts, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             intervention=intervention, progress=progress)
+    refused = [bool(detect(t)) for t in gens.texts]
+    scores = logit_refusal_scores(lm, gens.first_logits)
+    judged = judge.judge_many(prompts.texts, gens.texts, progress=progress) if judge is not None else None
+    labels = [label_of(p.label) for p in prompts]
+    return RefusalEval(
+        prompts=prompts, generations=gens.texts, refused=refused, logit_scores=scores,
+        by_label=group_rates(labels, refused), by_category=group_rates(category_key(prompts), refused),
+        judged=judged, seconds=time.perf_counter() - start,
+        meta={"max_new_tokens": max_new_tokens, "chat": chat, "intervention": getattr(intervention, "kind", None)},
+    )
+
+
+def logit_refusal_scores(lm: LoadedModel, first_logits: torch.Tensor) -> list[float]:
+    """Refusal log-odds per row of next-token logits ``(n, vocab)``."""
+    if first_logits.shape[0] == 0:
+        return []
+    metric = refusal_logodds_metric(refusal_token_ids(lm.tokenizer))
+    return [float(x) for x in metric(first_logits[:, None, :])]
+
+
+def judge_summary(prompts: PromptSet, judged: Sequence[bool | None], refused: Sequence[bool]) -> dict[str, Any]:
+    """Judge refusal rates per label (over prompts with a verdict) and agreement with the phrase detector."""
+    labels = [label_of(p.label) for p in prompts]
+    keys = [lab if v is not None else None for lab, v in zip(labels, judged, strict=True)]
+    rates = group_rates(keys, [bool(v) for v in judged])
+    pairs = [(bool(v), r) for v, r in zip(judged, refused, strict=True) if v is not None]
+    agree = rate(sum(a == b for a, b in pairs), len(pairs))
+    return {"n": {k: r.n for k, r in rates.items()}, "refusal_rate": {k: r.rate for k, r in rates.items()},
+            "ci95": {k: list(r.ci95) for k, r in rates.items()}, "n_missing": sum(v is None for v in judged),
+            "agreement_with_phrases": agree.as_dict()}
+
+
+def _score_summary(prompts: PromptSet, scores: Sequence[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for lab in dict.fromkeys(label_of(p.label) for p in prompts):
+        vals = [s for p, s in zip(prompts, scores, strict=True) if label_of(p.label) == lab]
+        mean, (lo, hi) = mean_ci(vals)
+        out[lab] = {"mean": mean, "ci95": [lo, hi], "n": len(vals)}
+    return out

@@ -1,0 +1,160 @@
+"""Batched greedy generation with an optional intervention active.
+
+Prompts are chat-formatted (or tokenised raw), left-padded into batches and decoded greedily by
+``lm.hf_model.generate`` with the KV cache. The TransformerBridge wraps the HF modules in
+place, so an intervention's hooks (attached by ``intervention.apply(lm)``) fire inside
+``generate`` on the prompt pass and on every cached decoding step.
+
+Prompts are batched in order of token length, which keeps padding small; results come back in
+the input order. Greedy decoding of a left-padded batch gives the same tokens as running each
+prompt alone (checked in tests against a manual no-cache loop on a fresh plain HF model).
+
+Example:
+    >>> texts = generate(lm, ["How do I bake bread?"], max_new_tokens=16)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+from transformers import GenerationConfig
+
+from alignscope.errors import InputError
+from alignscope.models.chat import encode_one, left_pad
+from alignscope.models.loader import LoadedModel
+
+
+@dataclass(frozen=True)
+class Generations:
+    """Greedy continuations of a list of prompts, in input order.
+
+    Attributes:
+        texts: decoded continuations (special tokens dropped, generation stops at EOS).
+        token_ids: generated token ids per prompt, EOS excluded.
+        first_logits: ``(n_prompts, vocab)`` raw logits of the first generated token, i.e.
+            the next-token logits after the prompt, with the intervention active.
+    """
+
+    texts: list[str]
+    token_ids: list[list[int]]
+    first_logits: Float[torch.Tensor, "n vocab"]
+
+
+def intervention_scope(lm: LoadedModel, intervention: Any | None) -> contextlib.AbstractContextManager[Any]:
+    """``intervention.apply(lm)`` when an intervention is given, else a no-op context."""
+    if intervention is None:
+        return contextlib.nullcontext()
+    return intervention.apply(lm)  # type: ignore[no-any-return]
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Index batches of at most ``batch_size``, grouping prompts of similar length (stable order)."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}", field="batch_size")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def generate_detailed(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    *,
+    chat: bool = True,
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    intervention: Any | None = None,
+    progress: bool = False,
+    system: str | None = None,
+) -> Generations:
+    """Greedy generation returning texts, token ids and the first-step logits.
+
+    Args:
+        lm: the loaded model.
+        prompts: user messages (chat mode) or raw texts.
+        chat: apply the chat template (``True``) or tokenise raw text as ``tokenizer(text)``.
+        max_new_tokens: tokens to generate at most per prompt.
+        batch_size: prompts per ``generate`` call.
+        intervention: any object with ``.apply(lm)`` returning a context manager; active for
+            the whole generation.
+        progress: show a tqdm bar on stderr.
+        system: optional system message (chat mode).
+
+    Returns:
+        :class:`Generations` in the order of ``prompts``.
+    """
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}", field="max_new_tokens")
+    if not prompts:
+        return Generations([], [], torch.empty(0, lm.vocab_size))
+    encoded = [encode_one(lm.tokenizer, p, chat=chat, system=system)[0] for p in prompts]
+    texts: list[str] = [""] * len(prompts)
+    token_ids: list[list[int]] = [[] for _ in prompts]
+    first: list[torch.Tensor | None] = [None] * len(prompts)
+    config = _greedy_config(lm, max_new_tokens)
+    bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
+    with intervention_scope(lm, intervention), torch.no_grad():
+        for batch in length_batches([len(e) for e in encoded], batch_size):
+            new, logits = _generate_batch(lm, [encoded[i] for i in batch], config)
+            for row, idx in enumerate(batch):
+                token_ids[idx] = new[row]
+                texts[idx] = str(lm.tokenizer.decode(new[row], skip_special_tokens=True))
+                first[idx] = logits[row]
+            bar.update(len(batch))
+    bar.close()
+    return Generations(texts, token_ids, torch.stack([t for t in first if t is not None]))
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    *,
+    chat: bool = True,
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    intervention: Any | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy continuations of ``prompts`` (left-padded batches, KV cache, intervention active).
+
+    See :func:`generate_detailed` for the arguments; this returns only the decoded texts.
+
+    Example:
+        >>> generate(lm, ["Say hi"], max_new_tokens=8, intervention=iv)   # doctest: +SKIP
+        ['Hi! How can I help?']
+    """
+    return generate_detailed(lm, prompts, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             intervention=intervention, progress=progress).texts
+
+
+def _greedy_config(lm: LoadedModel, max_new_tokens: int) -> GenerationConfig:
+    """A fresh greedy config, so no sampling or penalty settings of the model's own config leak in."""
+    tok = lm.tokenizer
+    eos = tok.eos_token_id if tok.eos_token_id is not None else lm.config.eos_token_id
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+                            pad_token_id=int(tok.pad_token_id), eos_token_id=eos,
+                            output_logits=True, return_dict_in_generate=True)
+
+
+def _generate_batch(lm: LoadedModel, sequences: Sequence[Sequence[int]], config: GenerationConfig) -> tuple[list[list[int]], torch.Tensor]:
+    """Generate for one batch; returns the new ids per row (cut at EOS) and first-step logits ``(b, vocab)``."""
+    ids, mask = left_pad(sequences, int(config.pad_token_id))
+    out = lm.hf_model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),  # type: ignore[operator]
+                               generation_config=config)
+    new = out.sequences[:, ids.shape[1]:].tolist()
+    eos = config.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    return [_cut(row, stops) for row in new], out.logits[0].float().cpu()
+
+
+def _cut(row: list[int], stops: set[int]) -> list[int]:
+    for i, tok in enumerate(row):
+        if tok in stops:
+            return row[:i]
+    return row
