@@ -1,0 +1,1 @@
+"""The resumable refusal-study pipeline behind ``alignscope run``: config, stages, checkpoints, manifest."""

@@ -1,0 +1,210 @@
+"""The validated run configuration of ``alignscope run`` (YAML), with field-naming errors.
+
+Every section is optional; an empty file (or no file) is the built-in refusal study on the
+embedded model. Unknown keys are errors, so a typo never silently falls back to a default.
+
+Schema (defaults shown)::
+
+    model: default            # `default`, a HF hub id or a local model directory
+    dtype: auto               # auto, float32, float16, bfloat16
+    device: auto              # auto, cpu, cuda, cuda:N, mps
+    seed: 0
+    chat: true                # chat template on every prompt
+    data:
+      harmful: builtin:harmful      # builtin:NAME (fixed splits) or a prompt file (seeded 50/20/30 split)
+      harmless: builtin:harmless
+      lookalike: builtin:lookalike  # harmless prompts that look harmful; null to skip
+      n_train: 64                   # cap per set and split (null: all)
+      n_val: 32
+      n_test: null
+    extract:
+      component: resid_pre          # resid_pre, resid_mid, resid_post
+      positions: post               # post (post-instruction tokens), last, or offsets like -1,-2
+      batch_size: 16
+    select:
+      kl_threshold: 0.1             # drop candidates whose ablation moves harmless next tokens more
+      prune_last_fraction: 0.2      # drop the last 20% of layers
+      n_harmful: 32                 # val prompts used to score candidates
+      n_harmless: 32
+      batch_size: 16
+    intervene:
+      kind: conditional             # conditional (selective), addition, ablation
+      layers: null                  # steered layers (null: chosen by the search)
+      coefficients: null            # coefficients tried (null: the search's defaults)
+      max_fpr: 0.05                 # highest harmless refusal rate accepted on the val split
+      max_new_tokens: 24            # tokens generated while searching
+      batch_size: 16
+    evaluate:
+      max_new_tokens: 32
+      batch_size: 16
+      refusal_phrases: null         # list of phrases (null: the built-in list)
+      compare: []                   # also evaluate unconditional baselines: addition, ablation
+      judge: null                   # {base_url, model, api_key_env}: optional LLM judge
+    report:
+      n_examples: 8
+
+Example:
+    >>> cfg = load_config(None)
+    >>> cfg.model, cfg.evaluate.max_new_tokens
+    ('default', 32)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alignscope.errors import InputError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Prompt sources and split caps."""
+
+    harmful: str = "builtin:harmful"
+    harmless: str = "builtin:harmless"
+    lookalike: str | None = "builtin:lookalike"
+    n_train: int | None = Field(default=64, ge=1)
+    n_val: int | None = Field(default=32, ge=1)
+    n_test: int | None = Field(default=None, ge=1)
+
+
+class ExtractConfig(_Section):
+    """Where difference-in-means candidates are read."""
+
+    component: Literal["resid_pre", "resid_mid", "resid_post"] = "resid_pre"
+    positions: str = "post"
+    batch_size: int = Field(default=16, ge=1)
+
+
+class SelectConfig(_Section):
+    """Candidate filtering and scoring (the refusal-direction method)."""
+
+    kl_threshold: float = Field(default=0.1, gt=0)
+    prune_last_fraction: float = Field(default=0.2, ge=0, lt=1)
+    n_harmful: int = Field(default=32, ge=1)
+    n_harmless: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+
+
+class InterveneConfig(_Section):
+    """The search for the intervention that is saved and evaluated."""
+
+    kind: Literal["conditional", "addition", "ablation"] = "conditional"
+    layers: list[int] | None = None
+    coefficients: list[float] | None = None
+    max_fpr: float = Field(default=0.05, ge=0, le=1)
+    max_new_tokens: int = Field(default=24, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+
+
+class JudgeSection(_Section):
+    """An OpenAI-compatible LLM judge; the key is read from the environment variable named here."""
+
+    base_url: str
+    model: str
+    api_key_env: str = "ALIGNSCOPE_JUDGE_API_KEY"
+    timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+
+
+class EvaluateConfig(_Section):
+    """Behaviour evaluation on the test split."""
+
+    max_new_tokens: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    refusal_phrases: list[str] | None = None
+    compare: list[Literal["addition", "ablation"]] = Field(default_factory=list)
+    judge: JudgeSection | None = None
+
+
+class ReportConfig(_Section):
+    """Report options."""
+
+    n_examples: int = Field(default=8, ge=0)
+
+
+class RunConfig(_Section):
+    """The whole run."""
+
+    model: str = "default"
+    dtype: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    chat: bool = True
+    data: DataConfig = DataConfig()
+    extract: ExtractConfig = ExtractConfig()
+    select: SelectConfig = SelectConfig()
+    intervene: InterveneConfig = InterveneConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    report: ReportConfig = ReportConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the manifest records)."""
+        return self.model_dump(mode="json")
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _to_input_error(exc: ValidationError, source: str) -> InputError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    field = ".".join(str(p) for p in loc) or "<root>"
+    if err["type"] == "extra_forbidden":
+        message = f"unknown field; allowed fields here: {', '.join(_allowed_fields(loc))}"
+    else:
+        message = f"{err['msg']} (got {err.get('input')!r})"
+    more = len(exc.errors()) - 1
+    return InputError(message + (f"; and {more} more problem(s)" if more else ""), path=source, field=field)
+
+
+def parse_config(data: Any, source: str = "<config>") -> RunConfig:
+    """Validate a parsed YAML mapping (None means all defaults)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping of sections at the top level, got {type(data).__name__}", path=source)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _to_input_error(exc, source) from None
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read and validate a YAML run config; ``None`` gives the built-in refusal study.
+
+    Raises:
+        InputError: missing file, invalid YAML (with line), or a bad field; the message names
+            the file, the dotted field and what is allowed.
+    """
+    if path is None:
+        return RunConfig()
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("config file does not exist", path=file)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("invalid UTF-8; save the config as UTF-8", path=file) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=file,
+                         line=None if mark is None else mark.line + 1) from None
+    return parse_config(data, str(file))

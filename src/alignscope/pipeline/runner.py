@@ -1,0 +1,159 @@
+"""Run the refusal study stage by stage, resuming from checkpoints.
+
+Stages, in order (each reads the outputs of the ones it depends on):
+
+==========  ==========================================================  ================
+stage       does                                                        depends on
+==========  ==========================================================  ================
+baseline    refusal on the test split without intervention              --
+extract     difference-in-means candidates on the train split           --
+select      filter and score candidates on the val split                extract
+intervene   search the saved intervention on the val split              extract, select
+evaluate    refusal + first-token KL on the test split, intervened      all above but baseline
+report      ``results.json``, PNG plots, ``report.html``, manifest      all
+==========  ==========================================================  ================
+
+A stage is skipped when its checkpoint carries the same fingerprint (config fields it reads,
+model weights hash, prompts, content of the upstream records); see :mod:`alignscope.pipeline.store`.
+
+``results.json`` schema (what the report reads): ``model`` (name, n_layers, d_model, sha256),
+``config``, ``data`` (counts and hashes), ``baseline`` and ``after`` (``alignscope eval``
+payloads), ``kl`` (n, mean, ci95, max), ``directions`` (component, positions, layers,
+``curves``: layers, norm, cosine curves), ``selection`` (``grid``: layers x positions score,
+``table``, ``best``), ``intervention`` (kind, file, description, ``search``), ``comparisons``,
+``examples``, ``timings`` and ``seconds``.
+
+Example:
+    >>> result = run_pipeline(load_config("run.yaml"), "out/run")   # doctest: +SKIP
+    >>> result.summary()["after"]["refusal_rate"]                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignscope.pipeline import stages
+from alignscope.pipeline.config import RunConfig
+from alignscope.pipeline.data import resolve_data
+from alignscope.pipeline.manifest import model_hash, write_manifest
+from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: its name (also its function in :mod:`alignscope.pipeline.stages`), upstream stages, the config it reads."""
+
+    name: str
+    deps: tuple[str, ...]
+    reads: Callable[[RunConfig], Any]
+
+    def compute(self, ctx: stages.Context, deps: dict[str, StageRecord]) -> stages.StageOutput:
+        """Run the stage function (looked up by name at call time)."""
+        fn: Callable[[stages.Context, dict[str, StageRecord]], stages.StageOutput] = getattr(stages, self.name)
+        return fn(ctx, deps)
+
+
+def _no_batch(section: Any) -> dict[str, Any]:
+    """A config section without batch sizes (they change speed, not results)."""
+    return {k: v for k, v in section.model_dump(mode="json").items() if k != "batch_size"}
+
+
+def _eval_reads(cfg: RunConfig) -> Any:
+    ev = _no_batch(cfg.evaluate)
+    ev.pop("judge", None)
+    ev["judge"] = None if cfg.evaluate.judge is None else {"base_url": cfg.evaluate.judge.base_url, "model": cfg.evaluate.judge.model}
+    return [cfg.chat, ev]
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("baseline", (), _eval_reads),
+    StageSpec("extract", (), lambda c: [c.chat, c.seed, _no_batch(c.extract)]),
+    StageSpec("select", ("extract",), lambda c: [c.chat, _no_batch(c.select)]),
+    StageSpec("intervene", ("extract", "select"), lambda c: [c.chat, c.seed, _no_batch(c.intervene)]),
+    StageSpec("evaluate", ("extract", "select", "intervene"), _eval_reads),
+)
+STAGE_NAMES: tuple[str, ...] = (*(s.name for s in STAGES), "report")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the results dict, output paths, per-stage timings and reuse."""
+
+    results: dict[str, Any]
+    paths: dict[str, Path]
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The compact ``alignscope run --json`` payload."""
+        r = self.results
+        pick = ("n", "refusal_rate", "ci95")
+        lookalike = {when: r[key]["by_category"].get("lookalike") for when, key in (("before", "baseline"), ("after", "after"))}
+        return {
+            "model": r["model"]["name"],
+            "split": "test",
+            "before": {k: r["baseline"][k] for k in pick},
+            "after": {k: r["after"][k] for k in pick},
+            "lookalike": lookalike if any(lookalike.values()) else None,
+            "kl": {k: r["kl"][k] for k in ("n", "mean", "ci95")} if r.get("kl") else None,
+            "intervention": {k: r["intervention"].get(k) for k in ("kind", "description")},
+            "paths": {k: str(v) for k, v in self.paths.items()},
+            "stages": {k: {"seconds": v["seconds"], "reused": v["reused"]} for k, v in self.timings.items()},
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None = None, progress: bool = True) -> RunResult:
+    """Run (or resume) the study into ``out_dir``.
+
+    Args:
+        cfg: the validated config.
+        out_dir: output directory; ``stages/`` inside it holds the checkpoints.
+        config_path: where the config came from (recorded in the manifest).
+        progress: progress bars on stderr.
+
+    Returns:
+        A :class:`RunResult`.
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    store = StageStore(out)
+    data = resolve_data(cfg.data.harmful, cfg.data.harmless, cfg.data.lookalike,
+                        caps={"train": cfg.data.n_train, "val": cfg.data.n_val, "test": cfg.data.n_test}, seed=cfg.seed)
+    ctx = stages.Context(cfg, data, out, progress)
+    weights = model_hash(ctx.source, store.dir / "model_hash.json")
+    base = {"model": cfg.model, "dtype": cfg.dtype, "weights": weights["sha256"], "data": data.summary()}
+    records: dict[str, StageRecord] = {}
+    timings: dict[str, dict[str, Any]] = {}
+    for spec in STAGES:
+        fp = fingerprint(spec.name, base, spec.reads(cfg), [records[d].content for d in spec.deps])
+        record = store.load(spec.name, fp)
+        if record is None:
+            log.info("stage %s: running", spec.name)
+            t0 = time.perf_counter()
+            ctx.seed_everything()
+            produced = spec.compute(ctx, {d: records[d] for d in spec.deps})
+            record = store.save(spec.name, fp, produced.output, produced.tensors, seconds=time.perf_counter() - t0,
+                                files=produced.files)
+        else:
+            log.info("stage %s: reused from %s", spec.name, store.json_path(spec.name))
+        records[spec.name] = record
+        timings[spec.name] = {"seconds": round(record.seconds, 3), "reused": record.reused}
+    t0 = time.perf_counter()
+    results = stages.assemble_results(ctx, records, weights)
+    paths = stages.write_outputs(ctx, records, results)
+    timings["report"] = {"seconds": round(time.perf_counter() - t0, 3), "reused": False}
+    seconds = time.perf_counter() - start
+    results["timings"], results["seconds"] = timings, seconds
+    paths.update(stages.write_results_and_report(ctx, results))
+    paths["manifest.json"] = write_manifest(out / "manifest.json", config=cfg.to_dict(), seed=cfg.seed,
+                                            model={"name": results["model"]["name"], "source": ctx.source, **weights},
+                                            stages=timings, seconds=time.perf_counter() - start, config_path=config_path)
+    return RunResult(results, paths, timings, time.perf_counter() - start)

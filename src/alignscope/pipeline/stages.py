@@ -1,0 +1,220 @@
+"""The stages of the refusal study. Each returns JSON-ready output plus optional tensors/files.
+
+Stage functions take the run :class:`Context` and the records of the stages they depend on;
+they never read a split they should not: train fits, val chooses, test only reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignscope.evals.behaviour import RefusalEval, evaluate_refusal
+from alignscope.evals.refusal import Detector, phrase_detector
+from alignscope.models.loader import LoadedModel, load_model, resolve_source
+from alignscope.pipeline import steer_adapter
+from alignscope.pipeline.config import RunConfig
+from alignscope.pipeline.data import RunData
+from alignscope.pipeline.store import StageRecord
+from alignscope.stats import mean_ci
+
+log = logging.getLogger(__name__)
+
+INTERVENTION_FILE = "stages/intervene.intervention.safetensors"
+
+
+@dataclass
+class StageOutput:
+    """What a stage computed: JSON output, tensors, and files it wrote (relative to the run dir)."""
+
+    output: dict[str, Any]
+    tensors: dict[str, torch.Tensor] | None = None
+    files: tuple[str, ...] = ()
+
+
+@dataclass
+class Context:
+    """Everything a stage may read: config, prompts, output directory, and the model (loaded on first use)."""
+
+    cfg: RunConfig
+    data: RunData
+    out: Path
+    progress: bool = True
+    _lm: LoadedModel | None = field(default=None, repr=False)
+
+    @property
+    def source(self) -> str:
+        """Directory or hub id the model loads from."""
+        return resolve_source(self.cfg.model)[1]
+
+    @property
+    def lm(self) -> LoadedModel:
+        """The model, loaded once when a stage first needs it."""
+        if self._lm is None:
+            self._lm = load_model(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
+        return self._lm
+
+    def seed_everything(self) -> None:
+        """Seed python and torch before each stage, so a resumed stage computes what a fresh one would."""
+        random.seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+
+    def detector(self) -> Detector:
+        """The refusal detector the config asks for."""
+        return phrase_detector(self.cfg.evaluate.refusal_phrases)
+
+    def judge(self) -> Any:
+        """The optional LLM judge."""
+        j = self.cfg.evaluate.judge
+        if j is None:
+            return None
+        from alignscope.evals.judge import Judge, JudgeConfig
+
+        return Judge(JudgeConfig(base_url=j.base_url, model=j.model, api_key_env=j.api_key_env, timeout=j.timeout, max_retries=j.max_retries))
+
+
+def _evaluate(ctx: Context, intervention: Any | None) -> RefusalEval:
+    ev = ctx.cfg.evaluate
+    return evaluate_refusal(ctx.lm, ctx.data.test_set(), intervention=intervention, chat=ctx.cfg.chat, max_new_tokens=ev.max_new_tokens,
+                            batch_size=ev.batch_size, detector=ctx.detector(), progress=ctx.progress, judge=ctx.judge())
+
+
+def baseline(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
+    """Refusal on the test split with no intervention."""
+    ev = _evaluate(ctx, None)
+    return StageOutput({"eval": ev.to_json(), "records": ev.records()})
+
+
+def extract(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
+    """Difference-in-means candidates (harmful minus harmless, train split) at every (position, layer)."""
+    from alignscope.steering.directions import diff_in_means
+
+    c = ctx.cfg.extract
+    md = diff_in_means(ctx.lm, ctx.data.harmful["train"], ctx.data.harmless["train"], component=c.component, positions=c.positions,
+                       chat=ctx.cfg.chat, batch_size=c.batch_size, progress=ctx.progress)
+    output = {"component": md.component, "positions": list(md.positions), "layers": list(md.layers), "n_pos": md.n_pos,
+              "n_neg": md.n_neg, "data_sha256": md.data_sha256}
+    return StageOutput(output, {"directions": md.directions, "mean_pos": md.mean_pos, "mean_neg": md.mean_neg})
+
+
+def select(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
+    """Filter and score the candidates on the val split; keep the full table and the chosen direction."""
+    return steer_adapter.select(ctx, deps["extract"])
+
+
+def intervene(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
+    """Search the intervention on train/val and save it (``stages/intervene.intervention.safetensors``)."""
+    return steer_adapter.intervene(ctx, deps["extract"], deps["select"], INTERVENTION_FILE)
+
+
+def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
+    """Refusal on the test split under the intervention, first-token KL on harmless test prompts, comparisons."""
+    from alignscope.evals.capability import first_token_kl
+    from alignscope.steering.interventions import load_intervention
+
+    iv = load_intervention(ctx.out / INTERVENTION_FILE)
+    ev = _evaluate(ctx, iv)
+    harmless = ctx.data.test_set().filter(label="harmless")
+    kl_values = first_token_kl(ctx.lm, harmless.texts, iv, chat=ctx.cfg.chat, batch_size=ctx.cfg.evaluate.batch_size,
+                               progress=ctx.progress)
+    mean, (lo, hi) = mean_ci(kl_values.tolist())
+    kl = {"n": len(harmless), "mean": mean, "ci95": [lo, hi], "max": float(kl_values.max()), "values": kl_values.tolist()}
+    comparisons = {}
+    for kind in ctx.cfg.evaluate.compare:
+        other = steer_adapter.comparison(ctx, kind, deps)
+        comparisons[kind] = _evaluate(ctx, other).to_json()
+    return StageOutput({"eval": ev.to_json(), "records": ev.records(), "kl": kl, "comparisons": comparisons})
+
+
+def direction_curves(extract_rec: StageRecord, chosen: dict[str, Any] | None) -> dict[str, Any]:
+    """Norm per layer and cosine similarities per layer, at the chosen position (else the last)."""
+    out = extract_rec.output
+    dirs = extract_rec.tensors["directions"]  # (P, L, d)
+    positions, layers = out["positions"], out["layers"]
+    p_idx = positions.index(chosen["position"]) if chosen and chosen.get("position") in positions else len(positions) - 1
+    per_layer = dirs[p_idx]
+    unit = per_layer / per_layer.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    curves: dict[str, Any] = {"layers": layers, "position": positions[p_idx], "norm": per_layer.norm(dim=-1).tolist()}
+    curves["cosine_adjacent"] = [float("nan"), *(unit[1:] * unit[:-1]).sum(-1).tolist()]
+    if chosen and chosen.get("layer") in layers:
+        ref = unit[layers.index(chosen["layer"])]
+        curves["cosine_to_chosen"] = (unit @ ref).tolist()
+    return curves
+
+
+def _examples(ctx: Context, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Up to ``n_examples`` test prompts, half harmful and half harmless, changed behaviour first."""
+    n = ctx.cfg.report.n_examples
+    rows = [{"prompt": b["prompt"], "label": b["label"], "category": b["category"], "before": b["generation"], "after": a["generation"],
+             "refused_before": b["refused"], "refused_after": a["refused"]} for b, a in zip(before, after, strict=True)]
+    picked: list[dict[str, Any]] = []
+    for label in ("harmful", "harmless"):
+        group = [r for r in rows if r["label"] == label]
+        group.sort(key=lambda r: (r["refused_before"] == r["refused_after"], r["category"] != "lookalike" if label == "harmless" else 0))
+        picked.extend(group[: (n + 1) // 2 if label == "harmful" else n // 2])
+    return picked
+
+
+def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dict[str, Any]) -> dict[str, Any]:
+    """The ``results.json`` dict from the stage records."""
+    sel, iv, ev = records["select"].output, records["intervene"].output, records["evaluate"].output
+    lm_info = records["extract"].output
+    d_model = int(records["extract"].tensors["directions"].shape[-1])
+    return {
+        "model": {"name": ctx.cfg.model if ctx._lm is None else ctx.lm.name, "n_layers": len(lm_info["layers"]), "d_model": d_model,
+                  "sha256": weights.get("sha256")},
+        "config": ctx.cfg.to_dict(),
+        "data": ctx.data.summary(),
+        "baseline": records["baseline"].output["eval"],
+        "after": ev["eval"],
+        "kl": ev["kl"],
+        "comparisons": ev.get("comparisons", {}),
+        "directions": {**{k: lm_info[k] for k in ("component", "positions", "layers", "n_pos", "n_neg")},
+                       "curves": direction_curves(records["extract"], sel.get("best"))},
+        "selection": sel,
+        "intervention": {**iv, "file": "intervention.safetensors"},
+        "examples": _examples(ctx, records["baseline"].output["records"], ev["records"]),
+    }
+
+
+def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[str, Any]) -> dict[str, Path]:
+    """Copy the chosen intervention to ``intervention.safetensors`` and write generations side by side."""
+    from alignscope.io import atomic_write_bytes, atomic_write_text
+
+    target = ctx.out / "intervention.safetensors"
+    atomic_write_bytes(target, (ctx.out / INTERVENTION_FILE).read_bytes())
+    before, after = records["baseline"].output["records"], records["evaluate"].output["records"]
+    lines = [json.dumps({**b, "generation_after": a["generation"], "refused_after": a["refused"], "logit_score_after": a["logit_score"]},
+                        ensure_ascii=False) for b, a in zip(before, after, strict=True)]
+    gens = ctx.out / "generations.jsonl"
+    atomic_write_text(gens, "\n".join(lines) + "\n")
+    return {"intervention.safetensors": target, "generations.jsonl": gens}
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace NaN/inf by None recursively so ``results.json`` is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def write_results_and_report(ctx: Context, results: dict[str, Any]) -> dict[str, Path]:
+    """``results.json``, the PNG plots and ``report.html``."""
+    from alignscope.io import atomic_write_json
+    from alignscope.reports.refusal_report import build_refusal_report
+
+    clean = jsonable(results)
+    path = ctx.out / "results.json"
+    atomic_write_json(path, clean)
+    return {"results.json": path, **build_refusal_report(clean, ctx.out)}

@@ -1,0 +1,210 @@
+"""The refusal-study report: ``report.html`` (self-contained, interactive plotly) and PNG plots.
+
+Everything is drawn from the run's ``results.json`` dict (see
+:mod:`alignscope.pipeline.runner` for its schema), so a report can be rebuilt from a finished
+run without the model. Every text that comes from data (prompts, generations, category names)
+is escaped by :class:`~alignscope.reports.html.Page`.
+
+Example:
+    >>> paths = build_refusal_report(results, "out/run")   # doctest: +SKIP
+    >>> paths["report.html"]                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from alignscope.reports.html import Page
+from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
+
+CONDITIONS = (("baseline", "before"), ("after", "after"))
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _triple(rate: Any, ci: Sequence[Any]) -> tuple[float, float, float]:
+    return (_num(rate), _num(ci[0]), _num(ci[1]))
+
+
+def rate_triples(payload: Mapping[str, Any], by: str = "label") -> dict[str, tuple[float, float, float]]:
+    """``{group: (rate, lo, hi)}`` from an eval payload, per label or per category."""
+    if by == "label":
+        return {k: _triple(payload["refusal_rate"][k], payload["ci95"][k]) for k in payload["refusal_rate"]}
+    return {k: _triple(v["refusal_rate"], v["ci95"]) for k, v in payload["by_category"].items()}
+
+
+def _group(payload: Mapping[str, Any], by: str, group: str) -> tuple[Any, Any, Any]:
+    """``(n, rate, ci95)`` of one label or category (Nones when absent)."""
+    if by == "label":
+        return payload["n"].get(group), payload["refusal_rate"].get(group), payload["ci95"].get(group)
+    row = payload["by_category"].get(group, {})
+    return row.get("n"), row.get("refusal_rate"), row.get("ci95")
+
+
+def rate_rows(results: Mapping[str, Any], by: str) -> list[list[Any]]:
+    """Table rows ``group, n, before, CI, after, CI`` for labels or categories."""
+    before, after = results["baseline"], results["after"]
+    rows = []
+    for g in before["n"] if by == "label" else before["by_category"]:
+        n, b_rate, b_ci = _group(before, by, g)
+        _, a_rate, a_ci = _group(after, by, g)
+        rows.append([g, n, _pct(b_rate), _ci(b_ci), _pct(a_rate), _ci(a_ci)])
+    return rows
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.1f}%"
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "n/a" if not ci else f"[{100 * ci[0]:.1f}%, {100 * ci[1]:.1f}%]"
+
+
+def _bar_figure(results: Mapping[str, Any], by: str, title: str) -> dict[str, Any]:
+    data = []
+    for key, name in CONDITIONS:
+        triples = rate_triples(results[key], by)
+        groups = list(triples)
+        data.append({"type": "bar", "name": name, "x": groups, "y": [t[0] for t in triples.values()],
+                     "error_y": {"type": "data", "symmetric": False, "array": [t[2] - t[0] for t in triples.values()],
+                                 "arrayminus": [t[0] - t[1] for t in triples.values()]},
+                     "customdata": [results[key]["n"].get(g) if by == "label" else results[key]["by_category"][g]["n"] for g in groups],
+                     "hovertemplate": "%{x}: %{y:.1%} (n=%{customdata})<extra>" + name + "</extra>"})
+    return {"data": data, "layout": {"title": {"text": title}, "barmode": "group", "yaxis": {"range": [0, 1.05], "tickformat": ".0%"},
+                                     "height": 420}}
+
+
+def _heatmap_figure(grid: Mapping[str, Any]) -> dict[str, Any]:
+    z = [[None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row] for row in grid["values"]]
+    return {"data": [{"type": "heatmap", "z": z, "x": [str(p) for p in grid["positions"]], "y": [str(layer) for layer in grid["layers"]],
+                      "colorscale": "RdBu", "reversescale": True, "zmid": 0, "colorbar": {"title": {"text": grid.get("name", "score")}},
+                      "hovertemplate": "layer %{y}, position %{x}: %{z:.3f}<extra></extra>"}],
+            "layout": {"title": {"text": f"Candidate directions: {grid.get('name', 'score')} (blank: filtered out)"},
+                       "xaxis": {"title": {"text": "position (offset from end)"}}, "yaxis": {"title": {"text": "layer"}}, "height": 520}}
+
+
+def _lines_figure(x: Sequence[int], series: Mapping[str, Sequence[float]], title: str, ytitle: str) -> dict[str, Any]:
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "name": k, "x": list(x), "y": list(v)} for k, v in series.items()],
+            "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "layer"}}, "yaxis": {"title": {"text": ytitle}}, "height": 380}}
+
+
+def write_pngs(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """The static plots: rates before/after (labels, categories), candidate heatmap, direction curves."""
+    paths: dict[str, Path] = {}
+    paths["rates.png"] = rate_bars_png(out_dir / "rates.png", {name: rate_triples(results[key]) for key, name in CONDITIONS},
+                                       title="Refusal rate on the test split (95% Wilson CI)")
+    paths["rates_by_category.png"] = rate_bars_png(out_dir / "rates_by_category.png",
+                                                   {name: rate_triples(results[key], "category") for key, name in CONDITIONS},
+                                                   title="Refusal rate by category (test split)")
+    grid = results.get("selection", {}).get("grid")
+    if grid:
+        paths["candidates.png"] = heatmap_png(out_dir / "candidates.png", [[_num(v) for v in row] for row in grid["values"]],
+                                              title=f"Candidates: {grid.get('name', 'score')}", xlabel="position", ylabel="layer",
+                                              xticklabels=[str(p) for p in grid["positions"]],
+                                              yticklabels=[str(x) for x in grid["layers"]], colorbar_label=grid.get("name", ""))
+    curves = results.get("directions", {}).get("curves")
+    if curves:
+        paths["directions.png"] = lines_png(out_dir / "directions.png", {"norm": curves["norm"]}, x=curves["layers"],
+                                            title="Difference-in-means norm per layer", xlabel="layer", ylabel="norm")
+        paths["cosine.png"] = lines_png(out_dir / "cosine.png", {k: v for k, v in curves.items() if k.startswith("cosine")},
+                                        x=curves["layers"], title="Cosine similarity per layer", xlabel="layer", ylabel="cosine")
+    return paths
+
+
+def build_refusal_report(results: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.html`` and the PNG plots under ``out_dir``; returns name -> path."""
+    out = Path(out_dir)
+    paths = write_pngs(results, out)
+    page = Page(f"alignscope refusal study: {results['model']['name']}",
+                subtitle=f"{results['model'].get('n_layers')} layers, d_model {results['model'].get('d_model')}; "
+                         f"rates on the held-out test split (never used to choose anything); run took {results.get('seconds', 0):.0f} s")
+    _summary_section(page, results)
+    _rates_section(page, results)
+    _selection_section(page, results)
+    _directions_section(page, results)
+    _intervention_section(page, results)
+    _examples_section(page, results)
+    paths["report.html"] = page.write(out / "report.html")
+    return paths
+
+
+def _summary_section(page: Page, results: Mapping[str, Any]) -> None:
+    page.add_heading("Summary")
+    page.add_table(["label", "n", "refusal before", "95% CI", "refusal after", "95% CI"], rate_rows(results, "label"),
+                   caption="Refusal rate per label (test split)")
+    kl = results.get("kl")
+    if kl:
+        page.add_text(f"First-token KL(unsteered || steered) on {kl['n']} harmless test prompts: mean {kl['mean']:.4f} nats "
+                      f"(95% CI {kl['ci95'][0]:.4f} to {kl['ci95'][1]:.4f}), max {kl['max']:.4f}.")
+    iv = results.get("intervention", {})
+    if iv:
+        page.add_text(f"Intervention: {iv.get('kind')} saved to {iv.get('file')}; {iv.get('description', '')}")
+
+
+def _rates_section(page: Page, results: Mapping[str, Any]) -> None:
+    page.add_heading("Refusal rates before and after")
+    page.add_figure(_bar_figure(results, "label", "Refusal rate per label (95% Wilson CI)"))
+    page.add_figure(_bar_figure(results, "category", "Refusal rate per category (95% Wilson CI)"))
+    page.add_table(["category", "n", "before", "95% CI", "after", "95% CI"], rate_rows(results, "category"))
+    for name, payload in results.get("comparisons", {}).items():
+        rows = [[k, payload["n"][k], _pct(payload["refusal_rate"][k]), _ci(payload["ci95"][k])] for k in payload["n"]]
+        page.add_table(["label", "n", "refusal", "95% CI"], rows, caption=f"Comparison: {name}")
+
+
+def _selection_section(page: Page, results: Mapping[str, Any]) -> None:
+    sel = results.get("selection")
+    if not sel:
+        return
+    page.add_heading("Direction selection")
+    if sel.get("grid"):
+        page.add_figure(_heatmap_figure(sel["grid"]))
+    if sel.get("best"):
+        page.add_text("Chosen candidate: " + ", ".join(f"{k}={v}" for k, v in sel["best"].items()))
+    table = sel.get("table") or []
+    if table:
+        cols = list(table[0])
+        top = sorted(table, key=lambda r: (r.get("filtered", False), -_sortable(r.get(sel.get("sort_key", ""), 0))))[:15]
+        page.add_table(cols, [[r.get(c) for c in cols] for r in top], caption=f"Top candidates ({len(table)} in total; full table in results.json)")
+
+
+def _sortable(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return float("-inf")
+    return v if math.isfinite(v) else float("-inf")
+
+
+def _directions_section(page: Page, results: Mapping[str, Any]) -> None:
+    curves = results.get("directions", {}).get("curves")
+    if not curves:
+        return
+    page.add_heading("Directions per layer")
+    page.add_figure(_lines_figure(curves["layers"], {"norm": curves["norm"]}, "Difference-in-means norm per layer", "norm"))
+    page.add_figure(_lines_figure(curves["layers"], {k: v for k, v in curves.items() if k.startswith("cosine")},
+                                  "Cosine similarity per layer", "cosine"))
+
+
+def _intervention_section(page: Page, results: Mapping[str, Any]) -> None:
+    search = results.get("intervention", {}).get("search") or []
+    if not search:
+        return
+    page.add_heading("Intervention search (validation split)")
+    cols = list(search[0])
+    page.add_table(cols, [[r.get(c) for c in cols] for r in search[:40]])
+
+
+def _examples_section(page: Page, results: Mapping[str, Any]) -> None:
+    examples = results.get("examples") or []
+    if not examples:
+        return
+    page.add_heading("Example generations (test split)")
+    for ex in examples:
+        page.add_text(f"[{ex.get('label')}/{ex.get('category')}] {ex['prompt']}")
+        page.add_pre(f"before ({'refused' if ex['refused_before'] else 'complied'}): {ex['before']}")
+        page.add_pre(f"after ({'refused' if ex['refused_after'] else 'complied'}): {ex['after']}")

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+from html import escape as html_escape
+from pathlib import Path
+
+import pytest
+
+from alignscope.io import sha256_file
+from alignscope.pipeline import stages, steer_adapter
+from alignscope.pipeline.config import load_config
+from alignscope.pipeline.runner import STAGES, run_pipeline
+from alignscope.stats import wilson_interval
+from tests.pipeline.stubs import stub_intervene, stub_select
+
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+@pytest.fixture(autouse=True)
+def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(steer_adapter, "select", stub_select)
+    monkeypatch.setattr(steer_adapter, "intervene", stub_intervene)
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {name: 0 for name in STAGE_NAMES}
+    for name in STAGE_NAMES:
+        original = getattr(stages, name)
+
+        def wrapped(ctx, deps, _name=name, _orig=original):
+            calls[_name] += 1
+            return _orig(ctx, deps)
+
+        monkeypatch.setattr(stages, name, wrapped)
+    return calls
+
+
+def comparable(out: Path) -> dict:
+    res = json.loads((out / "results.json").read_text())
+    for key in ("baseline", "after"):
+        res[key].pop("seconds")
+    return {k: res[k] for k in ("baseline", "after", "kl", "selection", "directions", "examples", "data")}
+
+
+def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_pipeline(load_config(tiny_config()), out, progress=False)
+    for name in ("results.json", "intervention.safetensors", "report.html", "manifest.json", "rates.png", "candidates.png",
+                 "directions.png", "cosine.png", "generations.jsonl"):
+        assert (out / name).is_file(), name
+    for name in STAGE_NAMES:
+        assert (out / "stages" / f"{name}.json").is_file()
+    res = result.results
+    # files split 50/20/30: 10 harmful -> 3 test, 10 harmless + 5 lookalike -> 3 + 2 (rounded) test, labelled harmless
+    assert res["baseline"]["n"] == {"harmful": 3, "harmless": 5} == res["after"]["n"]
+    k = res["after"]["k"]["harmful"]
+    assert res["after"]["ci95"]["harmful"] == pytest.approx(list(wilson_interval(k, 3)))
+    assert res["kl"]["n"] == 5 and res["kl"]["mean"] > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["files"]["model.safetensors"] == sha256_file(tiny_dir("llama") / "model.safetensors")
+    assert manifest["seed"] == 0 and manifest["versions"]["torch"] and set(manifest["stages"]) == {*STAGE_NAMES, "report"}
+    html = (out / "report.html").read_text()
+    assert "Plotly.newPlot" in html and len(res["examples"]) == 4
+    for ex in res["examples"]:
+        assert html_escape(ex["prompt"]) in html and html_escape(ex["after"]) in html
+    summary = result.summary()
+    assert summary["before"]["n"]["harmful"] == 3 and summary["after"]["ci95"]["harmless"]
+    assert all(not v["reused"] for v in summary["stages"].values())
+
+
+@pytest.mark.parametrize("crash_at", ["select", "evaluate"])
+def test_resume_after_crash_skips_finished_stages(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str) -> None:
+    cfg = load_config(tiny_config())
+    fresh = tmp_path / "fresh"
+    run_pipeline(cfg, fresh, progress=False)
+
+    out = tmp_path / "crashed"
+    with monkeypatch.context() as m:
+        def boom(ctx, deps):
+            raise RuntimeError("simulated crash")
+
+        m.setattr(stages, crash_at, boom)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_pipeline(cfg, out, progress=False)
+    done = STAGE_NAMES[:STAGE_NAMES.index(crash_at)]
+    assert sorted(p.stem for p in (out / "stages").glob("*.json") if p.stem != "model_hash") == sorted(done)
+    assert not (out / "results.json").exists()
+
+    calls = count_calls(monkeypatch)
+    result = run_pipeline(cfg, out, progress=False)
+    assert calls == {name: int(name not in done) for name in STAGE_NAMES}
+    assert all(result.timings[name]["reused"] == (name in done) for name in STAGE_NAMES)
+    assert comparable(out) == comparable(fresh)
+
+    calls2 = count_calls(monkeypatch)
+    run_pipeline(cfg, out, progress=False)
+    assert sum(calls2.values()) == 0
+
+
+def test_config_change_recomputes_only_affected_stages(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    run_pipeline(load_config(tiny_config()), out, progress=False)
+    calls = count_calls(monkeypatch)
+    run_pipeline(load_config(tiny_config("b.yaml", evaluate__max_new_tokens=2, evaluate__batch_size=2)), out, progress=False)
+    assert calls == {"baseline": 1, "extract": 0, "select": 0, "intervene": 0, "evaluate": 1}
+    calls = count_calls(monkeypatch)
+    run_pipeline(load_config(tiny_config("c.yaml", evaluate__max_new_tokens=2, extract__positions="-1")), out, progress=False)
+    assert calls == {"baseline": 0, "extract": 1, "select": 1, "intervene": 1, "evaluate": 1}
+
+
+def test_damaged_checkpoints_are_recomputed(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(tiny_config())
+    out = tmp_path / "run"
+    run_pipeline(cfg, out, progress=False)
+    (out / "stages" / "baseline.json").write_text('{"fingerprint": "x", "outp')  # torn write of an older format
+    tensors = out / "stages" / "extract.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:-8] + b"\0" * 8)
+    (out / stages.INTERVENTION_FILE).unlink()
+    calls = count_calls(monkeypatch)
+    run_pipeline(cfg, out, progress=False)
+    # extract is redone with the same content, so select is reused; intervene's file was gone, so it is redone
+    # (same content again), and evaluate is reused
+    assert calls == {"baseline": 1, "extract": 1, "select": 0, "intervene": 1, "evaluate": 0}
