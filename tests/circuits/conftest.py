@@ -50,3 +50,18 @@ def strong_lm(strong_dir: Callable[[str], Path]) -> Callable[[str], LoadedModel]
         return cache[family]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def strong_plain(strong_dir: Callable[[str], Path]) -> Callable[[str], torch.nn.Module]:
+    """Family -> a fresh plain HF copy of the strong tiny model (never the bridge's), loaded once."""
+    from tests.reference import load_plain
+
+    cache: dict[str, torch.nn.Module] = {}
+
+    def get(family: str) -> torch.nn.Module:
+        if family not in cache:
+            cache[family] = load_plain(strong_dir(family))
+        return cache[family]
+
+    return get

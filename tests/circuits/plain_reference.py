@@ -16,12 +16,18 @@ import torch
 
 from alignscope.models.registry import decoder_layers, get_arch, resolve_module
 
+# What a sublayer writes into the residual stream passes through these norms on Gemma 2/3
+# (registry flag post_sublayer_norm); attn_out/mlp_out are defined as what is written.
+_POST_NORMS = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}
+
 
 def _module(model: torch.nn.Module, component: str, layer: int) -> torch.nn.Module:
     spec = get_arch(model.config.model_type)
     block = decoder_layers(model)[layer]
     if component == "resid_pre":
         return block
+    if component in _POST_NORMS and spec.post_sublayer_norm:
+        return resolve_module(block, _POST_NORMS[component])
     return resolve_module(block, spec.attn_out if component in ("attn_out", "head") else spec.mlp_out)
 
 
@@ -47,20 +53,27 @@ def _get(component: str, args: tuple, kwargs: dict, out: Any) -> torch.Tensor:
 
 
 def record(model: torch.nn.Module, ids: Sequence[int], component: str) -> list[torch.Tensor]:
-    """Per layer, the (seq, width) activation of ``component`` on one prompt."""
-    acts: list[torch.Tensor] = []
-    for layer in range(len(decoder_layers(model))):
-        grabbed: dict[str, torch.Tensor] = {}
+    """Per layer, the (seq, width) activation of ``component`` on one prompt (one forward pass)."""
+    n_layers = len(decoder_layers(model))
+    grabbed: dict[int, torch.Tensor] = {}
+    handles = []
+    for layer in range(n_layers):
+        mod = _module(model, component, layer)
         if _is_pre(component):
-            def fn(_m, args, kwargs, g=grabbed):
-                g["x"] = _get(component, args, kwargs, None)[0].detach().clone()
+            def fn(_m, args, kwargs, layer=layer):
+                grabbed[layer] = _get(component, args, kwargs, None)[0].detach().clone()
+            handles.append(mod.register_forward_pre_hook(fn, with_kwargs=True))
         else:
-            def fn(_m, _args, out, g=grabbed):
-                g["x"] = _get(component, (), {}, out)[0].detach().clone()
-        with _hook(_module(model, component, layer), fn, _is_pre(component)), torch.no_grad():
+            def fn_out(_m, _args, out, layer=layer):
+                grabbed[layer] = _get(component, (), {}, out)[0].detach().clone()
+            handles.append(mod.register_forward_hook(fn_out))
+    try:
+        with torch.no_grad():
             model(torch.tensor([list(ids)]))
-        acts.append(grabbed["x"])
-    return acts
+    finally:
+        for h in handles:
+            h.remove()
+    return [grabbed[layer] for layer in range(n_layers)]
 
 
 def patched_logits(model: torch.nn.Module, ids: Sequence[int], component: str, layer: int,
@@ -108,4 +121,108 @@ def naive_patching(model: torch.nn.Module, clean_ids: Sequence[int], corrupt_ids
         for pos in range(len(target)):
             logits = patched_logits(model, target, component, layer, src[layer][pos], lambda x, p=pos: x[0, p])
             out[layer, pos] = metric(logits) - base
+    return out
+
+
+def naive_attribution(model: torch.nn.Module, clean_ids: Sequence[int], corrupt_ids: Sequence[int], component: str,
+                      metric: Callable[[torch.Tensor], torch.Tensor], n_heads: int, ig_steps: int) -> torch.Tensor:
+    """Gradient x delta (ig_steps=0: gradient at the corrupt run; N: mean over N interpolated inputs), one run per step."""
+    src = record(model, clean_ids, component)
+    tgt = record(model, corrupt_ids, component)
+    emb_clean = record(model, clean_ids, "resid_pre")[0]
+    emb_corrupt = record(model, corrupt_ids, "resid_pre")[0]
+    alphas = [0.0] if ig_steps == 0 else [(i + 0.5) / ig_steps for i in range(ig_steps)]
+    n_layers = len(decoder_layers(model))
+    grads = [torch.zeros_like(t) for t in tgt]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for alpha in alphas:
+        start = emb_corrupt + alpha * (emb_clean - emb_corrupt)
+        acts: list[torch.Tensor] = []
+        handles = []
+
+        def first(_m, args, kwargs, s=start):
+            x = s.unsqueeze(0).clone().requires_grad_(True)
+            return ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
+
+        handles.append(decoder_layers(model)[0].register_forward_pre_hook(first, with_kwargs=True))
+        for layer in range(n_layers):
+            mod = _module(model, component, layer)
+            if _is_pre(component):
+                def keep(_m, args, kwargs, acts=acts):
+                    x = _get(component, args, kwargs, None)
+                    y = x.clone()
+                    y.retain_grad()
+                    acts.append(y)
+                    return ((y, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": y})
+                handles.append(mod.register_forward_pre_hook(keep, with_kwargs=True))
+            else:
+                def keep_out(_m, _args, out, acts=acts):
+                    y = (out[0] if isinstance(out, tuple) else out).clone()
+                    y.retain_grad()
+                    acts.append(y)
+                    return (y, *out[1:]) if isinstance(out, tuple) else y
+                handles.append(mod.register_forward_hook(keep_out))
+        try:
+            with torch.enable_grad():
+                logits = model(torch.tensor([list(corrupt_ids)])).logits[0, -1]
+                metric(logits).backward()
+        finally:
+            for h in handles:
+                h.remove()
+        for layer in range(n_layers):
+            grads[layer] += acts[layer].grad[0] / len(alphas)
+    contrib = torch.stack([((s - t) * g).sum(-1) if component != "head" else
+                           ((s - t) * g).reshape(len(corrupt_ids), n_heads, -1).sum(-1).sum(0)
+                           for s, t, g in zip(src, tgt, grads, strict=True)])
+    return contrib
+
+
+def naive_trace(model: torch.nn.Module, ids: Sequence[int], positions: Sequence[int], noise: torch.Tensor,
+                kind_module: str, window: int, metric: Callable[[torch.Tensor], float]) -> torch.Tensor:
+    """Causal-tracing indirect effects by brute force: one noised forward per (layer, position).
+
+    ``kind_module``: ``resid_post`` (decoder block output), ``attn_out`` or ``mlp_out``.
+    """
+    spec = get_arch(model.config.model_type)
+    embed = resolve_module(model, spec.embed)
+    n_layers = len(decoder_layers(model))
+
+    def mod(layer: int) -> torch.nn.Module:
+        return decoder_layers(model)[layer] if kind_module == "resid_post" else _module(model, kind_module, layer)
+
+    clean: dict[int, torch.Tensor] = {}
+    hs = [mod(i).register_forward_hook(lambda _m, _a, o, i=i: clean.__setitem__(i, (o[0] if isinstance(o, tuple) else o)[0].clone()))
+          for i in range(n_layers)]
+    with torch.no_grad():
+        model(torch.tensor([list(ids)]))
+    for h in hs:
+        h.remove()
+
+    def add_noise(_m, _a, out):
+        out = out.clone()
+        out[0, list(positions)] += noise
+        return out
+
+    def run(restore: list[int], pos: int | None) -> float:
+        handles = [embed.register_forward_hook(add_noise)]
+        for layer in restore:
+            def put(_m, _a, o, layer=layer):
+                x = (o[0] if isinstance(o, tuple) else o).clone()
+                x[0, pos] = clean[layer][pos]
+                return (x, *o[1:]) if isinstance(o, tuple) else x
+            handles.append(mod(layer).register_forward_hook(put))
+        try:
+            with torch.no_grad():
+                return metric(model(torch.tensor([list(ids)])).logits[0, -1])
+        finally:
+            for h in handles:
+                h.remove()
+
+    base = run([], None)
+    out = torch.zeros(n_layers, len(ids))
+    for layer in range(n_layers):
+        lo, hi = max(0, layer - window // 2), min(n_layers, layer - (-window // 2))
+        for pos in range(len(ids)):
+            out[layer, pos] = run(list(range(lo, max(hi, lo + 1))), pos) - base
     return out

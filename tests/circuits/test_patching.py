@@ -7,7 +7,7 @@ from alignscope.circuits.patching import activation_patching
 from alignscope.errors import InputError
 from alignscope.metrics import logit_diff_metric
 from tests.circuits.plain_reference import naive_patching
-from tests.reference import ATOL, load_plain
+from tests.reference import ATOL
 
 # Char-level tiny tokenizer: same length, differing in two places.
 CLEAN, CORRUPT = "abcde fg", "abXde Yg"
@@ -23,9 +23,9 @@ def _metric_ref(logits: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("component", ["resid_pre", "attn_out", "mlp_out", "head"])
-def test_activation_patching_matches_naive_plain_hf(family, component, strong_lm) -> None:
+def test_activation_patching_matches_naive_plain_hf(family, component, strong_lm, strong_plain) -> None:
     lm = strong_lm(family)
-    plain = load_plain(lm.source)
+    plain = strong_plain(lm.model_type)
     clean, corrupt = _ids(lm, CLEAN), _ids(lm, CORRUPT)
     res = activation_patching(lm, clean, corrupt, component=component, metric=logit_diff_metric(ANSWER, FOIL))
     ref = naive_patching(plain, clean, corrupt, component, _metric_ref, lm.n_heads)
@@ -38,9 +38,9 @@ def test_activation_patching_matches_naive_plain_hf(family, component, strong_lm
 
 
 @pytest.mark.parametrize("component", ["resid_pre", "head"])
-def test_noising_direction_matches_naive(component, strong_lm) -> None:
+def test_noising_direction_matches_naive(component, strong_lm, strong_plain) -> None:
     lm = strong_lm("qwen2")
-    plain = load_plain(lm.source)
+    plain = strong_plain(lm.model_type)
     clean, corrupt = _ids(lm, CLEAN), _ids(lm, CORRUPT)
     res = activation_patching(lm, clean, corrupt, component=component, metric=logit_diff_metric(ANSWER, FOIL),
                               direction="noise")

@@ -258,7 +258,9 @@ def replay(
     Args:
         lm: the loaded model.
         target: the recorded run that rows modify.
-        rows: each row is a list of :class:`Patch`; an empty row reproduces ``target``.
+        rows: each row is a list of :class:`Patch`; an empty row reproduces ``target``. Rows
+            whose patches all write values bit-identical to the target's own are not run:
+            they get the target run's metric.
         sources: activation sources by name, each ``(component, layer) -> (seq, ...)`` as in
             :attr:`RunRecord.acts`; ``"zero"`` needs no entry.
         metric: maps ``(rows, 1, vocab)`` logits to ``(rows,)``.
@@ -268,15 +270,18 @@ def replay(
     Returns:
         ``(n_rows,)`` metric values, float32 on CPU, in the order of ``rows``.
     """
-    if not rows:
-        return torch.zeros(0)
     n_layers = lm.n_layers
     for row in rows:
         for p in row:
             _validate_patch(lm, target, p, sources)
-    order = sorted(range(len(rows)), key=lambda r: start_layer(rows[r], n_layers))
+    # A row that writes exactly what the target run already has cannot change anything.
+    live = [r for r, row in enumerate(rows) if not all(_is_noop(p, target, sources) for p in row) or not row]
+    out = torch.full((len(rows),), float(metric(target.last_logits)[0]))
+    log.debug("replay: %d of %d rows need a forward pass", len(live), len(rows))
+    if not live:
+        return out
+    order = sorted(live, key=lambda r: start_layer(rows[r], n_layers))
     per_chunk = max(1, max_batch_tokens // target.seq_len)
-    out = torch.zeros(len(rows))
     chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
     for chunk in tqdm(chunks, desc="patching", disable=not progress or len(chunks) < 2, leave=False):
         values = _replay_chunk(lm, target, [rows[r] for r in chunk], sources, metric)
@@ -290,6 +295,19 @@ def _validate_patch(lm: LoadedModel, target: RunRecord, patch: Patch, sources: M
         raise InputError(f"patch positions {patch.positions} out of range for a {target.seq_len}-token prompt", field="positions")
     if patch.source != ZERO and (patch.component, patch.layer) not in sources.get(patch.source, {}):
         raise InputError(f"no {patch.source!r} activations for {patch.component}@{patch.layer}", field="sources")
+
+
+def _is_noop(patch: Patch, target: RunRecord, sources: Mapping[str, Mapping[ActKey, torch.Tensor]]) -> bool:
+    """Whether ``patch`` writes values bit-identical to the target run's own (so it changes nothing)."""
+    key = (patch.component, patch.layer)
+    if key not in target.acts:
+        return False
+    current = target.acts[key]
+    new = torch.zeros_like(current) if patch.source == ZERO else sources[patch.source][key]
+    pos = slice(None) if patch.positions is None else list(patch.positions)
+    if patch.component == "head" and patch.head is not None:
+        return torch.equal(current[pos, patch.head], new[pos, patch.head])
+    return torch.equal(current[pos], new[pos])
 
 
 def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
