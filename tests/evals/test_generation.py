@@ -97,3 +97,30 @@ def test_bad_arguments(tiny_lm) -> None:
     with pytest.raises(InputError, match="batch_size"):
         generate(lm, ["x"], batch_size=0)
     assert generate(lm, []) == []
+
+
+def test_stateful_conditional_intervention_batched_equals_single(tiny_lm) -> None:
+    """A per-prompt gate (state kept across decoding steps) must not leak between prompts or batches."""
+    from alignscope.evals.capability import first_token_kl
+    from alignscope.models.chat import encode_batch
+    from alignscope.steering.conditional import ConditionalSteering
+    from alignscope.steering.probes import LinearProbe
+
+    lm = tiny_lm("llama")
+    prompts = [*PROMPTS, "zzz", "qq rr"]
+    gen = torch.Generator().manual_seed(0)
+    probe = LinearProbe(torch.randn(1, lm.d_model, generator=gen), 0.0, (1,))
+    vector = torch.randn(lm.d_model, generator=gen) * 3
+    enc = encode_batch(lm.tokenizer, prompts, chat=True)
+    with ConditionalSteering(probe, vector, layers=(1,), threshold=0.0, component="resid_post").apply(lm) as handle:
+        lm.bridge(enc.input_ids, attention_mask=enc.attention_mask)
+        scores = handle.scores
+    iv = ConditionalSteering(probe, vector, layers=(1,), coefficient=2.0, threshold=float(scores.median()), component="resid_post")
+    batched = generate_detailed(lm, prompts, max_new_tokens=5, batch_size=4, intervention=iv)
+    singles = [generate_detailed(lm, [p], max_new_tokens=5, batch_size=1, intervention=iv).token_ids[0] for p in prompts]
+    assert batched.token_ids == singles
+    kl = first_token_kl(lm, prompts, iv, batch_size=6)
+    kl_single = torch.cat([first_token_kl(lm, [p], iv, batch_size=1) for p in prompts])
+    torch.testing.assert_close(kl, kl_single, atol=1e-5, rtol=1e-4)
+    gated = scores > float(scores.median())
+    assert bool((kl[gated] > 0).all()) and bool((kl[~gated] == 0).all())

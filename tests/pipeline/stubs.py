@@ -28,5 +28,5 @@ def stub_intervene(ctx: Context, extract: StageRecord, selection: StageRecord, t
     best: dict[str, Any] = selection.output["best"]
     iv = ActivationAddition(selection.tensors["direction"], layers=(int(best["layer"]),), coefficient=3.0)
     save_intervention(ctx.out / target, iv, model=ctx.lm.name)
-    return StageOutput({"kind": iv.kind, "description": f"addition x3 at layer {best['layer']}", "search": [{"coefficient": 3.0}]},
+    return StageOutput({"kind": iv.kind, "description": f"addition x3 at layer {best['layer']}", "search": {"coefficients": [{"coefficient": 3.0}]}},
                        files=(target,))

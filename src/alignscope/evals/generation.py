@@ -72,6 +72,7 @@ def generate_detailed(
     intervention: Any | None = None,
     progress: bool = False,
     system: str | None = None,
+    min_new_tokens: int = 0,
 ) -> Generations:
     """Greedy generation returning texts, token ids and the first-step logits.
 
@@ -85,6 +86,7 @@ def generate_detailed(
             the whole generation.
         progress: show a tqdm bar on stderr.
         system: optional system message (chat mode).
+        min_new_tokens: suppress EOS until this many tokens exist (fixed-length runs, e.g. benchmarks).
 
     Returns:
         :class:`Generations` in the order of ``prompts``.
@@ -97,7 +99,7 @@ def generate_detailed(
     texts: list[str] = [""] * len(prompts)
     token_ids: list[list[int]] = [[] for _ in prompts]
     first: list[torch.Tensor | None] = [None] * len(prompts)
-    config = _greedy_config(lm, max_new_tokens)
+    config = _greedy_config(lm, max_new_tokens, min_new_tokens)
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
     with intervention_scope(lm, intervention), torch.no_grad():
         for batch in length_batches([len(e) for e in encoded], batch_size):
@@ -133,11 +135,11 @@ def generate(
                              intervention=intervention, progress=progress).texts
 
 
-def _greedy_config(lm: LoadedModel, max_new_tokens: int) -> GenerationConfig:
+def _greedy_config(lm: LoadedModel, max_new_tokens: int, min_new_tokens: int = 0) -> GenerationConfig:
     """A fresh greedy config, so no sampling or penalty settings of the model's own config leak in."""
     tok = lm.tokenizer
     eos = tok.eos_token_id if tok.eos_token_id is not None else lm.config.eos_token_id
-    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+    return GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                             pad_token_id=int(tok.pad_token_id), eos_token_id=eos,
                             output_logits=True, return_dict_in_generate=True)
 

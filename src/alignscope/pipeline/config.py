@@ -27,12 +27,17 @@ Schema (defaults shown)::
       n_harmful: 32                 # val prompts used to score candidates
       n_harmless: 32
       batch_size: 16
-    intervene:
-      kind: conditional             # conditional (selective), addition, ablation
-      layers: null                  # steered layers (null: chosen by the search)
-      coefficients: null            # coefficients tried (null: the search's defaults)
-      max_fpr: 0.05                 # highest harmless refusal rate accepted on the val split
-      max_new_tokens: 24            # tokens generated while searching
+    intervene:                      # null: the steering search's own default
+      kind: conditional             # conditional (probe-gated, selective), addition, ablation
+      steer_layers: null            # candidate layers for the refusal-mode vector
+      coefficients: null            # candidate coefficients, tried in increasing order
+      probe_layer_sets: null        # candidate condition-probe layer sets, e.g. [[16], [18, 22]]
+      pooling: null                 # span (user message tokens) or tail (post-instruction tokens)
+      max_fpr: null                 # out-of-fold harmless false-positive rate allowed for the gate
+      target_refusal: null          # val refusal rate at which the coefficient search stops
+      folds: null                   # probe cross-validation folds
+      n_vector_prompts: null        # train prompts per class for the behaviour vector
+      max_new_tokens: null          # tokens generated per prompt while searching
       batch_size: 16
     evaluate:
       max_new_tokens: 32
@@ -94,14 +99,36 @@ class SelectConfig(_Section):
 
 
 class InterveneConfig(_Section):
-    """The search for the intervention that is saved and evaluated."""
+    """The search for the intervention that is saved and evaluated.
+
+    ``conditional`` runs :func:`alignscope.steering.conscience.fit_conscience`; a null field
+    keeps that search's own default. ``addition``/``ablation`` use the selected direction.
+    """
 
     kind: Literal["conditional", "addition", "ablation"] = "conditional"
-    layers: list[int] | None = None
+    steer_layers: list[int] | None = None
     coefficients: list[float] | None = None
-    max_fpr: float = Field(default=0.05, ge=0, le=1)
-    max_new_tokens: int = Field(default=24, ge=1)
+    probe_layer_sets: list[list[int]] | None = None
+    pooling: Literal["span", "tail"] | None = None
+    max_fpr: float | None = Field(default=None, ge=0, lt=1)
+    target_refusal: float | None = Field(default=None, gt=0, le=1)
+    folds: int | None = Field(default=None, ge=2)
+    n_vector_prompts: int | None = Field(default=None, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=16, ge=1)
+
+    def search_overrides(self) -> dict[str, Any]:
+        """The fields set here, as the search's keyword arguments (lists become tuples)."""
+        out: dict[str, Any] = {}
+        for key, value in self.model_dump(exclude={"kind"}).items():
+            if value is None:
+                continue
+            if key == "probe_layer_sets":
+                value = tuple(tuple(s) for s in value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            out[key] = value
+        return out
 
 
 class JudgeSection(_Section):

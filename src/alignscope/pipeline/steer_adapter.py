@@ -32,11 +32,58 @@ def select(ctx: Context, extract: StageRecord) -> StageOutput:
 
 
 def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target: str) -> StageOutput:
-    """Run the steering package's intervention search and save the result to ``ctx.out / target``."""
-    raise NotImplementedError("waiting for alignscope.steering.conscience")
+    """Build the intervention the config asks for and save it to ``ctx.out / target``.
+
+    ``conditional``: :func:`~alignscope.steering.conscience.fit_conscience` on train/val (the
+    selective "conscience"); ``addition``/``ablation``: the selected direction, unconditionally.
+    """
+    from alignscope.pipeline.stages import StageOutput
+    from alignscope.steering.interventions import save_intervention
+
+    cfg = ctx.cfg.intervene
+    if cfg.kind == "conditional":
+        iv, output = _fit_conscience(ctx)
+    else:
+        iv = comparison(ctx, cfg.kind, {"extract": extract, "select": selection}, coefficient=(cfg.coefficients or [1.0])[0])
+        best = selection.output["best"]
+        output = {"kind": iv.kind, "params": {"layer": best.get("layer"), "position": best.get("position")},
+                  "description": f"{cfg.kind} of the selected direction (layer {best.get('layer')}, position {best.get('position')})",
+                  "search": {}}
+    save_intervention(ctx.out / target, iv, model=ctx.lm.name)
+    return StageOutput(output, files=(target,))
 
 
-def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord]) -> Any:
+def _fit_conscience(ctx: Context) -> tuple[Any, dict[str, Any]]:
+    from dataclasses import fields
+
+    from alignscope.errors import InputError
+    from alignscope.steering.conscience import ConscienceConfig, fit_conscience
+
+    overrides = ctx.cfg.intervene.search_overrides()
+    known = {f.name for f in fields(ConscienceConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(f"not supported by this version of fit_conscience; it takes {', '.join(sorted(known))}",
+                         field=f"intervene.{unknown[0]}")
+    d = ctx.data
+    fit = fit_conscience(ctx.lm, d.harmful["train"], d.harmless["train"], d.harmful["val"], d.harmless["val"],
+                         lookalike_train=d.lookalike["train"] or None, lookalike_val=d.lookalike["val"] or None,
+                         config=ConscienceConfig(**overrides, seed=ctx.cfg.seed))
+    iv, table = fit.intervention, fit.table
+    chosen = table.get("chosen", {})
+    description = (f"conditional steering: refusal-mode vector x{chosen.get('coefficient')} at layer {chosen.get('steer_layer')}, "
+                   f"gated by a logistic probe on layers {chosen.get('probe_layers')} (threshold {_fmt(chosen.get('threshold'))})")
+    search = {"behaviour vector: unconditional refusal on val harmful": table.get("behaviour", []),
+              "condition probe: out-of-fold (train+val)": table.get("probe", [])}
+    return iv, {"kind": iv.kind, "params": chosen, "description": description, "search": search,
+                "search_seconds": table.get("seconds")}
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord], coefficient: float = 1.0) -> Any:
     """An unconditional intervention built from the selected direction, to compare against."""
     from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
 
@@ -44,4 +91,4 @@ def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord]) -> Any:
     direction: torch.Tensor = deps["select"].tensors["direction"]
     if kind == "ablation":
         return DirectionalAblation(direction)
-    return ActivationAddition(direction, layers=(int(best["layer"]),), coefficient=1.0, component=deps["extract"].output["component"])
+    return ActivationAddition(direction, layers=(int(best["layer"]),), coefficient=coefficient, component=deps["extract"].output["component"])

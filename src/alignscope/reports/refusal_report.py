@@ -191,12 +191,17 @@ def _directions_section(page: Page, results: Mapping[str, Any]) -> None:
 
 
 def _intervention_section(page: Page, results: Mapping[str, Any]) -> None:
-    search = results.get("intervention", {}).get("search") or []
-    if not search:
+    iv = results.get("intervention", {})
+    search = iv.get("search") or {}
+    if not search and not iv.get("params"):
         return
-    page.add_heading("Intervention search (validation split)")
-    cols = list(search[0])
-    page.add_table(cols, [[r.get(c) for c in cols] for r in search[:40]])
+    page.add_heading("Intervention search (train and validation splits only)")
+    if iv.get("params"):
+        page.add_table(["parameter", "value"], [[k, v] for k, v in iv["params"].items()], caption="Chosen")
+    for name, rows in search.items():
+        if rows:
+            cols = list(rows[0])
+            page.add_table(cols, [[r.get(c) for c in cols] for r in rows[:40]], caption=name)
 
 
 def _examples_section(page: Page, results: Mapping[str, Any]) -> None:
