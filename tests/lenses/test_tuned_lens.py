@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from alignscope.errors import InputError, ResumeMismatchError
+from alignscope.lenses.corpus import token_chunks
+from alignscope.lenses.lens_eval import evaluate_lenses, kl_per_layer
+from alignscope.lenses.train_loop import CHECKPOINT_FILE, TrainConfig, sampled_kl, train_tuned_lens
+from alignscope.lenses.tuned_lens import TunedLens, read_metadata
+from alignscope.lenses.unembed import Unembedder
+
+CORPUS = "\n\n".join(
+    f"Document {i}: the {w} jumped over {n} lazy dogs while the farmer counted sheep and sang."
+    for i, (w, n) in enumerate([("fox", "two"), ("cat", "three"), ("hen", "four"), ("cow", "nine"), ("owl", "six")] * 4)
+)
+
+
+def _chunks(lm) -> torch.Tensor:
+    return token_chunks(lm.tokenizer, CORPUS, 24)
+
+
+def test_exact_kl_formula_matches_plain_kl(tiny_lm) -> None:
+    lm = tiny_lm("llama")
+    ue = Unembedder.from_model(lm)
+    g = torch.Generator().manual_seed(0)
+    normed = ue.norm(torch.randn(1, 6, lm.d_model, generator=g)).expand(3, 6, lm.d_model) * torch.tensor([1.0, 0.5, 2.0]).view(3, 1, 1)
+    target = torch.randn(6, lm.vocab_size, generator=g) * 3
+    expected = kl_per_layer(ue.logits_from_normed(normed), target) / 6
+    full = sampled_kl(normed, torch.log_softmax(target, -1), ue, TrainConfig(target_top_k=0, autocast=False), g)
+    torch.testing.assert_close(full, expected, atol=1e-5, rtol=1e-5)
+    # Top-k with every other token as a "negative" (weight 1): exact normaliser, tail KL terms left out.
+    cfg = TrainConfig(target_top_k=4, negatives=10_000, autocast=False)
+    part = sampled_kl(normed, torch.log_softmax(target, -1), ue, cfg, g)
+    p = torch.log_softmax(target, -1)
+    q = torch.log_softmax(ue.logits_from_normed(normed), -1)
+    top = p.topk(4, dim=-1).indices.unique()
+    by_hand = (p.exp()[:, top] * (p[:, top] - q[:, :, top])).sum(-1).mean(-1)
+    torch.testing.assert_close(part, by_hand, atol=1e-5, rtol=1e-5)
+
+
+def test_training_lowers_kl_and_roundtrips(sharp_lm, tiny_lm, tmp_path: Path) -> None:
+    lm = sharp_lm
+    chunks = _chunks(lm)
+    before = evaluate_lenses(lm, chunks, TunedLens.for_model(lm))
+    assert before.kl_tuned_lens == pytest.approx(before.kl_logit_lens, abs=1e-6)  # identity init
+    cfg = TrainConfig(steps=12, batch_seqs=4, seq_len=24, lr=1e-2, target_top_k=0, checkpoint_every=0)
+    lens, report = train_tuned_lens(lm, chunks, tmp_path / "run", config=cfg)
+    after = evaluate_lenses(lm, chunks, lens)
+    assert report.steps == 12 and report.tokens == 12 * 4 * 24
+    assert before.kl_logit_lens[0] > 0.1
+    assert after.ratio() < 0.5
+    assert math.isclose(after.kl_tuned_lens[-1], 0.0, abs_tol=1e-6)  # the last layer is the output itself
+    path = lens.save(tmp_path / "lens", model="tiny", extra={"note": "x"})
+    meta = read_metadata(path)
+    assert meta["model"] == "tiny" and meta["n_layers"] == str(lm.n_layers) and '"note": "x"' in meta["extra"]
+    loaded = TunedLens.load(tmp_path / "lens", lm)
+    assert torch.equal(loaded.weight, lens.weight) and torch.equal(loaded.bias, lens.bias)
+    TunedLens(3, lm.d_model).save(tmp_path / "wrong", model="other")
+    with pytest.raises(InputError, match="trained for 3 layers"):
+        TunedLens.load(tmp_path / "wrong", lm)
+
+
+def test_resume_continues_exactly(tiny_lm, tmp_path: Path) -> None:
+    lm = tiny_lm("gpt2")
+    chunks = _chunks(lm)
+    cfg = TrainConfig(steps=6, batch_seqs=3, seq_len=24, lr=5e-3, target_top_k=8, negatives=16, checkpoint_every=2)
+    straight, _ = train_tuned_lens(lm, chunks, tmp_path / "a", config=cfg)
+    _, first = train_tuned_lens(lm, chunks, tmp_path / "b", config=cfg, max_steps=4)  # "killed" after 4 steps
+    assert (tmp_path / "b" / CHECKPOINT_FILE).is_file() and first.steps == 4
+    resumed, second = train_tuned_lens(lm, chunks, tmp_path / "b", config=cfg)
+    assert second.resumed_from == 4 and second.steps == 6
+    torch.testing.assert_close(resumed.weight, straight.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(resumed.bias, straight.bias, atol=1e-6, rtol=1e-5)
+    other = TrainConfig(steps=7, batch_seqs=3, seq_len=24, lr=5e-3, target_top_k=8, negatives=16, checkpoint_every=2)
+    with pytest.raises(ResumeMismatchError):
+        train_tuned_lens(lm, chunks, tmp_path / "b", config=other)
+
+
+def test_corpus_errors(tiny_lm) -> None:
+    with pytest.raises(InputError, match="fewer than one chunk"):
+        token_chunks(tiny_lm("llama").tokenizer, "short", 500)
