@@ -226,3 +226,43 @@ def naive_trace(model: torch.nn.Module, ids: Sequence[int], positions: Sequence[
         for pos in range(len(ids)):
             out[layer, pos] = run(list(range(lo, max(hi, lo + 1))), pos) - base
     return out
+
+
+def ablated_metric(model: torch.nn.Module, ids: Sequence[int], ablations: Sequence[tuple[str, int, int | None, int | None]],
+                   values: dict[tuple[str, int], torch.Tensor], n_heads: int, metric: Callable[[torch.Tensor], float]) -> float:
+    """Metric with each (component, layer, head, position) overwritten by ``values[(component, layer)]`` rows.
+
+    ``values[(c, l)]`` is ``(seq, width)`` (the replacement at every position); a head writes only
+    its slice of the attention output projection's input; a position (from the end) only that row.
+    """
+    handles = []
+    for comp, layer, head, pos in ablations:
+        repl = values[(comp, layer)]
+
+        def write(x: torch.Tensor, repl=repl, head=head, pos=pos) -> torch.Tensor:
+            x = x.clone()
+            rows = slice(None) if pos is None else pos
+            if head is None:
+                x[0, rows] = repl[rows]
+            else:
+                d = x.shape[-1] // n_heads
+                x[0, rows, head * d:(head + 1) * d] = repl[rows, head * d:(head + 1) * d]
+            return x
+
+        mod = _module(model, comp, layer)
+        if _is_pre(comp):
+            def pre(_m, args, kwargs, write=write):
+                if args:
+                    return (write(args[0]), *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": write(kwargs["hidden_states"])}
+            handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
+        else:
+            def post(_m, _a, out, write=write):
+                return (write(out[0]), *out[1:]) if isinstance(out, tuple) else write(out)
+            handles.append(mod.register_forward_hook(post))
+    try:
+        with torch.no_grad():
+            return metric(model(torch.tensor([list(ids)])).logits[0, -1])
+    finally:
+        for h in handles:
+            h.remove()

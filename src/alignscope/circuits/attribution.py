@@ -51,7 +51,8 @@ def frozen_weights(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _alphas(ig_steps: int) -> torch.Tensor:
+def ig_alphas(ig_steps: int) -> torch.Tensor:
+    """Interpolation points: ``[0]`` for the plain gradient, else the ``ig_steps`` midpoints ``(i + 1/2) / ig_steps``."""
     if ig_steps < 0:
         raise InputError(f"ig_steps must be >= 0 (0: plain gradient x delta), got {ig_steps}", field="ig_steps")
     return torch.zeros(1) if ig_steps == 0 else (torch.arange(ig_steps, dtype=torch.float32) + 0.5) / ig_steps
@@ -64,7 +65,7 @@ def mean_gradients(lm: LoadedModel, target: RunRecord, source: RunRecord, compon
     Returns:
         ``(component, layer) -> (seq, width)`` gradients (``head``: ``(seq, n_heads, d_head)``).
     """
-    alphas = _alphas(ig_steps).to(target.resid_pre.device)
+    alphas = ig_alphas(ig_steps).to(target.resid_pre.device)
     per_chunk = max(1, max_batch_tokens // target.seq_len)
     sums: dict[tuple[str, int], torch.Tensor] = {}
     start0, end0 = target.resid_pre[0], source.resid_pre[0]
@@ -76,7 +77,7 @@ def mean_gradients(lm: LoadedModel, target: RunRecord, source: RunRecord, compon
             def run(h: torch.Tensor = hidden) -> None:
                 metric(forward_from(lm, target, h, 0)).sum().backward()
 
-            grabbed = _grab_activations(lm, components, run)
+            grabbed = grab_activations(lm, components, run)
             for key, act in grabbed.items():
                 grad = act.grad.sum(0) if act.grad is not None else torch.zeros_like(act[0])
                 sums[key] = sums.get(key, 0) + grad.detach()  # type: ignore[assignment, operator]
@@ -87,22 +88,37 @@ def mean_gradients(lm: LoadedModel, target: RunRecord, source: RunRecord, compon
     return out
 
 
-def _grab_activations(lm: LoadedModel, components: Sequence[str], run: Any) -> dict[tuple[str, int], torch.Tensor]:
-    """Call ``run()`` with hooks that keep (and retain gradients of) each component's output."""
+def grab_activations(lm: LoadedModel, components: Sequence[str], run: Any,
+                     extra_hooks: Sequence[str] = ()) -> dict[tuple[str, int], torch.Tensor]:
+    """Call ``run()`` with hooks that keep (and retain gradients of) each component's output.
+
+    Hook points are identities that return their input tensor itself, so a component's gradient
+    covers every consumer of that tensor. ``extra_hooks`` are instead isolated: the hook returns
+    a copy, so its gradient counts only the paths through the hook point's own consumer (e.g.
+    ``blocks.3.ln1.hook_in``: through layer 3's attention, not the residual connection).
+
+    Returns:
+        ``(component, layer) -> activation``, plus ``(hook_name, -1)`` for each of ``extra_hooks``.
+    """
     grabbed: dict[tuple[str, int], torch.Tensor] = {}
     handles = []
 
-    def keep(key: tuple[str, int]) -> Any:
-        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> None:
+    def keep(key: tuple[str, int], isolate: bool) -> Any:
+        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor | None:
+            if isolate:
+                out = out.clone()
             if out.requires_grad:
                 out.retain_grad()
             grabbed[key] = out
+            return out if isolate else None
         return hook
 
     for comp in components:
         for layer in range(lm.n_layers):
             name = Site(layer, comp).validate(lm).hook_name
-            handles.append(lm.bridge.hook_dict[name].register_forward_hook(keep((comp, layer))))
+            handles.append(lm.bridge.hook_dict[name].register_forward_hook(keep((comp, layer), False)))
+    for name in extra_hooks:
+        handles.append(lm.bridge.hook_dict[name].register_forward_hook(keep((name, -1), True)))
     try:
         run()
     finally:
