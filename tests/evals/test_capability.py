@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from alignscope.evals.capability import first_token_kl, kl_divergence, next_token_logits, perplexity
@@ -56,3 +57,14 @@ def test_perplexity_matches_plain_loss(tiny_lm, tiny_dir) -> None:
     assert math.isclose(perplexity(lm, texts, batch_size=2), math.exp(total / count), rel_tol=1e-4)
     iv = AddVector("blocks.0.hook_resid_post", torch.ones(lm.d_model) * 5)
     assert perplexity(lm, texts, iv) != perplexity(lm, texts)
+
+
+def test_kl_summary_bootstrap() -> None:
+    from alignscope.evals.capability import kl_summary
+
+    values = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0])
+    s = kl_summary(values, n_boot=4000)
+    assert s["n"] == 5 and s["mean"] == pytest.approx(0.2) and s["median"] == 0.0 and s["max"] == 1.0
+    lo, hi = s["ci95"]
+    assert lo == 0.0 and 0.2 < hi <= 0.6  # resampled means are k/5 with k ~ Binomial(5, 0.2)
+    assert kl_summary(values, n_boot=4000) == s  # seeded

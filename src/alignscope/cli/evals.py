@@ -97,15 +97,13 @@ def _make_judge(url: str | None, model: str | None, key_env: str, timeout: float
 
 
 def _harmless_kl(lm: Any, pset: Any, iv: Any, *, chat: bool, batch_size: int) -> dict[str, Any] | None:
-    from alignscope.evals.capability import first_token_kl
-    from alignscope.stats import mean_ci
+    from alignscope.evals.capability import first_token_kl, kl_summary
 
     harmless = pset.filter(label="harmless")
     if len(harmless) == 0:
         return None
     values = first_token_kl(lm, harmless.texts, iv, chat=chat, batch_size=batch_size, progress=True)
-    mean, ci = mean_ci(values.tolist())
-    return {"label": "harmless", "n": len(harmless), "mean": mean, "ci95": list(ci), "max": float(values.max())}
+    return {"label": "harmless", **kl_summary(values)}
 
 
 def _show(payload: dict[str, Any]) -> None:

@@ -84,6 +84,23 @@ def first_token_kl(
     return kl_divergence(base, steered)
 
 
+def kl_summary(values: Float[torch.Tensor, " n"], *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Mean, median and max of per-prompt KL values, with a 95% percentile-bootstrap interval of the mean.
+
+    KL is non-negative and skewed (most prompts near 0, a few large), so a normal interval
+    would dip below zero; the seeded bootstrap does not.
+    """
+    vals = values.double().flatten()
+    if vals.numel() == 0:
+        raise InputError("no KL values to summarise", field="values")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, vals.numel(), (n_boot, vals.numel()), generator=gen)
+    boots = vals[idx].mean(1)
+    lo, hi = torch.quantile(boots, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {"n": int(vals.numel()), "mean": float(vals.mean()), "ci95": [lo, hi], "median": float(vals.median()),
+            "max": float(vals.max()), "ci_method": "percentile bootstrap of the mean"}
+
+
 def perplexity(
     lm: LoadedModel,
     texts: Sequence[str],

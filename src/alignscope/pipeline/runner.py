@@ -148,11 +148,12 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None
         timings[spec.name] = {"seconds": round(record.seconds, 3), "reused": record.reused}
     t0 = time.perf_counter()
     results = stages.assemble_results(ctx, records, weights)
+    results["timings"], results["seconds"] = timings, time.perf_counter() - start
     paths = stages.write_outputs(ctx, records, results)
+    paths.update(stages.write_report(ctx, results))
     timings["report"] = {"seconds": round(time.perf_counter() - t0, 3), "reused": False}
-    seconds = time.perf_counter() - start
-    results["timings"], results["seconds"] = timings, seconds
-    paths.update(stages.write_results_and_report(ctx, results))
+    results["seconds"] = time.perf_counter() - start
+    paths["results.json"] = stages.write_results(ctx, results)
     paths["manifest.json"] = write_manifest(out / "manifest.json", config=cfg.to_dict(), seed=cfg.seed,
                                             model={"name": results["model"]["name"], "source": ctx.source, **weights},
                                             stages=timings, seconds=time.perf_counter() - start, config_path=config_path)

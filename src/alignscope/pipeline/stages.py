@@ -23,7 +23,6 @@ from alignscope.pipeline import steer_adapter
 from alignscope.pipeline.config import RunConfig
 from alignscope.pipeline.data import RunData
 from alignscope.pipeline.store import StageRecord
-from alignscope.stats import mean_ci
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def intervene(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
 
 def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     """Refusal on the test split under the intervention, first-token KL on harmless test prompts, comparisons."""
-    from alignscope.evals.capability import first_token_kl
+    from alignscope.evals.capability import first_token_kl, kl_summary
     from alignscope.steering.interventions import load_intervention
 
     iv = load_intervention(ctx.out / INTERVENTION_FILE)
@@ -124,8 +123,7 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     harmless = ctx.data.test_set().filter(label="harmless")
     kl_values = first_token_kl(ctx.lm, harmless.texts, iv, chat=ctx.cfg.chat, batch_size=ctx.cfg.evaluate.batch_size,
                                progress=ctx.progress)
-    mean, (lo, hi) = mean_ci(kl_values.tolist())
-    kl = {"n": len(harmless), "mean": mean, "ci95": [lo, hi], "max": float(kl_values.max()), "values": kl_values.tolist()}
+    kl = {**kl_summary(kl_values, seed=ctx.cfg.seed), "values": kl_values.tolist()}
     comparisons = {}
     for kind in ctx.cfg.evaluate.compare:
         other = steer_adapter.comparison(ctx, kind, deps)
@@ -209,12 +207,17 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_results_and_report(ctx: Context, results: dict[str, Any]) -> dict[str, Path]:
-    """``results.json``, the PNG plots and ``report.html``."""
-    from alignscope.io import atomic_write_json
+def write_report(ctx: Context, results: dict[str, Any]) -> dict[str, Path]:
+    """The PNG plots and ``report.html``."""
     from alignscope.reports.refusal_report import build_refusal_report
 
-    clean = jsonable(results)
+    return build_refusal_report(jsonable(results), ctx.out)
+
+
+def write_results(ctx: Context, results: dict[str, Any]) -> Path:
+    """``results.json`` (strict JSON: NaN/inf become null)."""
+    from alignscope.io import atomic_write_json
+
     path = ctx.out / "results.json"
-    atomic_write_json(path, clean)
-    return {"results.json": path, **build_refusal_report(clean, ctx.out)}
+    atomic_write_json(path, jsonable(results))
+    return path

@@ -93,14 +93,46 @@ def _lines_figure(x: Sequence[int], series: Mapping[str, Sequence[float]], title
             "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "layer"}}, "yaxis": {"title": {"text": ytitle}}, "height": 380}}
 
 
+def category_bars_png(path: Path, groups: Mapping[str, Mapping[str, tuple[float, float, float]]], *, title: str) -> Path:
+    """Horizontal grouped bars (one row per category, in first-seen order) with interval whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cats = list(dict.fromkeys(c for g in groups.values() for c in g))
+    height = 0.8 / max(1, len(groups))
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.32 * len(cats) + 1.2)))
+    for i, (cond, triples) in enumerate(groups.items()):
+        vals = np.array([triples.get(c, (np.nan,) * 3) for c in cats], dtype=float)
+        ys = np.arange(len(cats)) + i * height
+        err = np.array([vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]])
+        ax.barh(ys, vals[:, 0], height=height, xerr=err, capsize=2, label=cond)
+    ax.set_yticks(np.arange(len(cats)) + height * (len(groups) - 1) / 2)
+    ax.set_yticklabels(cats, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("refusal rate")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def write_pngs(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """The static plots: rates before/after (labels, categories), candidate heatmap, direction curves."""
     paths: dict[str, Path] = {}
     paths["rates.png"] = rate_bars_png(out_dir / "rates.png", {name: rate_triples(results[key]) for key, name in CONDITIONS},
                                        title="Refusal rate on the test split (95% Wilson CI)")
-    paths["rates_by_category.png"] = rate_bars_png(out_dir / "rates_by_category.png",
-                                                   {name: rate_triples(results[key], "category") for key, name in CONDITIONS},
-                                                   title="Refusal rate by category (test split)")
+    paths["rates_by_category.png"] = category_bars_png(out_dir / "rates_by_category.png",
+                                                       {name: rate_triples(results[key], "category") for key, name in CONDITIONS},
+                                                       title="Refusal rate by category (test split, 95% Wilson CI)")
     grid = results.get("selection", {}).get("grid")
     if grid:
         paths["candidates.png"] = heatmap_png(out_dir / "candidates.png", [[_num(v) for v in row] for row in grid["values"]],
