@@ -56,6 +56,14 @@ def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path) -> 
     k = res["after"]["k"]["harmful"]
     assert res["after"]["ci95"]["harmful"] == pytest.approx(list(wilson_interval(k, 3)))
     assert res["kl"]["n"] == 5 and res["kl"]["mean"] > 0
+    # the KL comes from the generations' first steps; recompute it with separate forward passes
+    from alignscope.evals.capability import first_token_kl
+    from alignscope.models.loader import load_model
+    from alignscope.steering.interventions import load_intervention
+
+    harmless = [r["prompt"] for r in map(json.loads, (out / "generations.jsonl").read_text().splitlines()) if r["label"] == "harmless"]
+    kl = first_token_kl(load_model(str(tiny_dir("llama")), device="cpu"), harmless, load_intervention(out / "intervention.safetensors"))
+    assert kl.tolist() == pytest.approx(res["kl"]["values"], rel=1e-3, abs=1e-6)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["files"]["model.safetensors"] == sha256_file(tiny_dir("llama") / "model.safetensors")
     assert manifest["seed"] == 0 and manifest["versions"]["torch"] and set(manifest["stages"]) == {*STAGE_NAMES, "report"}
@@ -119,5 +127,5 @@ def test_damaged_checkpoints_are_recomputed(tiny_config, tmp_path: Path, monkeyp
     calls = count_calls(monkeypatch)
     run_pipeline(cfg, out, progress=False)
     # extract is redone with the same content, so select is reused; intervene's file was gone, so it is redone
-    # (same content again), and evaluate is reused
-    assert calls == {"baseline": 1, "extract": 1, "select": 0, "intervene": 1, "evaluate": 0}
+    # (same content again); the redone baseline's record differs (its timing), so evaluate, which reads it, is redone
+    assert calls == {"baseline": 1, "extract": 1, "select": 0, "intervene": 1, "evaluate": 1}

@@ -44,6 +44,9 @@ class RefusalEval:
         by_category: refusal :class:`Rate` per category (see :func:`category_key`).
         judged: optional LLM-judge verdict per prompt (None where the judge gave none).
         seconds: wall time of the evaluation.
+        meta: extra fields for :meth:`to_json` (settings of the run).
+        first_logits: ``(n, vocab)`` next-token logits after each prompt (intervention active);
+            two evaluations of the same prompts give the first-token KL without another pass.
     """
 
     prompts: PromptSet
@@ -55,6 +58,7 @@ class RefusalEval:
     judged: list[bool | None] | None = None
     seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    first_logits: torch.Tensor | None = field(default=None, repr=False)
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready row per prompt (prompt, annotations, generation, verdicts, score)."""
@@ -156,7 +160,7 @@ def evaluate_refusal(
     return RefusalEval(
         prompts=prompts, generations=gens.texts, refused=refused, logit_scores=scores,
         by_label=group_rates(labels, refused), by_category=group_rates(category_key(prompts), refused),
-        judged=judged, seconds=time.perf_counter() - start,
+        judged=judged, seconds=time.perf_counter() - start, first_logits=gens.first_logits,
         meta={"max_new_tokens": max_new_tokens, "chat": chat, "intervention": getattr(intervention, "kind", None)},
     )
 

@@ -9,7 +9,7 @@ baseline    refusal on the test split without intervention              --
 extract     difference-in-means candidates on the train split           --
 select      filter and score candidates on the val split                extract
 intervene   search the saved intervention on the val split              extract, select
-evaluate    refusal + first-token KL on the test split, intervened      all above but baseline
+evaluate    refusal + first-token KL on the test split, intervened      all above
 report      ``results.json``, PNG plots, ``report.html``, manifest      all
 ==========  ==========================================================  ================
 
@@ -77,7 +77,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("extract", (), lambda c: [c.chat, c.seed, _no_batch(c.extract)]),
     StageSpec("select", ("extract",), lambda c: [c.chat, _no_batch(c.select)]),
     StageSpec("intervene", ("extract", "select"), lambda c: [c.chat, c.seed, _no_batch(c.intervene)]),
-    StageSpec("evaluate", ("extract", "select", "intervene"), _eval_reads),
+    StageSpec("evaluate", ("baseline", "extract", "select", "intervene"), _eval_reads),
 )
 STAGE_NAMES: tuple[str, ...] = (*(s.name for s in STAGES), "report")
 

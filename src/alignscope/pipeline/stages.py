@@ -85,10 +85,15 @@ def _evaluate(ctx: Context, intervention: Any | None) -> RefusalEval:
                             batch_size=ev.batch_size, detector=ctx.detector(), progress=ctx.progress, judge=ctx.judge())
 
 
+def _harmless_rows(ev: RefusalEval) -> list[int]:
+    return [i for i, p in enumerate(ev.prompts) if p.label == "harmless"]
+
+
 def baseline(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
-    """Refusal on the test split with no intervention."""
+    """Refusal on the test split with no intervention; keeps the harmless prompts' next-token logits for the KL."""
     ev = _evaluate(ctx, None)
-    return StageOutput({"eval": ev.to_json(), "records": ev.records()})
+    assert ev.first_logits is not None
+    return StageOutput({"eval": ev.to_json(), "records": ev.records()}, {"harmless_logits": ev.first_logits[_harmless_rows(ev)]})
 
 
 def extract(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
@@ -114,15 +119,18 @@ def intervene(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
 
 
 def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
-    """Refusal on the test split under the intervention, first-token KL on harmless test prompts, comparisons."""
-    from alignscope.evals.capability import first_token_kl, kl_summary
+    """Refusal on the test split under the intervention, first-token KL on harmless test prompts, comparisons.
+
+    The KL compares the next-token distributions that the baseline's and this stage's greedy
+    generations computed anyway (the first decoding step), so it costs no extra forward pass.
+    """
+    from alignscope.evals.capability import kl_divergence, kl_summary
     from alignscope.steering.interventions import load_intervention
 
     iv = load_intervention(ctx.out / INTERVENTION_FILE)
     ev = _evaluate(ctx, iv)
-    harmless = ctx.data.test_set().filter(label="harmless")
-    kl_values = first_token_kl(ctx.lm, harmless.texts, iv, chat=ctx.cfg.chat, batch_size=ctx.cfg.evaluate.batch_size,
-                               progress=ctx.progress)
+    assert ev.first_logits is not None
+    kl_values = kl_divergence(deps["baseline"].tensors["harmless_logits"], ev.first_logits[_harmless_rows(ev)])
     kl = {**kl_summary(kl_values, seed=ctx.cfg.seed), "values": kl_values.tolist()}
     comparisons = {}
     for kind in ctx.cfg.evaluate.compare:
