@@ -16,9 +16,9 @@ def stub_select(ctx: Context, extract: StageRecord) -> StageOutput:
     positions, layers = extract.output["positions"], extract.output["layers"]
     table = [{"layer": layers[j], "position": positions[i], "norm": float(norms[i, j]), "filtered": False}
              for i in range(len(positions)) for j in range(len(layers))]
-    grid = {"name": "norm", "layers": layers, "positions": positions, "values": norms.T.tolist()}
+    grid = {"key": "norm", "name": "norm", "layers": layers, "positions": positions, "values": norms.T.tolist()}
     best = {"layer": layers[layer], "position": positions[p]}
-    return StageOutput({"best": best, "table": table, "grid": grid, "sort_key": "norm"}, {"direction": dirs[p, layer]})
+    return StageOutput({"best": best, "table": table, "grids": [grid], "sort_key": "norm"}, {"direction": dirs[p, layer]})
 
 
 def stub_intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target: str) -> StageOutput:

@@ -24,8 +24,9 @@ Schema (defaults shown)::
     select:
       kl_threshold: 0.1             # drop candidates whose ablation moves harmless next tokens more
       prune_last_fraction: 0.2      # drop the last 20% of layers
-      n_harmful: 32                 # val prompts used to score candidates
-      n_harmless: 32
+      induce_min: 0.0               # drop candidates whose addition leaves the harmless refusal log-odds at or below
+      n_harmful: 16                 # val prompts used to score candidates (3 forward passes per candidate)
+      n_harmless: 16
       batch_size: 16
     intervene:                      # null: the steering search's own default
       kind: conditional             # conditional (probe-gated, selective), addition, ablation
@@ -93,8 +94,9 @@ class SelectConfig(_Section):
 
     kl_threshold: float = Field(default=0.1, gt=0)
     prune_last_fraction: float = Field(default=0.2, ge=0, lt=1)
-    n_harmful: int = Field(default=32, ge=1)
-    n_harmless: int = Field(default=32, ge=1)
+    induce_min: float = 0.0
+    n_harmful: int = Field(default=16, ge=1)
+    n_harmless: int = Field(default=16, ge=1)
     batch_size: int = Field(default=16, ge=1)
 
 

@@ -26,9 +26,33 @@ def mean_diff_from(record: StageRecord) -> Any:
                     int(out["n_pos"]), int(out["n_neg"]), out.get("data_sha256", ""))
 
 
+GRIDS = (
+    ("bypass", "bypass: harmful refusal log-odds with the direction ablated (lower = stronger)"),
+    ("induce", "induce: harmless refusal log-odds with the direction added (higher = stronger)"),
+    ("kl", "kl: harmless first-token KL when ablated (nats)"),
+)
+
+
 def select(ctx: Context, extract: StageRecord) -> StageOutput:
-    """Run the steering package's candidate selection on the val split."""
-    raise NotImplementedError("waiting for alignscope.steering.selection")
+    """Score every candidate on val prompts with :func:`~alignscope.steering.selection.select_direction`.
+
+    Output: ``best`` (the chosen row), ``table`` (every candidate), ``grids`` (layers x positions
+    per score, for heatmaps), ``baseline`` refusal scores; tensors: the chosen ``direction``.
+    """
+    from alignscope.pipeline.data import round_robin
+    from alignscope.pipeline.stages import StageOutput
+    from alignscope.steering.selection import SelectionConfig, select_direction
+
+    c = ctx.cfg.select
+    config = SelectionConfig(kl_threshold=c.kl_threshold, max_layer_frac=1.0 - c.prune_last_fraction, induce_min=c.induce_min,
+                             chat=ctx.cfg.chat, batch_size=c.batch_size)
+    sel = select_direction(ctx.lm, mean_diff_from(extract), round_robin(ctx.data.harmful["val"], c.n_harmful),
+                           round_robin(ctx.data.harmless["val"], c.n_harmless), config=config, progress=ctx.progress)
+    grids = [{"key": key, "name": name, "layers": list(sel.layers), "positions": list(sel.positions),
+              "values": sel.heatmap(key).T.tolist()} for key, name in GRIDS]
+    output = {"best": sel.chosen, "table": sel.rows, "grids": grids, "sort_key": "bypass", "sort_ascending": True,
+              "baseline": sel.baseline, "config": sel.config, "search_seconds": sel.seconds}
+    return StageOutput(output, {"direction": sel.direction})
 
 
 def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target: str) -> StageOutput:

@@ -82,9 +82,9 @@ def _bar_figure(results: Mapping[str, Any], by: str, title: str) -> dict[str, An
 def _heatmap_figure(grid: Mapping[str, Any]) -> dict[str, Any]:
     z = [[None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row] for row in grid["values"]]
     return {"data": [{"type": "heatmap", "z": z, "x": [str(p) for p in grid["positions"]], "y": [str(layer) for layer in grid["layers"]],
-                      "colorscale": "RdBu", "reversescale": True, "zmid": 0, "colorbar": {"title": {"text": grid.get("name", "score")}},
+                      "colorscale": "RdBu", "reversescale": True, "colorbar": {"title": {"text": grid.get("key", "score")}},
                       "hovertemplate": "layer %{y}, position %{x}: %{z:.3f}<extra></extra>"}],
-            "layout": {"title": {"text": f"Candidate directions: {grid.get('name', 'score')} (blank: filtered out)"},
+            "layout": {"title": {"text": f"{grid.get('name', 'score')} (blank: not scored)"},
                        "xaxis": {"title": {"text": "position (offset from end)"}}, "yaxis": {"title": {"text": "layer"}}, "height": 520}}
 
 
@@ -133,12 +133,12 @@ def write_pngs(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     paths["rates_by_category.png"] = category_bars_png(out_dir / "rates_by_category.png",
                                                        {name: rate_triples(results[key], "category") for key, name in CONDITIONS},
                                                        title="Refusal rate by category (test split, 95% Wilson CI)")
-    grid = results.get("selection", {}).get("grid")
-    if grid:
-        paths["candidates.png"] = heatmap_png(out_dir / "candidates.png", [[_num(v) for v in row] for row in grid["values"]],
-                                              title=f"Candidates: {grid.get('name', 'score')}", xlabel="position", ylabel="layer",
-                                              xticklabels=[str(p) for p in grid["positions"]],
-                                              yticklabels=[str(x) for x in grid["layers"]], colorbar_label=grid.get("name", ""))
+    for i, grid in enumerate(results.get("selection", {}).get("grids") or []):
+        name = "candidates.png" if i == 0 else f"candidates_{grid.get('key', i)}.png"
+        paths[name] = heatmap_png(out_dir / name, [[_num(v) for v in row] for row in grid["values"]],
+                                  title=f"Candidates: {grid.get('key', 'score')}", xlabel="position (offset from end)", ylabel="layer",
+                                  xticklabels=[str(p) for p in grid["positions"]], yticklabels=[str(x) for x in grid["layers"]],
+                                  center_zero=grid.get("key") != "kl", colorbar_label=grid.get("key", ""))
     curves = results.get("directions", {}).get("curves")
     if curves:
         paths["directions.png"] = lines_png(out_dir / "directions.png", {"norm": curves["norm"]}, x=curves["layers"],
@@ -192,24 +192,32 @@ def _selection_section(page: Page, results: Mapping[str, Any]) -> None:
     sel = results.get("selection")
     if not sel:
         return
-    page.add_heading("Direction selection")
-    if sel.get("grid"):
-        page.add_figure(_heatmap_figure(sel["grid"]))
+    page.add_heading("Direction selection (validation split)")
     if sel.get("best"):
-        page.add_text("Chosen candidate: " + ", ".join(f"{k}={v}" for k, v in sel["best"].items()))
+        page.add_text("Chosen candidate: " + ", ".join(f"{k}={_fmt_cell(v)}" for k, v in sel["best"].items()))
+    for grid in sel.get("grids") or []:
+        page.add_figure(_heatmap_figure(grid))
     table = sel.get("table") or []
     if table:
         cols = list(table[0])
-        top = sorted(table, key=lambda r: (r.get("filtered", False), -_sortable(r.get(sel.get("sort_key", ""), 0))))[:15]
-        page.add_table(cols, [[r.get(c) for c in cols] for r in top], caption=f"Top candidates ({len(table)} in total; full table in results.json)")
+        sign = 1.0 if sel.get("sort_ascending") else -1.0
+        key = sel.get("sort_key", "")
+        top = sorted(table, key=lambda r: (bool(r.get("filtered")), sign * _sortable(r.get(key), sign)))[:15]
+        page.add_table(cols, [[r.get(c) for c in cols] for r in top],
+                       caption=f"Best candidates by {key} ({len(table)} in total; the full table is in results.json)")
 
 
-def _sortable(value: Any) -> float:
+def _sortable(value: Any, sign: float = -1.0) -> float:
+    """A float key that puts missing/NaN values last whichever way the table is sorted."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        return float("-inf")
-    return v if math.isfinite(v) else float("-inf")
+        return sign * float("inf")
+    return v if math.isfinite(v) else sign * float("inf")
+
+
+def _fmt_cell(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _directions_section(page: Page, results: Mapping[str, Any]) -> None:

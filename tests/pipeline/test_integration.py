@@ -1,0 +1,35 @@
+"""The whole run with the real steering search (selection + conditional steering) on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from alignscope.pipeline.config import load_config
+from alignscope.pipeline.runner import run_pipeline
+from alignscope.steering.interventions import load_intervention
+
+
+def test_real_steering_run_on_tiny_model(tiny_config, tmp_path: Path) -> None:
+    cfg = load_config(tiny_config(intervene={"folds": 2, "n_vector_prompts": 4, "max_new_tokens": 3, "coefficients": [0.5, 1.0]},
+                                  evaluate={"max_new_tokens": 3, "compare": ["addition", "ablation"]}))
+    out = tmp_path / "run"
+    result = run_pipeline(cfg, out, progress=False)
+    res = result.results
+    sel = res["selection"]
+    # 2 layers: layer 1 >= 0.8 * 2 is false, so every candidate is scored; the choice is the lowest bypass
+    # among unfiltered rows (or among all scored rows when a random tiny model leaves none unfiltered)
+    assert {r["layer"] for r in sel["table"]} == {0, 1} and all(r["filtered"] != "late_layer" for r in sel["table"])
+    pool = [r for r in sel["table"] if r["filtered"] is None] or [r for r in sel["table"] if math.isfinite(r["bypass"])]
+    assert sel["best"]["bypass"] == min(r["bypass"] for r in pool)
+    assert len(sel["grids"]) == 3 and len(sel["grids"][0]["values"]) == 2  # layers x positions
+    iv = load_intervention(out / "intervention.safetensors")
+    assert iv.kind == "conditional" and res["intervention"]["kind"] == "conditional"
+    assert set(res["comparisons"]) == {"addition", "ablation"}
+    assert res["after"]["n"] == res["baseline"]["n"] == res["comparisons"]["ablation"]["n"]
+    assert math.isfinite(res["kl"]["mean"])
+    html = (out / "report.html").read_text()
+    assert "Direction selection" in html and "Intervention search" in html
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["timings"]["report"]["seconds"] >= 0 and not any(v["reused"] for v in saved["timings"].values())
