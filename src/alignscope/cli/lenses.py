@@ -56,6 +56,7 @@ def dla_cmd(
     by_head: Annotated[bool, typer.Option("--by-head", help="Also attribute to every attention head.")] = False,
     chat: ChatOpt = True,
     out: OutOpt = None,
+    threads: ThreadsOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
@@ -65,7 +66,7 @@ def dla_cmd(
     """Direct logit attribution of logit[answer] - logit[foil] to embed, attention, MLP (and heads)."""
     from alignscope.lenses.dla import direct_logit_attribution
 
-    lm = _load(model, dtype, device, device_map, load_in_4bit)
+    lm = _load(model, dtype, device, device_map, load_in_4bit, threads)
     res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat)
     payload = {"model": lm.name, "prompt": prompt, "answer": answer, "foil": foil, **res.to_json(by_head)}
     if out is not None:
@@ -109,6 +110,7 @@ def lens_cmd(
     tuned: Annotated[Path | None, typer.Option("--tuned", help="Read through a trained tuned lens (directory) instead.")] = None,
     chat: ChatOpt = True,
     out: OutOpt = None,
+    threads: ThreadsOpt = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
@@ -119,7 +121,7 @@ def lens_cmd(
     from alignscope.lenses.logit_lens import logit_lens
     from alignscope.lenses.tuned_lens import TunedLens
 
-    lm = _load(model, dtype, device, device_map, load_in_4bit)
+    lm = _load(model, dtype, device, device_map, load_in_4bit, threads)
     lens = None if tuned is None else TunedLens.load(tuned, lm)
     res = logit_lens(lm, prompt, chat=chat, track=tokens or [], top_k=top_k, lens=lens)
     payload = {"model": lm.name, "prompt": prompt, **res.to_json()}
@@ -159,10 +161,10 @@ def tuned_train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the lens and checkpoints; a rerun resumes.")],
     model: ModelOpt = "default",
     corpus: Annotated[str | None, typer.Option(help="Text file, or hf:NAME[:SPLIT[:FIELD]] (default: the built-in corpus).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 250,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 120,
     batch_seqs: Annotated[int, typer.Option(min=1, help="Chunks per step.")] = 8,
     seq_len: Annotated[int, typer.Option(min=2, help="Tokens per chunk.")] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     full_vocab: Annotated[bool, typer.Option("--full-vocab", help="Exact full-vocabulary KL in training (slower).")] = False,
     threads: ThreadsOpt = None,
     dtype: DtypeOpt = "auto",

@@ -64,10 +64,10 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (0: none).
     """
 
-    steps: int = 250
+    steps: int = 120
     batch_seqs: int = 8
     seq_len: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-3
     target_top_k: int = 32
     negatives: int = 2048
     autocast: bool = True
