@@ -74,3 +74,14 @@ def test_misaligned_prompts_give_a_clear_error(strong_lm) -> None:
 def test_bad_site_lists_choices(strong_lm) -> None:
     with pytest.raises(InputError, match="resid_pre, resid_mid"):
         activation_patching(strong_lm("llama"), [1, 2], [1, 3], component="bogus", metric=logit_diff_metric(ANSWER, FOIL))
+
+
+def test_mean_result_right_aligns_positions() -> None:
+    from alignscope.circuits.patching import PatchingResult, mean_result
+
+    a = PatchingResult("resid_pre", "denoise", torch.tensor([[1.0, 2.0, 3.0]]), 2.0, 0.0, ["x", "y", "z"], 1.0)
+    b = PatchingResult("resid_pre", "denoise", torch.tensor([[5.0, 7.0]]), 4.0, 1.0, ["y", "z"], 2.0)
+    m = mean_result([a, b])
+    torch.testing.assert_close(m.effect, torch.tensor([[1.0, 3.5, 5.0]]))
+    assert m.tokens == ["-3", "-2", "-1"] and m.clean_metric == 3.0 and m.corrupt_metric == 0.5 and m.seconds == 3.0
+    assert m.extra["n_pairs"] == 2

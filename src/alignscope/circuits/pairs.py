@@ -129,3 +129,58 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, pair: PromptPair, *, chat: b
         raise InputError(f"answer {pair.answer!r} and foil {pair.foil!r} are the same token", field="foil")
     tokens = [str(t) for t in tokenizer.convert_ids_to_tokens(list(clean_ids))]
     return EncodedPair(pair, list(clean_ids), list(corrupt_ids), answer_id, foil_id, tokens)
+
+
+@dataclass(frozen=True)
+class TraceItem:
+    """One causal-tracing prompt: the text, the subject substring to noise, and optional answer/foil tokens."""
+
+    prompt: str
+    subject: str
+    answer: str | None = None
+    foil: str | None = None
+    id: str | None = None
+
+
+def load_trace_items(path: str | Path) -> list[TraceItem]:
+    """Read tracing prompts: JSONL, or a JSON list (ROME's ``known_1000.json`` works as is).
+
+    Fields: ``prompt`` and ``subject`` (required strings), ``answer`` and ``foil`` (optional, single
+    tokens), ``id`` or ``known_id`` (optional).
+
+    Raises:
+        InputError: naming the file, the line (or item) and the field.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read prompt file: {exc.strerror or exc}", path=p) from None
+    records: list[tuple[int, object]] = []
+    if text.lstrip().startswith("["):
+        try:
+            records = list(enumerate(json.loads(text), start=1))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc.msg}", path=p, line=exc.lineno) from None
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"invalid JSON: {exc.msg}", path=p, line=number) from None
+    items = []
+    for number, rec in records:
+        if not isinstance(rec, dict):
+            raise InputError("expected an object with fields prompt and subject", path=p, line=number)
+        for name in ("prompt", "subject"):
+            if not isinstance(rec.get(name), str) or not rec[name]:
+                raise InputError("missing or empty string field", path=p, line=number, field=name)
+        for name in ("answer", "foil"):
+            if rec.get(name) is not None and not isinstance(rec[name], str):
+                raise InputError("must be a string", path=p, line=number, field=name)
+        rid = rec.get("id", rec.get("known_id"))
+        items.append(TraceItem(rec["prompt"], rec["subject"], rec.get("answer"), rec.get("foil"), None if rid is None else str(rid)))
+    if not items:
+        raise InputError("no prompts found", path=p)
+    return items

@@ -30,6 +30,7 @@ from jaxtyping import Float
 
 from alignscope.circuits.pairs import check_aligned
 from alignscope.circuits.replay import Patch, RunRecord, check_replay, record_run, replay
+from alignscope.circuits.summaries import right_aligned_mean
 from alignscope.errors import InputError
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
@@ -176,3 +177,30 @@ def _effect_shape(lm: LoadedModel, component: str, seq: int, per_position: bool)
     if component != "head":
         return (lm.n_layers, seq)
     return (lm.n_layers, lm.n_heads, seq) if per_position else (lm.n_layers, lm.n_heads)
+
+
+def mean_result(results: Sequence[PatchingResult]) -> PatchingResult:
+    """Average several pairs' results into one (``effect``, metrics and ``seconds`` summed).
+
+    Position axes are right-aligned (position ``-1`` is every prompt's last token), so prompts of
+    different lengths average position by position from the end; a position only some prompts
+    have is averaged over those. Token labels are the shared tokens where all prompts agree,
+    else ``-k`` offsets.
+    """
+    if not results:
+        raise InputError("no results to average", field="pairs")
+    first = results[0]
+    if len(results) == 1:
+        return first
+    if first.component == "head" and first.effect.ndim == 2:
+        effect = torch.stack([r.effect for r in results]).mean(0)
+        tokens = first.tokens
+    else:
+        effect = right_aligned_mean([r.effect for r in results])
+        width = effect.shape[-1]
+        same = all(r.tokens == first.tokens for r in results)
+        tokens = list(first.tokens) if same else [f"{k - width}" for k in range(width)]
+    n = len(results)
+    return PatchingResult(first.component, first.direction, effect, sum(r.clean_metric for r in results) / n,
+                          sum(r.corrupt_metric for r in results) / n, tokens, sum(r.seconds for r in results),
+                          method=first.method, extra={**first.extra, "n_pairs": n})

@@ -58,3 +58,15 @@ def effect_summary(effect: torch.Tensor, *, target_metric: float, labels: Sequen
         "gini_layers": gini(per_layer),
         "top5_concentration": top_k_concentration(e.flatten().tolist(), 5),
     }
+
+
+def right_aligned_mean(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean of effect maps whose last (position) axes may differ in length, aligned at the last position.
+
+    A position only some maps have is averaged over those maps.
+    """
+    width = max(m.shape[-1] for m in maps)
+    padded = torch.full((len(maps), *maps[0].shape[:-1], width), float("nan"))
+    for i, m in enumerate(maps):
+        padded[i, ..., width - m.shape[-1]:] = m.detach().float().cpu()
+    return padded.nanmean(0)
