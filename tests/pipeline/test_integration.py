@@ -13,7 +13,7 @@ from alignscope.steering.interventions import load_intervention
 
 def test_real_steering_run_on_tiny_model(tiny_config, tmp_path: Path) -> None:
     cfg = load_config(tiny_config(intervene={"folds": 2, "n_vector_prompts": 4, "max_new_tokens": 3, "coefficients": [0.5, 1.0]},
-                                  evaluate={"max_new_tokens": 3, "compare": ["addition", "ablation"]}))
+                                  select={"layer_stride": 1}, evaluate={"max_new_tokens": 3, "compare": ["addition", "ablation"]}))
     out = tmp_path / "run"
     result = run_pipeline(cfg, out, progress=False)
     res = result.results

@@ -42,9 +42,14 @@ def comparable(out: Path) -> dict:
     return {k: res[k] for k in ("baseline", "after", "kl", "selection", "directions", "examples", "data")}
 
 
-def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path) -> None:
+def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "hf_SECRET_token_never_written_0042"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("ALIGNSCOPE_JUDGE_API_KEY", secret)
     out = tmp_path / "run"
     result = run_pipeline(load_config(tiny_config()), out, progress=False)
+    for path in out.rglob("*"):
+        assert path.is_dir() or secret.encode() not in path.read_bytes(), path
     for name in ("results.json", "intervention.safetensors", "report.html", "manifest.json", "rates.png", "candidates.png",
                  "directions.png", "cosine.png", "generations.jsonl"):
         assert (out / name).is_file(), name

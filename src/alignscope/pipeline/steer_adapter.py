@@ -17,13 +17,31 @@ if TYPE_CHECKING:
     from alignscope.pipeline.stages import Context, StageOutput
 
 
-def mean_diff_from(record: StageRecord) -> Any:
-    """Rebuild the extract stage's :class:`~alignscope.steering.directions.MeanDiff`."""
+def mean_diff_from(record: StageRecord, positions: list[int] | None = None, layer_stride: int = 1) -> Any:
+    """Rebuild the extract stage's :class:`~alignscope.steering.directions.MeanDiff`, optionally a subset of it.
+
+    Args:
+        record: the extract stage's record.
+        positions: offsets to keep (None: all); each must have been extracted.
+        layer_stride: keep every ``layer_stride``-th extracted layer, starting at the first.
+    """
+    from alignscope.errors import InputError
     from alignscope.steering.directions import MeanDiff
 
     out, t = record.output, record.tensors
-    return MeanDiff(t["directions"], t["mean_pos"], t["mean_neg"], tuple(out["positions"]), tuple(out["layers"]), out["component"],
-                    int(out["n_pos"]), int(out["n_neg"]), out.get("data_sha256", ""))
+    all_pos, all_layers = list(out["positions"]), list(out["layers"])
+    keep_pos = all_pos if positions is None else list(dict.fromkeys(positions))
+    missing = [p for p in keep_pos if p not in all_pos]
+    if missing:
+        raise InputError(f"positions {missing} were not extracted; extracted positions: {all_pos}", field="select.positions")
+    pi = [all_pos.index(p) for p in keep_pos]
+    li = list(range(0, len(all_layers), layer_stride))
+
+    def sub(x: torch.Tensor) -> torch.Tensor:
+        return x[pi][:, li].contiguous()
+
+    return MeanDiff(sub(t["directions"]), sub(t["mean_pos"]), sub(t["mean_neg"]), tuple(keep_pos), tuple(all_layers[i] for i in li),
+                    out["component"], int(out["n_pos"]), int(out["n_neg"]), out.get("data_sha256", ""))
 
 
 GRIDS = (
@@ -46,7 +64,8 @@ def select(ctx: Context, extract: StageRecord) -> StageOutput:
     c = ctx.cfg.select
     config = SelectionConfig(kl_threshold=c.kl_threshold, max_layer_frac=1.0 - c.prune_last_fraction, induce_min=c.induce_min,
                              chat=ctx.cfg.chat, batch_size=c.batch_size)
-    sel = select_direction(ctx.lm, mean_diff_from(extract), round_robin(ctx.data.harmful["val"], c.n_harmful),
+    candidates = mean_diff_from(extract, c.positions, c.layer_stride)
+    sel = select_direction(ctx.lm, candidates, round_robin(ctx.data.harmful["val"], c.n_harmful),
                            round_robin(ctx.data.harmless["val"], c.n_harmless), config=config, progress=ctx.progress)
     grids = [{"key": key, "name": name, "layers": list(sel.layers), "positions": list(sel.positions),
               "values": sel.heatmap(key).T.tolist()} for key, name in GRIDS]
