@@ -1,0 +1,215 @@
+"""Conditional activation steering (CAST-style): steer only the prompts a condition probe flags.
+
+On the first forward pass of a sequence (an empty KV cache), a :class:`~alignscope.steering.probes.LinearProbe`
+reads the residual stream at its layers, pooling *real* tokens of each prompt (the last few, or
+the user's message; the attention mask is taken from the model call, so left padding is never
+read). A row
+whose score exceeds ``threshold`` is gated on: ``coefficient * vector`` is added at
+``layers`` to every position of that row, on the prompt pass and on every cached decoding
+step. The per-row gate is kept across decoding steps and recomputed when a new sequence starts
+(the next call with an empty cache), so each ``generate`` call starts fresh.
+
+When every steered layer comes at or after the deepest probe read, the gate is computed in the
+same prompt pass, just before it is first used. When some steered layer comes earlier (the best
+condition is often read deeper than the best place to steer), the gate is computed by a
+*look-ahead*: at the start of each sequence a partial forward pass over the prompt, stopped after
+the deepest probe layer and with no cache, reads the probe; then the real pass runs with the gate
+known. The look-ahead costs a fraction of one prompt pass per ``generate`` call, and nothing per
+decoding step.
+
+Limitation: ``generate(..., use_cache=False)`` re-runs the whole sequence each step, so each
+step would be a new sequence and the probe would read generated tokens; use the KV cache (the
+default).
+
+Example:
+    >>> steer = ConditionalSteering(probe, refusal_vec, layers=(14,), coefficient=6.0, threshold=0.5)  # doctest: +SKIP
+    >>> with steer.apply(lm) as handle:                                                         # doctest: +SKIP
+    ...     out = lm.hf_model.generate(ids, attention_mask=mask, max_new_tokens=32)
+    >>> handle.gate                                                                             # doctest: +SKIP
+    tensor([1., 0.])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Float
+
+from alignscope.errors import InputError
+from alignscope.models.loader import LoadedModel
+from alignscope.sites import Site
+from alignscope.steering.interventions import HookFn, HookHandle, HookIntervention, _Cast, _Reader, check_fits, check_vector
+from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens
+
+# Order of hook points inside one block, to check that the gate is known before it is used.
+_ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
+
+
+class GateHandle(HookHandle):
+    """Hook handle that also exposes the last sequence's probe scores and gate (on CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+        self.feats: dict[int, torch.Tensor] = {}
+        self.scores: torch.Tensor | None = None
+        self.gate: torch.Tensor | None = None
+        self._gate_dev: torch.Tensor | None = None
+        self.busy = False
+
+    def reset(self, mask: torch.Tensor | None) -> None:
+        """Forget the previous sequence's state (a new sequence begins)."""
+        self.mask, self.feats, self.scores, self.gate, self._gate_dev = mask, {}, None, None, None
+
+
+def _past_length(past: Any) -> int:
+    if past is None:
+        return 0
+    if hasattr(past, "get_seq_length"):
+        return int(past.get_seq_length())
+    try:  # legacy tuple-of-tuples cache
+        return int(past[0][0].shape[-2]) if len(past) else 0
+    except (TypeError, IndexError, AttributeError):
+        return 0
+
+
+@dataclass(frozen=True, eq=False)
+class ConditionalSteering(HookIntervention):
+    """Add ``coefficient * vector`` at ``layers`` only for prompts whose probe score exceeds ``threshold``.
+
+    Args:
+        probe: the condition (its layers, component and pooling say what it reads).
+        vector: ``(d_model,)`` behaviour vector.
+        layers: layers to steer at (any earlier than the deepest probe read turns on the look-ahead pass).
+        coefficient: scale of the addition.
+        threshold: the gate fires where ``probe score > threshold``.
+        component: where the vector is added (default ``resid_pre``).
+    """
+
+    kind: ClassVar[str] = "conditional"
+    probe: LinearProbe
+    vector: Float[torch.Tensor, " d_model"]
+    layers: tuple[int, ...]
+    coefficient: float = 1.0
+    threshold: float = 0.0
+    component: str = "resid_pre"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vector", check_vector(self.vector, "vector"))
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        if self.component not in _ORDER or self.probe.component not in _ORDER:
+            raise InputError(f"components must be one of {', '.join(_ORDER)}", field="component")
+        if not self.layers:
+            raise InputError("no layers given", field="layers")
+
+    @property
+    def lookahead(self) -> bool:
+        """Whether the gate needs a look-ahead pass (some steered layer precedes the deepest probe read)."""
+        last_read = (max(self.probe.layers), _ORDER[self.probe.component])
+        return any((x, _ORDER[self.component]) < last_read for x in self.layers)
+
+    def validate(self, lm: LoadedModel) -> None:
+        check_fits(lm, self.vector, self.layers, (self.component,), "vector")
+        check_fits(lm, self.probe.weight[0], self.probe.layers, (self.probe.component,), "probe_weight")
+
+    def attach(self, lm: LoadedModel) -> GateHandle:
+        """Register the sequence-start pre-hook, the probe reads and the gated additions."""
+        self.validate(lm)
+        handle = GateHandle()
+        try:
+            handle.add(lm.hf_model.register_forward_pre_hook(self._start_hook(lm, handle), with_kwargs=True))
+            for name, fn in self._hooks(handle):
+                handle.add(lm.bridge.hook_dict[name].register_forward_hook(fn))
+        except BaseException:
+            handle.remove()
+            raise
+        return handle
+
+    @contextmanager
+    def apply(self, lm: LoadedModel) -> Iterator[GateHandle]:  # type: ignore[override]
+        """Attach for the duration of a ``with`` block; yields the :class:`GateHandle`."""
+        handle = self.attach(lm)
+        try:
+            yield handle
+        finally:
+            handle.remove()
+
+    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+        """Not used on its own: the hooks share per-sequence state, see :meth:`attach`."""
+        raise NotImplementedError("ConditionalSteering keeps per-sequence state; use attach() or apply()")
+
+    def _start_hook(self, lm: LoadedModel, handle: GateHandle) -> Any:
+        lookahead, stop = self.lookahead, max(self.probe.layers) + 1
+
+        def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if handle.busy or _past_length(kwargs.get("past_key_values")) != 0:
+                return
+            mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+            mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            handle.reset(mask)
+            if lookahead:
+                ids = kwargs.get("input_ids", args[0] if args else None)
+                if not isinstance(ids, torch.Tensor) or ids.is_floating_point():
+                    raise InputError("conditional steering with a look-ahead needs token ids (not inputs_embeds)", field="input")
+                handle.busy = True
+                try:
+                    with torch.no_grad():
+                        lm.bridge(ids, attention_mask=mask, stop_at_layer=stop)
+                finally:
+                    handle.busy = False
+        return pre
+
+    def _hooks(self, handle: GateHandle) -> list[tuple[str, HookFn]]:
+        probe, n_layers_read = self.probe, len(self.probe.layers)
+
+        def read(layer: int) -> HookFn:
+            def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> None:
+                if handle.gate is not None:
+                    return
+                handle.feats[layer] = pool_tokens(out, handle.mask, probe.pooling)
+                if len(handle.feats) == n_layers_read:
+                    feats = torch.stack([handle.feats[x] for x in probe.layers], dim=1)
+                    scores = probe.score(feats)
+                    handle.scores = scores.detach().cpu()
+                    handle._gate_dev = (scores > self.threshold).to(out.dtype)
+                    handle.gate = handle._gate_dev.detach().cpu()
+            return hook
+
+        delta = _Cast(self.vector * float(self.coefficient))
+
+        def add(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+            gate = handle._gate_dev
+            if handle.busy:  # the look-ahead pass only reads
+                return out
+            if gate is None:
+                raise RuntimeError("conditional steering: the gate was not computed before a steered layer ran")
+            if gate.shape[0] != out.shape[0]:
+                raise InputError(f"batch size changed from {gate.shape[0]} to {out.shape[0]} within one sequence "
+                                 "(beam search is not supported)", field="batch")
+            return out + gate.to(out.device, out.dtype).view(-1, *([1] * (out.ndim - 1))) * delta.like(out)
+
+        reads = [(Site(x, probe.component).hook_name, read(x)) for x in dict.fromkeys(probe.layers)]
+        return reads + [(Site(x, self.component).hook_name, add) for x in self.layers]
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        p = self.probe
+        meta = {"layers": json.dumps(list(self.layers)), "coefficients": json.dumps([float(self.coefficient)]),
+                "threshold": repr(float(self.threshold)), "component": self.component,
+                "probe_layers": json.dumps(list(p.layers)), "probe_bias": repr(p.bias), "probe_component": p.component,
+                "probe_method": p.method, **p.pooling.to_meta()}
+        return {"vector": self.vector, "probe_weight": p.weight}, meta
+
+    @classmethod
+    def from_reader(cls, r: _Reader) -> ConditionalSteering:
+        """Rebuild from a loaded intervention file (see :func:`~alignscope.steering.interventions.load_intervention`)."""
+        pooling = Pooling(r.text("probe_pool", "tail"), int(r.number("probe_n_read")), int(r.number("probe_skip_head")),
+                          int(r.number("probe_skip_tail")))
+        probe = LinearProbe(r.tensor("probe_weight", ndim=2), r.number("probe_bias"), r.layers("probe_layers"),
+                            r.text("probe_component", "resid_pre"), pooling, r.text("probe_method", "logistic"))
+        return cls(probe, r.tensor("vector"), r.layers(), r.number("coefficients"), r.number("threshold"),
+                   r.text("component", "resid_pre"))

@@ -1,0 +1,407 @@
+"""Scoped, reversible interventions on the residual stream, and their portable file format.
+
+Every intervention follows one protocol (see :class:`Intervention`): ``attach(lm)`` registers
+torch forward hooks on the TransformerBridge's hook points and returns a handle with
+``.remove()``; ``apply(lm)`` is the same as a context manager (hooks acquired before ``try``,
+removed in ``finally``). The bridge wraps the HF modules in place, so the hooks also fire in
+``lm.hf_model.generate`` on the prompt pass and on every KV-cached decoding step. Edits act on
+each position independently, so left padding does not change real tokens' results.
+
+Kinds:
+
+* :class:`ActivationAddition` (``addition``): ``x + c * v`` at chosen layers, every position.
+* :class:`DirectionalAblation` (``ablation``): ``x - (x . d) d`` with unit ``d`` on
+  ``resid_pre``, ``attn_out`` and ``mlp_out`` at every layer (Arditi et al. 2024).
+* :class:`ProjectionClamp` (``clamp``): sets ``x . d`` to a fixed value at chosen layers.
+* ``conditional`` lives in :mod:`alignscope.steering.conditional`.
+
+Example:
+    >>> add = ActivationAddition(vector, layers=(14,), coefficient=4.0)     # doctest: +SKIP
+    >>> with add.apply(lm):                                                 # doctest: +SKIP
+    ...     out = lm.hf_model.generate(ids, attention_mask=mask)
+    >>> save_intervention("out/intervention.safetensors", add, model=lm.name)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from jaxtyping import Float
+from torch.utils.hooks import RemovableHandle
+
+from alignscope.errors import InputError
+from alignscope.io import save_safetensors
+from alignscope.models.loader import LoadedModel
+from alignscope.sites import Site
+
+FORMAT = "alignscope.intervention/1"
+HookFn = Callable[[torch.nn.Module, Any, torch.Tensor], torch.Tensor | None]
+ABLATION_COMPONENTS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
+
+
+@runtime_checkable
+class Intervention(Protocol):
+    """What every intervention offers (the cross-helper contract)."""
+
+    kind: str
+
+    def apply(self, lm: LoadedModel) -> Any:
+        """Context manager: hooks attached on enter, removed on exit (exception-safe)."""
+        ...
+
+    def attach(self, lm: LoadedModel) -> Any:
+        """Attach the hooks now; the returned handle's ``.remove()`` detaches them."""
+        ...
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Tensors and string metadata for :func:`save_intervention`."""
+        ...
+
+
+class HookHandle:
+    """Removes a group of torch hook handles; ``remove()`` is idempotent."""
+
+    def __init__(self, handles: Sequence[RemovableHandle] = ()) -> None:
+        self._handles: list[RemovableHandle] = list(handles)
+
+    def add(self, handle: RemovableHandle) -> None:
+        """Track one more handle."""
+        self._handles.append(handle)
+
+    def remove(self) -> None:
+        """Detach every hook, last attached first."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    @property
+    def active(self) -> bool:
+        """Whether any hook is still attached."""
+        return bool(self._handles)
+
+
+class _Cast:
+    """A tensor cached on the device and dtype of the activations it meets."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.base = tensor
+        self._cached = tensor
+
+    def like(self, act: torch.Tensor) -> torch.Tensor:
+        if self._cached.device != act.device or self._cached.dtype != act.dtype:
+            self._cached = self.base.to(device=act.device, dtype=act.dtype)
+        return self._cached
+
+
+def hook_point(lm: LoadedModel, name: str) -> torch.nn.Module:
+    """The bridge's hook point module called ``name``."""
+    return lm.bridge.hook_dict[name]  # type: ignore[no-any-return]
+
+
+class HookIntervention(ABC):
+    """Base for interventions made of forward hooks on bridge hook points."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+        """``(hook name, forward hook)`` pairs, in the order they must run."""
+
+    def validate(self, lm: LoadedModel) -> None:  # noqa: B027 (optional override)
+        """Raise a clear error if the intervention does not fit ``lm`` (no checks by default)."""
+
+    def attach(self, lm: LoadedModel) -> HookHandle:
+        """Register the hooks; on any failure, remove the ones already registered."""
+        self.validate(lm)
+        handle = HookHandle()
+        try:
+            for name, fn in self.hooks(lm):
+                handle.add(hook_point(lm, name).register_forward_hook(fn))
+        except BaseException:
+            handle.remove()
+            raise
+        return handle
+
+    @contextmanager
+    def apply(self, lm: LoadedModel) -> Iterator[HookHandle]:
+        """Attach for the duration of a ``with`` block."""
+        handle = self.attach(lm)
+        try:
+            yield handle
+        finally:
+            handle.remove()
+
+    @abstractmethod
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Tensors and string metadata (without ``kind``/``model``; :func:`save_intervention` adds them)."""
+
+
+def check_vector(vector: torch.Tensor, name: str) -> torch.Tensor:
+    """A detached float32 CPU copy of a 1-D, finite, non-empty vector."""
+    if not isinstance(vector, torch.Tensor) or vector.ndim != 1 or vector.numel() == 0:
+        shape = tuple(vector.shape) if isinstance(vector, torch.Tensor) else type(vector).__name__
+        raise InputError(f"expected a 1-D tensor (d_model,), got {shape}", field=name)
+    out = vector.detach().to("cpu", torch.float32).clone()
+    if not torch.isfinite(out).all():
+        raise InputError("contains NaN or inf", field=name)
+    return out
+
+
+def unit(vector: torch.Tensor, name: str) -> torch.Tensor:
+    """``vector / |vector|``, rejecting a zero vector."""
+    vec = check_vector(vector, name)
+    norm = vec.double().norm()
+    if norm <= 0:
+        raise InputError("is the zero vector; a direction needs a non-zero norm", field=name)
+    if abs(float(norm) - 1.0) < 1e-6:  # already unit (e.g. reloaded): keep it bit-identical
+        return vec
+    return (vec.double() / norm).float()
+
+
+def check_fits(lm: LoadedModel, vector: torch.Tensor, layers: Sequence[int], components: Sequence[str], name: str) -> None:
+    """Check the vector width and every ``(layer, component)`` site against ``lm``."""
+    if vector.shape[0] != lm.d_model:
+        raise InputError(f"has {vector.shape[0]} entries but the model's d_model is {lm.d_model}", field=name)
+    if not layers:
+        raise InputError("no layers given", field="layers")
+    for layer in layers:
+        for comp in components:
+            Site(int(layer), comp).validate(lm)
+
+
+def _project_out(direction: _Cast) -> HookFn:
+    def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+        d = direction.like(out)
+        return out - (out @ d).unsqueeze(-1) * d
+    return hook
+
+
+@dataclass(frozen=True, eq=False)
+class ActivationAddition(HookIntervention):
+    """Add ``coefficient * vector`` to ``component`` at each of ``layers``, at every position.
+
+    Args:
+        vector: ``(d_model,)`` steering vector (used as given, not normalised).
+        layers: layers to add at.
+        coefficient: scale of the addition.
+        component: a ``(d_model,)`` site component (default ``resid_pre``).
+    """
+
+    kind: ClassVar[str] = "addition"
+    vector: Float[torch.Tensor, " d_model"]
+    layers: tuple[int, ...]
+    coefficient: float = 1.0
+    component: str = "resid_pre"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vector", check_vector(self.vector, "vector"))
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+
+    def validate(self, lm: LoadedModel) -> None:
+        check_fits(lm, self.vector, self.layers, (self.component,), "vector")
+
+    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+        delta = _Cast(self.vector * float(self.coefficient))
+
+        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+            return out + delta.like(out)
+
+        return [(Site(layer, self.component).hook_name, hook) for layer in self.layers]
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return {"vector": self.vector}, {"layers": json.dumps(list(self.layers)),
+                                         "coefficients": json.dumps([float(self.coefficient)]),
+                                         "component": self.component}
+
+
+@dataclass(frozen=True, eq=False)
+class DirectionalAblation(HookIntervention):
+    """Project the unit direction out of ``resid_pre``, ``attn_out`` and ``mlp_out`` at every layer.
+
+    With ``layers=None`` (the default) every layer is edited, which is what a weight edit
+    (:mod:`alignscope.steering.weight_edit`) reproduces.
+    """
+
+    kind: ClassVar[str] = "ablation"
+    direction: Float[torch.Tensor, " d_model"]
+    layers: tuple[int, ...] | None = None
+    components: tuple[str, ...] = ABLATION_COMPONENTS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", unit(self.direction, "direction"))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        object.__setattr__(self, "components", tuple(self.components))
+
+    def _layers(self, lm: LoadedModel) -> tuple[int, ...]:
+        return tuple(range(lm.n_layers)) if self.layers is None else self.layers
+
+    def validate(self, lm: LoadedModel) -> None:
+        check_fits(lm, self.direction, self._layers(lm), self.components, "direction")
+
+    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+        fn = _project_out(_Cast(self.direction))
+        return [(Site(layer, comp).hook_name, fn) for layer in self._layers(lm) for comp in self.components]
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return {"direction": self.direction}, {"layers": json.dumps(None if self.layers is None else list(self.layers)),
+                                               "components": json.dumps(list(self.components))}
+
+
+@dataclass(frozen=True, eq=False)
+class ProjectionClamp(HookIntervention):
+    """Set the projection on the unit ``direction`` to ``value`` at ``layers``: ``x + (value - x.d) d``."""
+
+    kind: ClassVar[str] = "clamp"
+    direction: Float[torch.Tensor, " d_model"]
+    layers: tuple[int, ...]
+    value: float = 0.0
+    component: str = "resid_pre"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", unit(self.direction, "direction"))
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+
+    def validate(self, lm: LoadedModel) -> None:
+        check_fits(lm, self.direction, self.layers, (self.component,), "direction")
+
+    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+        direction = _Cast(self.direction)
+        value = float(self.value)
+
+        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+            d = direction.like(out)
+            return out + (value - out @ d).unsqueeze(-1) * d
+
+        return [(Site(layer, self.component).hook_name, hook) for layer in self.layers]
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return {"direction": self.direction}, {"layers": json.dumps(list(self.layers)), "value": repr(float(self.value)),
+                                               "component": self.component}
+
+
+# ----------------------------------------------------------------------------- file format
+
+@dataclass(frozen=True)
+class _Reader:
+    """Typed access to a loaded intervention file, with errors naming the file and field."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def tensor(self, name: str, ndim: int = 1) -> torch.Tensor:
+        if name not in self.tensors:
+            raise InputError(f"missing tensor; the file holds {sorted(self.tensors)}", path=self.path, field=name)
+        t = self.tensors[name]
+        if t.ndim != ndim:
+            raise InputError(f"expected a {ndim}-D tensor, got shape {tuple(t.shape)}", path=self.path, field=name)
+        return t.float()
+
+    def json(self, name: str, default: Any = ...) -> Any:
+        if name not in self.meta:
+            if default is not ...:
+                return default
+            raise InputError(f"missing metadata; the file holds {sorted(self.meta)}", path=self.path, field=name)
+        try:
+            return json.loads(self.meta[name])
+        except json.JSONDecodeError:
+            raise InputError(f"is not valid JSON: {self.meta[name]!r}", path=self.path, field=name) from None
+
+    def layers(self, name: str = "layers") -> tuple[int, ...]:
+        value = self.json(name)
+        if not isinstance(value, list) or not all(isinstance(x, int) for x in value):
+            raise InputError(f"expected a JSON list of layer indices, got {self.meta[name]!r}", path=self.path, field=name)
+        return tuple(value)
+
+    def number(self, name: str) -> float:
+        value = self.json(name)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, (int, float)):
+            raise InputError(f"expected a number, got {self.meta[name]!r}", path=self.path, field=name)
+        return float(value)
+
+    def text(self, name: str, default: str) -> str:
+        return self.meta.get(name, default)
+
+
+def _build_addition(r: _Reader) -> HookIntervention:
+    return ActivationAddition(r.tensor("vector"), r.layers(), r.number("coefficients"), r.text("component", "resid_pre"))
+
+
+def _build_ablation(r: _Reader) -> HookIntervention:
+    layers = r.json("layers", None)
+    comps = r.json("components", list(ABLATION_COMPONENTS))
+    return DirectionalAblation(r.tensor("direction"), None if layers is None else r.layers(), tuple(comps))
+
+
+def _build_clamp(r: _Reader) -> HookIntervention:
+    return ProjectionClamp(r.tensor("direction"), r.layers(), r.number("value"), r.text("component", "resid_pre"))
+
+
+def _build_conditional(r: _Reader) -> HookIntervention:
+    from alignscope.steering.conditional import ConditionalSteering  # conditional builds on this module
+
+    return ConditionalSteering.from_reader(r)
+
+
+_BUILDERS: dict[str, Callable[[_Reader], HookIntervention]] = {
+    "addition": _build_addition, "ablation": _build_ablation, "clamp": _build_clamp, "conditional": _build_conditional,
+}
+
+
+def intervention_path(path: str | Path) -> Path:
+    """``path`` itself when it names a ``.safetensors`` file, else ``path/intervention.safetensors``."""
+    p = Path(path)
+    return p if p.suffix == ".safetensors" else p / "intervention.safetensors"
+
+
+def save_intervention(path: str | Path, intervention: Intervention, *, model: str) -> Path:
+    """Write ``intervention`` (tensors + string metadata) atomically; returns the file written.
+
+    Metadata always holds ``format``, ``kind`` and ``model``, plus the kind's own fields
+    (``layers``, ``coefficients``, ``threshold``, ...), JSON-encoded.
+    """
+    tensors, meta = intervention.to_tensors()
+    target = intervention_path(path)
+    save_safetensors(target, tensors, {**meta, "format": FORMAT, "kind": intervention.kind, "model": model})
+    return target
+
+
+def load_intervention(path: str | Path) -> HookIntervention:
+    """Read a file written by :func:`save_intervention`.
+
+    Raises:
+        InputError: missing file, unknown kind, missing or malformed tensors/fields; the
+            message names the file and field.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    target = intervention_path(path)
+    if not target.is_file():
+        raise InputError("intervention file does not exist", path=target)
+    try:
+        with safe_open(str(target), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"not a readable safetensors file: {exc}", path=target) from None
+    kind = meta.get("kind")
+    if kind not in _BUILDERS:
+        raise InputError(f"unknown intervention kind {kind!r}; expected one of {', '.join(_BUILDERS)}", path=target, field="kind")
+    return _BUILDERS[kind](_Reader(target, tensors, meta))
+
+
+def intervention_model(path: str | Path) -> str | None:
+    """The ``model`` recorded in an intervention file's metadata (None when absent)."""
+    from safetensors import safe_open
+
+    with safe_open(str(intervention_path(path)), framework="pt") as fh:
+        return (fh.metadata() or {}).get("model")

@@ -1,0 +1,136 @@
+"""Conditional steering against a plain-HF reference: gate from real tokens only, per-row, across KV-cache steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from alignscope.errors import InputError
+from alignscope.models.chat import left_pad
+from alignscope.steering.conditional import ConditionalSteering
+from alignscope.steering.interventions import load_intervention, save_intervention
+from alignscope.steering.probes import LinearProbe, Pooling
+from tests.reference import assert_close_scaled, load_plain
+from tests.steering import plain
+
+SEQS = [[10, 11, 12, 13, 14, 15, 16, 17], [20, 21, 22], [30, 31, 32, 33, 34], [40, 41, 42, 43]]
+
+
+def ref_pool(act: torch.Tensor, lengths: list[int], pooling: Pooling) -> torch.Tensor:
+    """Pooled features by plain indexing of each row's real tokens (independent of the library's masks)."""
+    rows = []
+    seq = act.shape[1]
+    for i, n in enumerate(lengths):
+        real = act[i, seq - n:]
+        part = real[-pooling.n_read:] if pooling.kind == "tail" else real[pooling.skip_head:n - pooling.skip_tail]
+        rows.append(part.mean(0))
+    return torch.stack(rows)
+
+
+def reference_gate(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, steer: ConditionalSteering) -> torch.Tensor:
+    p = steer.probe
+    lengths = [int(x) for x in mask.sum(1)]
+    feats = torch.stack([ref_pool(plain.capture(model, ids, mask, layer, p.component), lengths, p.pooling) for layer in p.layers], 1)
+    return (torch.einsum("nkd,kd->n", feats, p.weight) + p.bias > steer.threshold).float()
+
+
+def make_steer(d: int, probe_layers: tuple[int, ...], steer_layers: tuple[int, ...], pooling: Pooling,
+               ids: torch.Tensor, mask: torch.Tensor, model: torch.nn.Module) -> ConditionalSteering:
+    """A probe with random weights and a threshold at the median score, so some rows fire and some do not."""
+    g = torch.Generator().manual_seed(7)
+    probe = LinearProbe(torch.randn(len(probe_layers), d, generator=g), 0.0, probe_layers, pooling=pooling)
+    vector = torch.randn(d, generator=g)
+    draft = ConditionalSteering(probe, vector, steer_layers, 3.0, 0.0)
+    lengths = [int(x) for x in mask.sum(1)]
+    feats = torch.stack([ref_pool(plain.capture(model, ids, mask, x, "resid_pre"), lengths, pooling) for x in probe_layers], 1)
+    scores = torch.einsum("nkd,kd->n", feats, probe.weight)
+    threshold = float(scores.sort().values[len(scores) // 2 - 1]) + 1e-4  # half the rows fire
+    return ConditionalSteering(probe, draft.vector, steer_layers, 3.0, threshold)
+
+
+CONFIGS = [((0,), (1,), Pooling("tail", n_read=2)), ((1,), (0, 1), Pooling("span", skip_head=1, skip_tail=1))]
+
+
+def test_logits_match_reference(family, tiny_lm, tiny_dir) -> None:
+    lm = tiny_lm(family)
+    model = load_plain(tiny_dir(family))
+    ids, mask = left_pad(SEQS, 3)
+    real = mask.bool()
+    with torch.no_grad():
+        before = lm.bridge(ids, attention_mask=mask)
+    for probe_layers, steer_layers, pooling in CONFIGS:
+        steer = make_steer(lm.d_model, probe_layers, steer_layers, pooling, ids, mask, model)
+        gate = reference_gate(model, ids, mask, steer)
+        assert 0 < gate.sum() < len(gate)
+        with torch.no_grad(), steer.apply(lm) as handle:
+            got = lm.bridge(ids, attention_mask=mask)
+        assert handle.gate is not None and torch.equal(handle.gate, gate)
+        sites = [(x, "resid_pre", plain.add(3.0 * steer.vector, gate)) for x in steer_layers]
+        with plain.edits(model, sites):
+            want = plain.plain_logits(model, ids, mask)
+        assert_close_scaled(got[real], want[real])
+        with torch.no_grad():
+            assert torch.equal(lm.bridge(ids, attention_mask=mask), before)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["same-pass", "lookahead"])
+def test_generate_matches_manual_loop_and_resets(config, tiny_lm, tiny_dir) -> None:
+    lm = tiny_lm("llama")
+    model = load_plain(tiny_dir("llama"))
+    ids, mask = left_pad(SEQS, 3)
+    steer = make_steer(lm.d_model, *config, ids, mask, model)
+    assert steer.lookahead == (config[1][0] < config[0][-1])
+    gate = reference_gate(model, ids, mask, steer)
+    kw = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 3, "eos_token_id": None}
+    with torch.no_grad(), steer.apply(lm) as handle:
+        out = lm.hf_model.generate(input_ids=ids, attention_mask=mask, **kw)
+        first_gate = handle.gate
+        # a second call on a sub-batch recomputes the gate from its own prompts
+        out2 = lm.hf_model.generate(input_ids=ids[1:3], attention_mask=mask[1:3], **kw)
+        assert handle.gate is not None and torch.equal(handle.gate, gate[1:3])
+    assert first_gate is not None and torch.equal(first_gate, gate)
+    with plain.edits(model, [(x, "resid_pre", plain.add(3.0 * steer.vector, gate)) for x in steer.layers]):
+        want = plain.greedy_no_cache(model, ids, mask, 6)
+    assert torch.equal(out[:, ids.shape[1]:], want)
+    assert torch.equal(out2[:, ids.shape[1]:], want[1:3])
+
+
+def test_padding_does_not_change_the_gate(tiny_lm) -> None:
+    lm = tiny_lm("qwen2")
+    g = torch.Generator().manual_seed(3)
+    probe = LinearProbe(torch.randn(1, 32, generator=g), 0.1, (1,), pooling=Pooling("span", skip_head=0, skip_tail=1))
+    steer = ConditionalSteering(probe, torch.randn(32, generator=g), (1,), 1.0, 0.0)
+    ids, mask = left_pad(SEQS, 3)
+    with torch.no_grad(), steer.apply(lm) as handle:
+        lm.bridge(ids, attention_mask=mask)
+        batched = handle.scores
+        alone = []
+        for seq in SEQS:
+            lm.bridge(torch.tensor([seq]))
+            assert handle.scores is not None
+            alone.append(handle.scores[0])
+    assert batched is not None
+    torch.testing.assert_close(batched, torch.stack(alone), atol=1e-4, rtol=1e-5)
+
+
+def test_roundtrip_and_errors(tiny_lm, tmp_path: Path) -> None:
+    lm = tiny_lm("llama")
+    pooling = Pooling("span", skip_head=1, skip_tail=2)
+    probe = LinearProbe(torch.randn(2, 32), 0.5, (0, 1), pooling=pooling)
+    steer = ConditionalSteering(probe, torch.randn(32), (0,), 2.0, -0.25)
+    back = load_intervention(save_intervention(tmp_path, steer, model="tiny"))
+    assert isinstance(back, ConditionalSteering)
+    assert back.probe.pooling == pooling and back.threshold == -0.25 and back.coefficient == 2.0
+    assert torch.equal(back.probe.weight, probe.weight) and back.probe.bias == 0.5 and back.layers == (0,)
+    ids, mask = left_pad(SEQS, 3)
+    with torch.no_grad(), steer.apply(lm):
+        a = lm.bridge(ids, attention_mask=mask)
+    with torch.no_grad(), back.apply(lm):
+        b = lm.bridge(ids, attention_mask=mask)
+    assert torch.equal(a, b)
+    with pytest.raises(InputError, match="d_model is 32"):
+        ConditionalSteering(probe, torch.randn(5), (0,)).attach(lm)
+    with pytest.raises(InputError, match="pooling"):
+        Pooling("middle")
