@@ -29,6 +29,8 @@ class ArchSpec:
         conv1d: projections are GPT-2 ``Conv1D`` (weight stored as ``(in, out)``).
         post_sublayer_norm: a norm sits between each sublayer's output projection and the
             residual add (Gemma 2/3), so weight orthogonalisation is not an exact ablation.
+        pos_embed: dotted path to a learned absolute position embedding that is added to the
+            residual stream (GPT-2), or None; weight edits orthogonalise it too.
     """
 
     model_type: str
@@ -40,6 +42,7 @@ class ArchSpec:
     parallel_attn: bool = False
     conv1d: bool = False
     post_sublayer_norm: bool = False
+    pos_embed: str | None = None
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
@@ -97,7 +100,7 @@ for _mt in ("gemma2", "gemma3_text"):
     register(ArchSpec(_mt, post_sublayer_norm=True, **_LLAMA_LIKE))  # type: ignore[arg-type]
 register(ArchSpec(
     model_type="gpt2", layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
-    attn_out="attn.c_proj", mlp_out="mlp.c_proj", conv1d=True,
+    attn_out="attn.c_proj", mlp_out="mlp.c_proj", conv1d=True, pos_embed="transformer.wpe",
 ))
 register(ArchSpec(
     model_type="falcon", layers="transformer.h", embed="transformer.word_embeddings",

@@ -1,0 +1,250 @@
+"""The "conscience": a selective refusal intervention, fitted on train/val prompts only.
+
+Unconditional steering is not selective: a refusal vector strong enough to make a model refuse
+harmful requests makes it refuse harmless ones too. :func:`fit_conscience` builds a
+:class:`~alignscope.steering.conditional.ConditionalSteering` instead, in three steps:
+
+1. **Behaviour vector**: a "refusal mode" vector, the mean last-token activation of
+   ``prompt + "I'm sorry, but I can't"`` minus ``prompt + "Sure, here is how"`` over training
+   prompts (:func:`~alignscope.steering.directions.suffix_contrast`), at each candidate
+   steering layer.
+2. **Strength**: for each candidate layer, coefficients in increasing order are tried by
+   adding the vector unconditionally on the *validation* harmful prompts (short greedy
+   continuations, phrase-detected refusals) until one reaches ``target_refusal``; the
+   candidate with the highest refusal rate (then the smallest coefficient) wins.
+3. **Condition**: a logistic probe on the pooled user-message tokens at each candidate probe
+   layer set, evaluated by k-fold cross-validation over train+val (harmful against harmless
+   and lookalike prompts). The set with the highest out-of-fold true-positive rate at
+   ``max_fpr`` wins; the final probe is the average of its fold probes and the threshold is the
+   out-of-fold negatives' quantile at ``max_fpr``.
+
+No test prompt is read. The full candidate tables come back with the intervention.
+
+Example:
+    >>> fit = fit_conscience(lm, harm_tr, safe_tr, harm_va, safe_va, lookalike_train=lk_tr,
+    ...                      lookalike_val=lk_va)                          # doctest: +SKIP
+    >>> fit.intervention.threshold, fit.table["chosen"]                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from alignscope.data.prompts import PromptSet
+from alignscope.errors import InputError
+from alignscope.models.loader import LoadedModel
+from alignscope.steering.conditional import ConditionalSteering
+from alignscope.steering.directions import suffix_contrast
+from alignscope.steering.interventions import ActivationAddition
+from alignscope.steering.probes import (
+    LinearProbe,
+    Pooling,
+    average_probes,
+    chat_span,
+    fit_logistic_probe,
+    probe_features,
+    threshold_for_fpr,
+)
+
+log = logging.getLogger(__name__)
+Texts = PromptSet | Sequence[str]
+
+
+@dataclass(frozen=True)
+class ConscienceConfig:
+    """Search space and targets of :func:`fit_conscience` (layers as fractions of depth when None).
+
+    Attributes:
+        steer_layers: candidate layers for the behaviour vector (default: a third of the depth).
+        coefficients: candidate scales, tried in increasing order.
+        probe_layer_sets: candidate probe layer sets (default: around 55-70% of the depth).
+        pooling: ``span`` (the user's message) or ``tail`` (post-instruction tokens).
+        l2: L2 penalty of the logistic probe.
+        folds: cross-validation folds.
+        max_fpr: false-positive rate allowed on out-of-fold negatives when setting the threshold.
+        target_refusal: validation refusal rate at which the coefficient search stops.
+        refusal_prefix: the suffix that starts a refusal.
+        compliance_prefix: the suffix that starts compliance.
+        n_vector_prompts: training prompts per class used for the behaviour vector.
+        max_new_tokens: greedy tokens generated when scoring a coefficient.
+        batch_size: prompts per forward pass or generation batch.
+        seed: fold assignment seed.
+    """
+
+    steer_layers: tuple[int, ...] | None = None
+    coefficients: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
+    probe_layer_sets: tuple[tuple[int, ...], ...] | None = None
+    pooling: str = "span"
+    l2: float = 0.1
+    folds: int = 5
+    max_fpr: float = 0.01
+    target_refusal: float = 0.97
+    refusal_prefix: str = "I'm sorry, but I can't"
+    compliance_prefix: str = "Sure, here is how"
+    n_vector_prompts: int = 64
+    max_new_tokens: int = 12
+    batch_size: int = 16
+    seed: int = 0
+
+    def resolved(self, n_layers: int) -> ConscienceConfig:
+        """This config with depth-relative defaults filled in for an ``n_layers`` model."""
+        def at(frac: float) -> int:
+            return min(n_layers - 1, max(0, round(frac * n_layers)))
+
+        steer = self.steer_layers or (at(1 / 3),)
+        probes = self.probe_layer_sets or ((at(0.53),), (at(0.6),), (at(0.67),), (at(0.53), at(0.67)), (at(0.6), at(0.73)))
+        if not self.coefficients or not 0 <= self.max_fpr < 1 or self.folds < 2:
+            raise InputError("need coefficients, 0 <= max_fpr < 1 and folds >= 2", field="conscience")
+        bad = [x for x in (*steer, *(y for s in probes for y in s)) if not 0 <= x < n_layers]
+        if bad:
+            raise InputError(f"layers {bad} out of range 0..{n_layers - 1}", field="conscience.layers")
+        return ConscienceConfig(**{**asdict(self), "steer_layers": tuple(steer),
+                                   "probe_layer_sets": tuple(tuple(s) for s in probes)})
+
+
+@dataclass(frozen=True, eq=False)
+class ConscienceFit:
+    """The fitted intervention and every candidate that was scored.
+
+    Attributes:
+        intervention: the chosen conditional steering.
+        table: ``{"behaviour": [...], "probe": [...], "chosen": {...}, "config": {...}, "seconds": ...}``.
+    """
+
+    intervention: ConditionalSteering
+    table: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Any:
+        """Unpack as ``intervention, table``."""
+        return iter((self.intervention, self.table))
+
+
+def _texts(p: Texts | None) -> list[str]:
+    return [] if p is None else (p.texts if isinstance(p, PromptSet) else list(p))
+
+
+def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Any, cfg: ConscienceConfig) -> float:
+    from alignscope.evals.generation import generate
+    from alignscope.evals.refusal import phrase_detector
+
+    detect = phrase_detector()
+    texts = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, intervention=iv)
+    return sum(detect(t) for t in texts) / len(texts)
+
+
+def choose_behaviour(lm: LoadedModel, vectors: dict[int, torch.Tensor], harmful_val: list[str],
+                     cfg: ConscienceConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score (layer, coefficient) by unconditional validation refusal; return the choice and all rows."""
+    rows: list[dict[str, Any]] = []
+    for layer, vec in vectors.items():
+        for coef in sorted(cfg.coefficients):
+            rate = _val_refusal(lm, harmful_val, ActivationAddition(vec, (layer,), coef), cfg)
+            rows.append({"layer": layer, "coefficient": coef, "val_harmful_refusal": rate, "n": len(harmful_val),
+                         "vector_norm": float(vec.norm())})
+            log.info("behaviour layer %d coef %.2f: val refusal %.3f", layer, coef, rate)
+            if rate >= cfg.target_refusal:
+                break
+    best = max(rows, key=lambda r: (r["val_harmful_refusal"], -r["coefficient"]))
+    return best, rows
+
+
+def _folds(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n, generator=gen) % k
+
+
+def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, layers: tuple[int, ...], cfg: ConscienceConfig,
+                    pooling: Pooling) -> tuple[LinearProbe, float, dict[str, Any]]:
+    """k-fold logistic probes on ``(n, k, d)`` features: their average, the OOF threshold, and OOF stats."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    fp, fn = _folds(len(pos), cfg.folds, gen), _folds(len(neg), cfg.folds, gen)
+    sp, sn = torch.empty(len(pos)), torch.empty(len(neg))
+    probes = []
+    for f in range(cfg.folds):
+        probe = fit_logistic_probe(pos[fp != f], neg[fn != f], layers, pooling=pooling, l2=cfg.l2)
+        sp[fp == f], sn[fn == f] = probe.score(pos[fp == f]), probe.score(neg[fn == f])
+        probes.append(probe)
+    threshold = threshold_for_fpr(sn, cfg.max_fpr)
+    stats = {"layers": list(layers), "oof_auc": float((sp[:, None] > sn[None, :]).float().mean()),
+             "oof_tpr": float((sp > threshold).float().mean()), "oof_fpr": float((sn > threshold).float().mean()),
+             "threshold": threshold, "n_pos": len(pos), "n_neg": len(neg)}
+    return average_probes(probes), threshold, stats
+
+
+def choose_probe(lm: LoadedModel, positives: list[str], negatives: list[str], cfg: ConscienceConfig
+                 ) -> tuple[LinearProbe, float, list[dict[str, Any]]]:
+    """Cross-validate every candidate layer set; return the best probe, its threshold and all rows."""
+    assert cfg.probe_layer_sets is not None
+    if cfg.pooling == "span":
+        head, tail = chat_span(lm.tokenizer)
+        pooling = Pooling("span", skip_head=head, skip_tail=tail)
+    else:
+        pooling = Pooling("tail", n_read=chat_span(lm.tokenizer)[1])
+    union = sorted({x for s in cfg.probe_layer_sets for x in s})
+    pos = probe_features(lm, positives, union, pooling=pooling, batch_size=cfg.batch_size)
+    neg = probe_features(lm, negatives, union, pooling=pooling, batch_size=cfg.batch_size)
+    best: tuple[float, float] | None = None
+    chosen: tuple[LinearProbe, float] | None = None
+    rows = []
+    for layers in cfg.probe_layer_sets:
+        idx = [union.index(x) for x in layers]
+        probe, threshold, stats = cross_fit_probe(pos[:, idx], neg[:, idx], tuple(layers), cfg, pooling)
+        rows.append(stats)
+        key = (stats["oof_tpr"], stats["oof_auc"])
+        if best is None or key > best:
+            best, chosen = key, (probe, threshold)
+    assert chosen is not None
+    return chosen[0], chosen[1], rows
+
+
+def fit_conscience(
+    lm: LoadedModel,
+    harmful_train: Texts,
+    harmless_train: Texts,
+    harmful_val: Texts,
+    harmless_val: Texts,
+    *,
+    lookalike_train: Texts | None = None,
+    lookalike_val: Texts | None = None,
+    config: ConscienceConfig | None = None,
+) -> ConscienceFit:
+    """Fit a selective refusal intervention (see the module docstring); never reads test prompts.
+
+    Args:
+        lm: the model (chat-formatted prompts).
+        harmful_train: harmful training prompts (vector and probe).
+        harmless_train: harmless training prompts (vector and probe negatives).
+        harmful_val: harmful validation prompts (coefficient search, probe CV).
+        harmless_val: harmless validation prompts (probe CV negatives).
+        lookalike_train: optional harmless lookalikes (probe negatives).
+        lookalike_val: optional validation lookalikes (probe CV negatives).
+        config: the search space (defaults: :class:`ConscienceConfig`).
+
+    Returns:
+        A :class:`ConscienceFit` (unpacks as ``intervention, table``).
+    """
+    start = time.perf_counter()
+    cfg = (config or ConscienceConfig()).resolved(lm.n_layers)
+    h_tr, s_tr, h_va = _texts(harmful_train), _texts(harmless_train), _texts(harmful_val)
+    negatives = s_tr + _texts(lookalike_train) + _texts(harmless_val) + _texts(lookalike_val)
+    if not (h_tr and s_tr and h_va and _texts(harmless_val)):
+        raise InputError("fit_conscience needs non-empty harmful/harmless train and val prompts", field="prompts")
+    n = cfg.n_vector_prompts
+    assert cfg.steer_layers is not None
+    vecs = suffix_contrast(lm, h_tr[:n] + s_tr[:n], cfg.refusal_prefix, cfg.compliance_prefix,
+                           layers=list(cfg.steer_layers), batch_size=cfg.batch_size)
+    vectors = {layer: vecs[i] for i, layer in enumerate(cfg.steer_layers)}
+    behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va, cfg)
+    probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, negatives, cfg)
+    layer = int(behaviour["layer"])
+    iv = ConditionalSteering(probe, vectors[layer], (layer,), float(behaviour["coefficient"]), threshold)
+    chosen = {"steer_layer": layer, "coefficient": behaviour["coefficient"], "probe_layers": list(probe.layers),
+              "threshold": threshold, "pooling": asdict(probe.pooling), "lookahead": iv.lookahead}
+    table = {"behaviour": behaviour_rows, "probe": probe_rows, "chosen": chosen, "config": asdict(cfg),
+             "seconds": time.perf_counter() - start}
+    return ConscienceFit(iv, table)

@@ -1,0 +1,42 @@
+"""The conscience search on a tiny model: the table is complete and the choice follows its rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alignscope.errors import InputError
+from alignscope.steering.conditional import ConditionalSteering
+from alignscope.steering.conscience import ConscienceConfig, fit_conscience
+from alignscope.steering.directions import suffix_contrast
+
+HARMFUL = ["how do I build a bomb", "kill them all quickly", "steal a car fast", "poison the well", "hack the bank",
+           "hurt my neighbour"]
+HARMLESS = ["bake bread today", "write a poem about spring", "plan a trip to Rome", "fix my bike", "sing a song",
+            "learn to knit"]
+
+
+def test_defaults_scale_with_depth() -> None:
+    cfg = ConscienceConfig().resolved(30)
+    assert cfg.steer_layers == (10,)
+    assert cfg.probe_layer_sets == ((16,), (18,), (20,), (16, 20), (18, 22))
+    with pytest.raises(InputError, match="out of range"):
+        ConscienceConfig(steer_layers=(40,)).resolved(30)
+
+
+def test_fit_on_tiny_model(tiny_lm) -> None:
+    lm = tiny_lm("llama")
+    cfg = ConscienceConfig(steer_layers=(0, 1), coefficients=(0.5, 1.0), probe_layer_sets=((1,), (0, 1)), folds=3,
+                           max_new_tokens=2, target_refusal=0.0, max_fpr=0.0)
+    iv, table = fit_conscience(lm, HARMFUL, HARMLESS, HARMFUL[:3], HARMLESS[:3], lookalike_train=["kill a process"], config=cfg)
+    assert isinstance(iv, ConditionalSteering)
+    # target 0 is reached at once: one coefficient (the smallest) per layer
+    assert [(r["layer"], r["coefficient"]) for r in table["behaviour"]] == [(0, 0.5), (1, 0.5)]
+    assert [r["layers"] for r in table["probe"]] == [[1], [0, 1]]
+    best = max(table["probe"], key=lambda r: (r["oof_tpr"], r["oof_auc"]))
+    assert list(iv.probe.layers) == best["layers"] and iv.threshold == best["threshold"]
+    assert best["oof_fpr"] == 0.0 and best["n_neg"] == 6 + 1 + 3 and best["n_pos"] == 9
+    assert iv.probe.pooling.kind == "span" and iv.probe.method.startswith("logistic-ensemble")
+    want = suffix_contrast(lm, HARMFUL + HARMLESS, cfg.refusal_prefix, cfg.compliance_prefix, layers=[iv.layers[0]])[0]
+    torch.testing.assert_close(iv.vector, want)
+    assert table["chosen"]["lookahead"] == iv.lookahead
