@@ -26,7 +26,7 @@ Schema (defaults shown)::
       prune_last_fraction: 0.2      # drop the last 20% of layers
       induce_min: 0.0               # drop candidates whose addition leaves the harmless refusal log-odds at or below
       positions: [-1, -2]           # extracted positions to score (null: all); each candidate costs 3 forward passes
-      layer_stride: 2               # score every k-th layer
+      layer_stride: 3               # score every k-th layer
       n_harmful: 16                 # val prompts used to score candidates
       n_harmless: 16
       batch_size: 16
@@ -98,7 +98,7 @@ class SelectConfig(_Section):
     prune_last_fraction: float = Field(default=0.2, ge=0, lt=1)
     induce_min: float = 0.0
     positions: list[int] | None = Field(default_factory=lambda: [-1, -2])
-    layer_stride: int = Field(default=2, ge=1)
+    layer_stride: int = Field(default=3, ge=1)
     n_harmful: int = Field(default=16, ge=1)
     n_harmless: int = Field(default=16, ge=1)
     batch_size: int = Field(default=16, ge=1)
