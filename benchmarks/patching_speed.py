@@ -13,7 +13,7 @@ Same inputs for all three, on the embedded SmolLM2-135M-Instruct (30 layers) and
 Wall time and process CPU time are printed for each (the machine may be shared: CPU time is the
 steadier figure), then the speed ratios and max |diff| against the plain-HF reference.
 
-Run: .venv/bin/python benchmarks/patching_speed.py [--skip-reference]
+Run: .venv/bin/python benchmarks/patching_speed.py [--skip-reference] [--threads 2]
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ def naive_plain_hf(source: str, clean: list[int], corrupt: list[int], a: int, f:
                                           with_kwargs=True) for i, layer in enumerate(layers)]
     with torch.no_grad():
         model(torch.tensor([clean]))
-        base_logits = model(torch.tensor([corrupt])).logits[0, -1]
     for h in hs:
         h.remove()
+    with torch.no_grad():
+        base_logits = model(torch.tensor([corrupt])).logits[0, -1]
     base = base_logits[a] - base_logits[f]
     out = torch.zeros(len(layers), len(corrupt))
     for i, layer in enumerate(layers):
@@ -69,8 +70,9 @@ def naive_plain_hf(source: str, clean: list[int], corrupt: list[int], a: int, f:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-reference", action="store_true", help="skip the plain-HF loop (no max |diff| check)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2 = this machine's cores; 1 is steadier on a busy box)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from transformer_lens import patching
 
     from alignscope.circuits.patching import activation_patching

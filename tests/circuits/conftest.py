@@ -6,7 +6,7 @@ The shared tiny models keep HF's 0.02 init, so every patch moves the logits by ~
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +65,14 @@ def strong_plain(strong_dir: Callable[[str], Path]) -> Callable[[str], torch.nn.
         return cache[family]
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run op by op: one thread avoids thread hand-off costs that dominate on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

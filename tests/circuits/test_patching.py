@@ -85,3 +85,22 @@ def test_mean_result_right_aligns_positions() -> None:
     torch.testing.assert_close(m.effect, torch.tensor([[1.0, 3.5, 5.0]]))
     assert m.tokens == ["-3", "-2", "-1"] and m.clean_metric == 3.0 and m.corrupt_metric == 0.5 and m.seconds == 3.0
     assert m.extra["n_pairs"] == 2
+
+
+def test_head_per_position_matches_naive_o_proj_slice(strong_lm, strong_plain) -> None:
+    from tests.circuits.plain_reference import patched_logits, record
+
+    lm, plain = strong_lm("mistral"), strong_plain("mistral")
+    clean, corrupt = _ids(lm, CLEAN), _ids(lm, CORRUPT)
+    res = activation_patching(lm, clean, corrupt, component="head", metric=logit_diff_metric(ANSWER, FOIL), per_position=True)
+    assert res.effect.shape == (lm.n_layers, lm.n_heads, len(clean))
+    src = record(plain, clean, "head")
+    with torch.no_grad():
+        base = _metric_ref(plain(torch.tensor([corrupt])).logits[0, -1])
+    d = src[0].shape[-1] // lm.n_heads
+    for layer in range(lm.n_layers):
+        for head in (0, lm.n_heads - 1):
+            for pos in range(len(clean)):
+                cols = slice(head * d, (head + 1) * d)
+                logits = patched_logits(plain, corrupt, "head", layer, src[layer][pos, cols], lambda x, c=cols, p=pos: x[0, p, c])
+                assert float(res.effect[layer, head, pos]) == pytest.approx(_metric_ref(logits) - base, abs=ATOL)

@@ -42,7 +42,6 @@ from alignscope.models.loader import LoadedModel
 from alignscope.stats import mean_ci
 
 METHODS = ("zero", "mean", "resample")
-ABLATABLE = ("attn_out", "mlp_out", "head", "resid_pre")
 
 
 @dataclass(frozen=True, order=True)

@@ -11,120 +11,33 @@ is a gradient of the metric with respect to ``a_s``:
   at ``N`` midpoints ``(i + 1/2)/N``. The ``N`` interpolated runs are one batch, so this costs
   one batched forward and backward pass. Far more faithful where the model saturates.
 
+Both runs are end points of the same batch (:mod:`alignscope.circuits.gradients`), so the whole
+estimate is one batched forward and backward pass.
+
 Weights are frozen for the duration (scoped), so the backward pass computes activation
 gradients only. :func:`faithfulness` compares an estimate with real activation patching.
 
 Example:
-    >>> est = attribution_patching(lm, clean_ids, corrupt_ids, metric=m, ig_steps=8)   # doctest: +SKIP
+    >>> est = attribution_patching(lm, clean_ids, corrupt_ids, metric=m, ig_steps=5)   # doctest: +SKIP
     >>> faithfulness(activation_result, est)["pearson"]                               # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from alignscope.circuits.patching import PatchingResult, record_pair, validate_options
-from alignscope.circuits.replay import RunRecord, forward_from
+from alignscope.circuits.gradients import ig_alphas, path_gradients
+from alignscope.circuits.pairs import check_aligned
+from alignscope.circuits.patching import PatchingResult, validate_options
 from alignscope.errors import InputError
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
-from alignscope.sites import Site
 from alignscope.stats import pearson, spearman, top_k_overlap
-
-
-@contextmanager
-def frozen_weights(model: torch.nn.Module) -> Iterator[None]:
-    """Turn off ``requires_grad`` on every parameter; restore each flag on exit."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def ig_alphas(ig_steps: int) -> torch.Tensor:
-    """Interpolation points: ``[0]`` for the plain gradient, else the ``ig_steps`` midpoints ``(i + 1/2) / ig_steps``."""
-    if ig_steps < 0:
-        raise InputError(f"ig_steps must be >= 0 (0: plain gradient x delta), got {ig_steps}", field="ig_steps")
-    return torch.zeros(1) if ig_steps == 0 else (torch.arange(ig_steps, dtype=torch.float32) + 0.5) / ig_steps
-
-
-def mean_gradients(lm: LoadedModel, target: RunRecord, source: RunRecord, components: Sequence[str],
-                   metric: Metric, ig_steps: int, *, max_batch_tokens: int = 4096) -> dict[tuple[str, int], torch.Tensor]:
-    """Mean gradient of ``metric`` w.r.t. each component at each layer along the interpolation path.
-
-    Returns:
-        ``(component, layer) -> (seq, width)`` gradients (``head``: ``(seq, n_heads, d_head)``).
-    """
-    alphas = ig_alphas(ig_steps).to(target.resid_pre.device)
-    per_chunk = max(1, max_batch_tokens // target.seq_len)
-    sums: dict[tuple[str, int], torch.Tensor] = {}
-    start0, end0 = target.resid_pre[0], source.resid_pre[0]
-    with frozen_weights(lm.hf_model), torch.enable_grad():
-        for i in range(0, len(alphas), per_chunk):
-            a = alphas[i:i + per_chunk].to(start0.dtype)
-            hidden = (start0 + a[:, None, None] * (end0 - start0)).requires_grad_(True)
-
-            def run(h: torch.Tensor = hidden) -> None:
-                metric(forward_from(lm, target, h, 0)).sum().backward()
-
-            grabbed = grab_activations(lm, components, run)
-            for key, act in grabbed.items():
-                grad = act.grad.sum(0) if act.grad is not None else torch.zeros_like(act[0])
-                sums[key] = sums.get(key, 0) + grad.detach()  # type: ignore[assignment, operator]
-    out = {}
-    for key, total in sums.items():
-        g = total / len(alphas)
-        out[key] = g.reshape(target.seq_len, lm.n_heads, -1) if key[0] == "head" else g
-    return out
-
-
-def grab_activations(lm: LoadedModel, components: Sequence[str], run: Any,
-                     extra_hooks: Sequence[str] = ()) -> dict[tuple[str, int], torch.Tensor]:
-    """Call ``run()`` with hooks that keep (and retain gradients of) each component's output.
-
-    Hook points are identities that return their input tensor itself, so a component's gradient
-    covers every consumer of that tensor. ``extra_hooks`` are instead isolated: the hook returns
-    a copy, so its gradient counts only the paths through the hook point's own consumer (e.g.
-    ``blocks.3.ln1.hook_in``: through layer 3's attention, not the residual connection).
-
-    Returns:
-        ``(component, layer) -> activation``, plus ``(hook_name, -1)`` for each of ``extra_hooks``.
-    """
-    grabbed: dict[tuple[str, int], torch.Tensor] = {}
-    handles = []
-
-    def keep(key: tuple[str, int], isolate: bool) -> Any:
-        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor | None:
-            if isolate:
-                out = out.clone()
-            if out.requires_grad:
-                out.retain_grad()
-            grabbed[key] = out
-            return out if isolate else None
-        return hook
-
-    for comp in components:
-        for layer in range(lm.n_layers):
-            name = Site(layer, comp).validate(lm).hook_name
-            handles.append(lm.bridge.hook_dict[name].register_forward_hook(keep((comp, layer), False)))
-    for name in extra_hooks:
-        handles.append(lm.bridge.hook_dict[name].register_forward_hook(keep((name, -1), True)))
-    try:
-        run()
-    finally:
-        for h in handles:
-            h.remove()
-    return grabbed
 
 
 def attribution_patching_all(
@@ -135,7 +48,7 @@ def attribution_patching_all(
     components: Sequence[str] = ("resid_pre",),
     metric: Metric,
     direction: str = "denoise",
-    ig_steps: int = 8,
+    ig_steps: int = 5,
     per_position: bool = False,
     max_batch_tokens: int = 4096,
 ) -> dict[str, PatchingResult]:
@@ -158,12 +71,14 @@ def attribution_patching_all(
     """
     for comp in components:
         validate_options(lm, comp, direction)
+    ig_alphas(ig_steps)  # validates ig_steps before any compute
     start = time.perf_counter()
-    clean, corrupt = record_pair(lm, clean_ids, corrupt_ids, list(components))
-    target, source = (corrupt, clean) if direction == "denoise" else (clean, corrupt)
-    grads = mean_gradients(lm, target, source, components, metric, ig_steps, max_batch_tokens=max_batch_tokens)
-    clean_metric = float(metric(clean.last_logits)[0])
-    corrupt_metric = float(metric(corrupt.last_logits)[0])
+    check_aligned(lm.tokenizer, clean_ids, corrupt_ids)
+    target_ids, source_ids = (corrupt_ids, clean_ids) if direction == "denoise" else (clean_ids, corrupt_ids)
+    path = path_gradients(lm, target_ids, source_ids, components, metric, ig_steps, max_batch_tokens=max_batch_tokens)
+    grads = path.grads
+    clean_metric, corrupt_metric = ((path.source_metric, path.target_metric) if direction == "denoise"
+                                    else (path.target_metric, path.source_metric))
     seconds = time.perf_counter() - start
     tokens = [str(t) for t in lm.tokenizer.convert_ids_to_tokens(list(clean_ids))]
     method = "attribution-ig" if ig_steps else "attribution"
@@ -171,7 +86,7 @@ def attribution_patching_all(
     for comp in components:
         per_layer = []
         for layer in range(lm.n_layers):
-            delta = (source.acts[(comp, layer)] - target.acts[(comp, layer)]).float()
+            delta = (path.source_acts[(comp, layer)] - path.target_acts[(comp, layer)]).float()
             contrib = (delta * grads[(comp, layer)].float()).sum(-1)  # (seq,) or (seq, heads)
             if comp == "head":
                 contrib = contrib.T if per_position else contrib.sum(0)
@@ -189,7 +104,7 @@ def attribution_patching(
     component: str = "resid_pre",
     metric: Metric,
     direction: str = "denoise",
-    ig_steps: int = 8,
+    ig_steps: int = 5,
     per_position: bool = False,
     max_batch_tokens: int = 4096,
 ) -> PatchingResult:

@@ -16,13 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from alignscope.circuits.attribution import frozen_weights, grab_activations, ig_alphas
-from alignscope.circuits.patching import record_pair
-from alignscope.circuits.replay import forward_from
+from alignscope.circuits.gradients import path_gradients
+from alignscope.circuits.pairs import check_aligned
 from alignscope.errors import InputError
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
@@ -70,7 +68,7 @@ def _order(node: str) -> float:
 
 
 def edge_attribution(lm: LoadedModel, clean_ids: Sequence[int], corrupt_ids: Sequence[int], *, metric: Metric,
-                     ig_steps: int = 8) -> EdgeAttribution:
+                     ig_steps: int = 5) -> EdgeAttribution:
     """Score every edge between whole components (see the module docstring).
 
     Raises:
@@ -79,18 +77,20 @@ def edge_attribution(lm: LoadedModel, clean_ids: Sequence[int], corrupt_ids: Seq
     if get_arch(lm.model_type).parallel_attn or "blocks.0.ln2.hook_in" not in lm.bridge.hook_dict:
         raise InputError(f"edge attribution needs sequential attention and MLP; {lm.model_type!r} runs them in parallel", field="edges")
     start = time.perf_counter()
-    clean, corrupt = record_pair(lm, clean_ids, corrupt_ids, ["attn_out", "mlp_out"])
-    writes = {"embed": clean.resid_pre[0] - corrupt.resid_pre[0]}
+    check_aligned(lm.tokenizer, clean_ids, corrupt_ids)
+    reads = _reads(lm)
+    path = path_gradients(lm, corrupt_ids, clean_ids, ["attn_out", "mlp_out"], metric, ig_steps, extra_hooks=[n for _, n in reads])
+    writes = {"embed": path.source_embed - path.target_embed}
     for layer in range(lm.n_layers):
-        writes[f"attn@L{layer}"] = clean.acts[("attn_out", layer)] - corrupt.acts[("attn_out", layer)]
-        writes[f"mlp@L{layer}"] = clean.acts[("mlp_out", layer)] - corrupt.acts[("mlp_out", layer)]
-    grads = _read_gradients(lm, corrupt, clean, metric, ig_steps)
+        for kind in ("attn", "mlp"):
+            key = (f"{kind}_out", layer)
+            writes[f"{kind}@L{layer}"] = path.source_acts[key] - path.target_acts[key]
+    grads = {node: _pad(path.grads[(name, -1)], len(corrupt_ids)) for node, name in reads}
     edges = [(u, v, float((writes[u].float() * grads[v].float()).sum()))
              for v in grads for u in writes if _order(u) < _order(v)]
     node_scores = _node_scores(writes, grads, edges)
-    return EdgeAttribution(["embed", *[n for n, _ in _reads(lm)]], node_scores, edges,
-                           float(metric(clean.last_logits)[0]), float(metric(corrupt.last_logits)[0]), ig_steps,
-                           time.perf_counter() - start)
+    return EdgeAttribution(["embed", *[n for n, _ in reads]], node_scores, edges, path.source_metric, path.target_metric,
+                           ig_steps, time.perf_counter() - start)
 
 
 def _node_scores(writes: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], edges: list[tuple[str, str, float]]) -> dict[str, float]:
@@ -103,21 +103,6 @@ def _node_scores(writes: dict[str, torch.Tensor], grads: dict[str, torch.Tensor]
     return scores
 
 
-def _read_gradients(lm: LoadedModel, target: Any, source: Any, metric: Metric, ig_steps: int) -> dict[str, torch.Tensor]:
-    """Mean gradient of the metric w.r.t. each reader's input along the embedding interpolation path."""
-    alphas = ig_alphas(ig_steps).to(target.resid_pre.device)
-    start0, end0 = target.resid_pre[0], source.resid_pre[0]
-    hidden = (start0 + alphas.to(start0.dtype)[:, None, None] * (end0 - start0)).requires_grad_(True)
-    reads = _reads(lm)
-    with frozen_weights(lm.hf_model), torch.enable_grad():
-        grabbed = grab_activations(lm, [], lambda: metric(forward_from(lm, target, hidden, 0)).sum().backward(),
-                                    extra_hooks=[name for _, name in reads])
-    out = {}
-    seq = target.seq_len
-    for node, name in reads:
-        act = grabbed[(name, -1)]
-        g = act.grad if act.grad is not None else torch.zeros_like(act)
-        g = g.sum(0) / len(alphas)
-        # Only the last position is unembedded: earlier positions get no gradient from the logits.
-        out[node] = torch.cat([g.new_zeros(seq - g.shape[0], g.shape[1]), g]) if g.shape[0] < seq else g
-    return out
+def _pad(grad: torch.Tensor, seq: int) -> torch.Tensor:
+    """Left-pad a gradient to ``seq`` positions (a reader that only saw the last position)."""
+    return torch.cat([grad.new_zeros(seq - grad.shape[0], *grad.shape[1:]), grad]) if grad.shape[0] < seq else grad

@@ -19,6 +19,7 @@ Metrics receive logits of the last position only, shaped ``(rows, 1, vocab)``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -125,8 +126,38 @@ class _Masks:
             self.masks[key][row, pos] = True
 
 
+def hook_point(lm: LoadedModel, name: str, cache: dict[str, Any] | None = None) -> Any:
+    """The bridge's hook point ``name``; pass a ``cache`` dict to build the bridge's hook table only once."""
+    if cache is None:
+        cache = {}
+    if "table" not in cache:
+        cache["table"] = lm.bridge.hook_dict  # rebuilt by the bridge on every access: slow
+    return cache["table"][name]
+
+
+def validate_components(lm: LoadedModel, components: Sequence[str]) -> None:
+    """Check each component exists on ``lm`` (all layers have the same components)."""
+    for comp in dict.fromkeys(components):
+        Site(0, comp).validate(lm)
+
+
 def _first(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes a parameter ``name`` (HF causal LMs take ``logits_to_keep``: unembed the last token only)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def embed_input(lm: LoadedModel, ids: Sequence[int]) -> Float[torch.Tensor, "seq d_model"]:
+    """The residual stream entering block 0 for one prompt (token and position embeddings, scaling)."""
+    input_ids = torch.tensor([list(ids)], device=lm.device)
+    with torch.no_grad():
+        return lm.bridge(input_ids, attention_mask=torch.ones_like(input_ids), stop_at_layer=0)[0]  # type: ignore[no-any-return]
 
 
 def _strip_cache(value: Any) -> Any:
@@ -176,15 +207,18 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
             acts[key] = out[0].detach()
         return hook
 
+    comps = list(dict.fromkeys(["resid_pre", *components]))
+    validate_components(lm, comps)
+    table: dict[str, Any] = {}
     with _handles(handles):
         for i, layer in enumerate(layers):
             handles.append(layer.register_forward_pre_hook(grab_call(i), with_kwargs=True))
-            for comp in dict.fromkeys(["resid_pre", *components]):
-                site = Site(i, comp).validate(lm)
-                handles.append(lm.bridge.hook_dict[site.hook_name].register_forward_hook(grab_act((comp, i))))
+            for comp in comps:
+                handles.append(hook_point(lm, Site(i, comp).hook_name, table).register_forward_hook(grab_act((comp, i))))
         input_ids = torch.tensor([list(ids)], device=lm.device)
+        extra = {"logits_to_keep": 1} if _accepts(lm.hf_model.forward, "logits_to_keep") else {}
         with torch.no_grad():
-            logits = lm.bridge(input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False)
+            logits = lm.bridge(input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False, **extra)
     for i in range(len(layers)):
         if "use_cache" in calls[i].kwargs:
             calls[i].kwargs["use_cache"] = False
@@ -271,6 +305,7 @@ def replay(
         ``(n_rows,)`` metric values, float32 on CPU, in the order of ``rows``.
     """
     n_layers = lm.n_layers
+    validate_components(lm, [p.component for row in rows for p in row])
     for row in rows:
         for p in row:
             _validate_patch(lm, target, p, sources)
@@ -290,7 +325,10 @@ def replay(
 
 
 def _validate_patch(lm: LoadedModel, target: RunRecord, patch: Patch, sources: Mapping[str, Mapping[ActKey, torch.Tensor]]) -> None:
-    Site(patch.layer, patch.component).validate(lm)
+    if not 0 <= patch.layer < lm.n_layers:
+        raise InputError(f"patch layer {patch.layer} out of range 0..{lm.n_layers - 1}", field="layer")
+    if patch.head is not None and not 0 <= patch.head < lm.n_heads:
+        raise InputError(f"patch head {patch.head} out of range 0..{lm.n_heads - 1}", field="head")
     if patch.positions is not None and any(not -target.seq_len <= q < target.seq_len for q in patch.positions):
         raise InputError(f"patch positions {patch.positions} out of range for a {target.seq_len}-token prompt", field="positions")
     if patch.source != ZERO and (patch.component, patch.layer) not in sources.get(patch.source, {}):
@@ -320,11 +358,12 @@ def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
         for p in row:
             masks.add(i, p)
     handles: list[Any] = []
+    table: dict[str, Any] = {}
     with _handles(handles), torch.no_grad():
         for (layer, comp, source), mask in masks.masks.items():
             value = None if source == ZERO else sources[source][(comp, layer)]
             hook = _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads)
-            handles.append(lm.bridge.hook_dict[Site(layer, comp).hook_name].register_forward_hook(hook))
+            handles.append(hook_point(lm, Site(layer, comp).hook_name, table).register_forward_hook(hook))
         hidden: torch.Tensor | None = None
         for layer in range(starts[0], n_layers):
             joining = sum(1 for s in starts if s == layer)

@@ -48,7 +48,7 @@ class PatchRun:
 
 
 def run_patch(lm: LoadedModel, pairs: Sequence[PromptPair], *, site: str = "resid_pre", method: str = "activation",
-              ig_steps: int = 8, direction: str = "denoise", per_position: bool = False, chat: bool = False,
+              ig_steps: int = 5, direction: str = "denoise", per_position: bool = False, chat: bool = False,
               progress: bool = False, edges: bool = False) -> PatchRun:
     """Activation (exact) or attribution patching of every pair; see :mod:`alignscope.circuits.patching`."""
     encoded = encode_all(lm, pairs, chat=chat)

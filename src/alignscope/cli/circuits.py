@@ -71,7 +71,7 @@ def patch_cmd(
     model: ModelOpt = "default",
     site: Annotated[str, typer.Option(help="resid_pre, attn_out, mlp_out or head (also resid_mid, resid_post).")] = "resid_pre",
     method: Annotated[str, typer.Option(help="activation (exact) or attribution (gradient estimate).")] = "activation",
-    ig_steps: Annotated[int, typer.Option("--ig-steps", min=0, help="Attribution: integrated-gradients steps (0: plain gradient x delta).")] = 8,
+    ig_steps: Annotated[int, typer.Option("--ig-steps", min=0, help="Attribution: integrated-gradients steps (0: plain gradient x delta).")] = 5,
     direction: Annotated[str, typer.Option(help="denoise (clean into corrupt) or noise (corrupt into clean).")] = "denoise",
     per_position: Annotated[bool, typer.Option("--per-position", help="head: patch each head at each position.")] = False,
     chat: ChatOpt = False,
