@@ -174,7 +174,7 @@ def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dic
     lm_info = records["extract"].output
     d_model = int(records["extract"].tensors["directions"].shape[-1])
     return {
-        "model": {"name": ctx.cfg.model if ctx._lm is None else ctx.lm.name, "n_layers": len(lm_info["layers"]), "d_model": d_model,
+        "model": {"name": resolve_source(ctx.cfg.model)[0], "n_layers": len(lm_info["layers"]), "d_model": d_model,
                   "sha256": weights.get("sha256")},
         "config": ctx.cfg.to_dict(),
         "data": ctx.data.summary(),
