@@ -164,7 +164,7 @@ def tuned_train_cmd(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 120,
     batch_seqs: Annotated[int, typer.Option(min=1, help="Chunks per step.")] = 8,
     seq_len: Annotated[int, typer.Option(min=2, help="Tokens per chunk.")] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
     full_vocab: Annotated[bool, typer.Option("--full-vocab", help="Exact full-vocabulary KL in training (slower).")] = False,
     threads: ThreadsOpt = None,
     dtype: DtypeOpt = "auto",
@@ -178,7 +178,7 @@ def tuned_train_cmd(
     lm = _load(model, dtype, device, None, False, threads)
     text = load_corpus_text(corpus)
     chunks = token_chunks(lm.tokenizer, text, seq_len)
-    config = TrainConfig(steps=steps, batch_seqs=batch_seqs, seq_len=seq_len, lr=lr, target_top_k=0 if full_vocab else 32)
+    config = TrainConfig(steps=steps, batch_seqs=batch_seqs, seq_len=seq_len, lr=lr, target_top_k=0 if full_vocab else TrainConfig.target_top_k)
     lens, report = train_tuned_lens(lm, chunks, out, config=config, corpus_sha=text_sha256(text), progress=True)
     extra = {"corpus": corpus or "builtin", "corpus_sha256": text_sha256(text), "n_chunks": int(chunks.shape[0]),
              "config": config.__dict__, "train": {k: v for k, v in report.to_json().items() if k != "losses"}}

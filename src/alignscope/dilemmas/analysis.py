@@ -37,7 +37,7 @@ from alignscope.dilemmas.last_position import last_position_patching
 from alignscope.dilemmas.schema import DilemmaPair
 from alignscope.errors import InputError
 from alignscope.lenses.dla import attribute_parts, residual_parts
-from alignscope.lenses.logit_lens import lens_logits, resid_posts
+from alignscope.lenses.logit_lens import lens_logits
 from alignscope.lenses.unembed import Unembedder
 from alignscope.metrics import logit_diff_metric, single_token_id
 from alignscope.models.chat import encode_one
@@ -155,11 +155,13 @@ def analyse_pair(lm: LoadedModel, pair: DilemmaPair, *, chat: bool = True, posit
     a_id = eth  # the base prompt's answer token is the letter of its ethical option
     cf_eth = single_token_id(lm.tokenizer, pair.counterfactual.ethical_option)
     cf_other = other if cf_eth == eth else eth
-    dla_b = attribute_parts(residual_parts(lm, base_ids), ue, eth, other)
+    parts_b = residual_parts(lm, base_ids)
+    dla_b = attribute_parts(parts_b, ue, eth, other)
     dla_c = attribute_parts(residual_parts(lm, cf_ids), ue, cf_eth, cf_other)
     effect, clean_m, corrupt_m, cols = patch_profile(lm, base_ids, cf_ids, a_id, other, positions, n_post)
-    resid, _ = resid_posts(lm, torch.tensor([base_ids]))
-    probs = torch.softmax(lens_logits(lm, resid[:, 0, -1], unembed=ue).float(), dim=-1)
+    # resid_post of every layer is the running sum of the parts, so the lens needs no extra forward pass
+    resid = parts_b.embed + torch.cumsum(parts_b.attn + parts_b.mlp, dim=0)
+    probs = torch.softmax(lens_logits(lm, resid.to(lm.device), unembed=ue).float(), dim=-1).cpu()
     margin_b, margin_c = dla_b.logit_diff, dla_c.logit_diff
     return PairAnalysis(
         id=pair.id, category=pair.category, margin_base=margin_b, margin_cf=margin_c,

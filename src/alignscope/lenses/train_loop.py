@@ -67,9 +67,9 @@ class TrainConfig:
     steps: int = 120
     batch_seqs: int = 8
     seq_len: int = 128
-    lr: float = 1e-3
-    target_top_k: int = 32
-    negatives: int = 2048
+    lr: float = 2e-3
+    target_top_k: int = 24
+    negatives: int = 1536
     autocast: bool = True
     seed: int = 0
     checkpoint_every: int = 25
