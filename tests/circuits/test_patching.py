@@ -104,3 +104,26 @@ def test_head_per_position_matches_naive_o_proj_slice(strong_lm, strong_plain) -
                 cols = slice(head * d, (head + 1) * d)
                 logits = patched_logits(plain, corrupt, "head", layer, src[layer][pos, cols], lambda x, c=cols, p=pos: x[0, p, c])
                 assert float(res.effect[layer, head, pos]) == pytest.approx(_metric_ref(logits) - base, abs=ATOL)
+
+
+def test_embedded_model_matches_naive_plain_hf_on_sampled_layers(embedded) -> None:
+    from tests.circuits.plain_reference import patched_logits, record
+    from tests.reference import assert_close_scaled, load_plain
+
+    tok = embedded.tokenizer
+    clean, corrupt = tok("The Eiffel Tower is in")["input_ids"], tok("The Colosseum is in")["input_ids"]
+    a, f = tok(" Paris", add_special_tokens=False)["input_ids"][0], tok(" Rome", add_special_tokens=False)["input_ids"][0]
+    res = activation_patching(embedded, clean, corrupt, metric=logit_diff_metric(a, f))
+    plain = load_plain(embedded.source)
+    src = record(plain, clean, "resid_pre")
+    with torch.no_grad():
+        logits = plain(torch.tensor([corrupt])).logits[0, -1]
+    base = float(logits[a] - logits[f])
+    layers = [0, embedded.n_layers // 2, embedded.n_layers - 1]
+    ref = torch.zeros(len(layers), len(corrupt))
+    for i, layer in enumerate(layers):
+        for pos in range(len(corrupt)):
+            out = patched_logits(plain, corrupt, "resid_pre", layer, src[layer][pos], lambda x, p=pos: x[0, p])
+            ref[i, pos] = float(out[a] - out[f]) - base
+    assert ref.abs().max() > 1.0
+    assert_close_scaled(res.effect[layers], ref)
