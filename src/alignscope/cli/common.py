@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from alignscope.errors import AlignscopeError
+from alignscope.io import jsonable
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -52,17 +52,6 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def jsonable(obj: Any) -> Any:
-    """Replace NaN/inf by None recursively so the output is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def emit_json(payload: dict[str, Any]) -> None:

@@ -18,9 +18,11 @@ Example:
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,16 +117,7 @@ def load_prompts(path: str | Path, *, prompt_field: str = "prompt") -> PromptSet
     if text_path.startswith("hf:"):
         return _load_hf(text_path[3:], prompt_field)
     file = Path(path)
-    if not file.is_file():
-        raise InputError("prompt file does not exist", path=file)
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"invalid UTF-8 at byte {exc.start}; save the file as UTF-8", path=file, line=line) from None
-    if not text.strip():
-        raise InputError("the file is empty; expected at least one prompt", path=file)
+    text = read_text_file(file, what="prompt file", empty="expected at least one prompt")
     suffix = file.suffix.lower()
     if suffix == ".jsonl":
         prompts = _parse_jsonl(text, file, prompt_field)
@@ -137,6 +130,30 @@ def load_prompts(path: str | Path, *, prompt_field: str = "prompt") -> PromptSet
     if not prompts:
         raise InputError("the file holds no prompts", path=file)
     return PromptSet(prompts, str(file))
+
+
+def read_text_file(path: Path, *, what: str = "file", empty: str = "") -> str:
+    """Read a UTF-8 text file (gunzipped when it ends in ``.gz``) with errors that name the file and line.
+
+    Raises:
+        InputError: missing file, bad gzip, invalid UTF-8 (with the line), or an empty file.
+    """
+    if not path.is_file():
+        raise InputError(f"{what} does not exist", path=path)
+    raw = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"not a valid gzip file ({exc})", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"invalid UTF-8 at byte {exc.start}; save the file as UTF-8", path=path, line=line) from None
+    if not text.strip():
+        raise InputError("the file is empty" + (f"; {empty}" if empty else ""), path=path)
+    return text
 
 
 def _to_prompt(record: Any, source: str | Path, index: int, unit: str, prompt_field: str) -> Prompt:

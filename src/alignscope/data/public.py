@@ -18,16 +18,14 @@ Example:
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignscope.data.prompts import Prompt, PromptSet, load_prompts
+from alignscope.data.prompts import Prompt, PromptSet, load_prompts, read_text_file
 from alignscope.errors import InputError
 
 HUMAN = "\n\nHuman:"
@@ -96,22 +94,7 @@ def split_turns(transcript: str) -> list[tuple[str, str]]:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise InputError("file does not exist", path=path)
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"not a valid gzip file ({exc})", path=path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"invalid UTF-8 at byte {exc.start}; save the file as UTF-8", path=path, line=line) from None
-    if not text.strip():
-        raise InputError("the file is empty", path=path)
-    return text
+    return read_text_file(path)
 
 
 def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:

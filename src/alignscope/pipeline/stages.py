@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from alignscope.evals.behaviour import RefusalEval, evaluate_refusal
 from alignscope.evals.refusal import Detector, phrase_detector
+from alignscope.io import jsonable
 from alignscope.models.loader import LoadedModel, load_model, resolve_source
 from alignscope.pipeline import steer_adapter
 from alignscope.pipeline.config import RunConfig
@@ -202,17 +202,6 @@ def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[s
     gens = ctx.out / "generations.jsonl"
     atomic_write_text(gens, "\n".join(lines) + "\n")
     return {"intervention.safetensors": target, "generations.jsonl": gens}
-
-
-def jsonable(obj: Any) -> Any:
-    """Replace NaN/inf by None recursively so ``results.json`` is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def write_report(ctx: Context, results: dict[str, Any]) -> dict[str, Path]:
