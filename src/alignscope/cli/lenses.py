@@ -173,7 +173,7 @@ def tuned_train_cmd(
 ) -> None:
     """Train a tuned lens on a corpus (checkpoints every 25 steps; rerun the same command to resume)."""
     from alignscope.lenses.corpus import load_corpus_text, text_sha256, token_chunks
-    from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens
+    from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens, write_summary
 
     lm = _load(model, dtype, device, None, False, threads)
     text = load_corpus_text(corpus)
@@ -184,8 +184,6 @@ def tuned_train_cmd(
              "config": config.__dict__, "train": {k: v for k, v in report.to_json().items() if k != "losses"}}
     path = lens.save(out, model=lm.name, extra=extra)
     payload = {"model": lm.name, "lens": str(path), **extra, "losses": report.losses}
-    from alignscope.lenses.train_loop import write_summary
-
     write_summary(out / "train_summary.json", payload)
     if json_out:
         emit_json(payload)

@@ -93,15 +93,15 @@ def write_model_report(out_dir: str | Path, summary: dict[str, Any], results: Se
     if not results:
         return files
     files.append(heatmap_png(out / "patch_profiles.png", [r.patch_profile for r in results],
-                             title=f"{summary['model']}: resid_pre patching effect (base -> counterfactual)",
+                             title=f"{summary['model']}: resid_pre patching, base -> swapped",
                              xlabel="layer", ylabel="pair", yticklabels=[r.id for r in results],
                              colorbar_label="logit[A]-logit[B] change"))
     files.append(lines_png(out / "dla_by_layer.png", {"attention": summary["mean_dla_attn"], "MLP": summary["mean_dla_mlp"]},
-                           title=f"{summary['model']}: DLA of the ethical-option margin (mean over pairs)",
+                           title=f"{summary['model']}: DLA of the ethical margin",
                            xlabel="layer", ylabel="logit difference share"))
     files.append(lines_png(out / "lens_options.png", {"ethical option": summary["mean_lens_prob_ethical"],
                                                       "other option": summary["mean_lens_prob_other"]},
-                           title=f"{summary['model']}: logit-lens probability of the option tokens (base prompt)",
+                           title=f"{summary['model']}: logit lens of the options (base)",
                            xlabel="layer", ylabel="probability"))
     return files
 

@@ -22,7 +22,6 @@ Checkpoints (safetensors: translators, Adam moments, step) are written every
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -295,4 +294,4 @@ def load_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, fp:
 
 def write_summary(path: Path, payload: dict[str, Any]) -> None:
     """Write the training summary JSON atomically."""
-    atomic_write_json(path, json.loads(json.dumps(payload)))
+    atomic_write_json(path, payload)
