@@ -78,3 +78,18 @@ def test_dilemmas_cli_two_models(tiny_dir, tmp_path: Path) -> None:
     files = {Path(f).name for f in summary["files"]}
     assert {"pairs.csv", "pairs.json", "summary.json", "patch_profiles.png", "dla_by_layer.png", "lens_options.png"} <= files
     assert all(Path(f).is_file() for f in summary["files"])
+
+
+def test_misaligned_pair_has_no_profile_but_is_counted(tiny_lm) -> None:
+    from alignscope.dilemmas.report import summarise
+
+    lm = tiny_lm("llama")
+    odd = build_pair("odd", "care", "S.", "I help a lot.", "No.")
+    # a counterfactual one token longer than the base: positions cannot be aligned for patching
+    odd = type(odd)(odd.id, odd.category, odd.base, type(odd.counterfactual)(odd.counterfactual.prompt + "!", "B", "A"))
+    res = analyse_pair(lm, odd, chat=False)
+    assert res.patch_positions == [] and res.peak_layer == -1
+    ok = analyse_pair(lm, PAIRS[1], chat=False)
+    s = summarise("tiny", [res, ok])
+    assert s["n_pairs"] == 2 and s["n_patched"] == 1 and s["consistent"]["n"] == 2
+    assert s["peak_layer"]["n"] == 1 and len(s["mean_patch_profile"]) == lm.n_layers

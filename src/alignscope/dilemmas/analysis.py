@@ -24,6 +24,7 @@ and the option tokens ``A``/``B``:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -45,6 +46,8 @@ from alignscope.models.loader import LoadedModel
 from alignscope.stats import gini, top_k_concentration
 
 PATCH_POSITIONS = ("last", "post", "all")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,12 @@ def summarise_profile(effect: torch.Tensor, clean_m: float, corrupt_m: float) ->
             "n_flip_layers": int(flips.sum()), "gini": gini(values), "top5_concentration": top_k_concentration(values, 5)}
 
 
+def _no_profile(n_layers: int) -> dict[str, Any]:
+    nan = float("nan")
+    return {"patch_profile": [nan] * n_layers, "patch_recovered": [nan] * n_layers, "peak_layer": -1,
+            "n_flip_layers": 0, "gini": nan, "top5_concentration": nan}
+
+
 def analyse_pair(lm: LoadedModel, pair: DilemmaPair, *, chat: bool = True, positions: str = "last",
                  unembed: Unembedder | None = None) -> PairAnalysis:
     """Analyse one dilemma pair (see the module docstring for every quantity)."""
@@ -158,7 +167,13 @@ def analyse_pair(lm: LoadedModel, pair: DilemmaPair, *, chat: bool = True, posit
     parts_b = residual_parts(lm, base_ids)
     dla_b = attribute_parts(parts_b, ue, eth, other)
     dla_c = attribute_parts(residual_parts(lm, cf_ids), ue, cf_eth, cf_other)
-    effect, clean_m, corrupt_m, cols = patch_profile(lm, base_ids, cf_ids, a_id, other, positions, n_post)
+    if len(base_ids) == len(cf_ids):
+        effect, clean_m, corrupt_m, cols = patch_profile(lm, base_ids, cf_ids, a_id, other, positions, n_post)
+        profile = summarise_profile(effect, clean_m, corrupt_m)
+    else:  # the swap changed the token count: positions do not align, so there is no patching profile
+        log.warning("pair %s: base and counterfactual tokenise to %d and %d tokens; no patching profile",
+                    pair.id, len(base_ids), len(cf_ids))
+        cols, profile = [], _no_profile(lm.n_layers)
     # resid_post of every layer is the running sum of the parts, so the lens needs no extra forward pass
     resid = parts_b.embed + torch.cumsum(parts_b.attn + parts_b.mlp, dim=0)
     probs = torch.softmax(lens_logits(lm, resid.to(lm.device), unembed=ue).float(), dim=-1).cpu()
@@ -167,7 +182,7 @@ def analyse_pair(lm: LoadedModel, pair: DilemmaPair, *, chat: bool = True, posit
         id=pair.id, category=pair.category, margin_base=margin_b, margin_cf=margin_c,
         chose_ethical_base=margin_b > 0, chose_ethical_cf=margin_c > 0,
         content=(margin_b + margin_c) / 2, letter_bias=(margin_b - margin_c) / 2 if cf_eth != eth else float("nan"),
-        **summarise_profile(effect, clean_m, corrupt_m), patch_positions=cols,
+        **profile, patch_positions=cols,
         dla_embed=(dla_b.embed + dla_c.embed) / 2, dla_attn=((dla_b.attn + dla_c.attn) / 2).tolist(),
         dla_mlp=((dla_b.mlp + dla_c.mlp) / 2).tolist(),
         dla_error=max(abs(dla_b.total() - margin_b), abs(dla_c.total() - margin_c)),

@@ -48,7 +48,8 @@ def summarise(model: str, results: Sequence[PairAnalysis]) -> dict[str, Any]:
     by_cat: dict[str, list[PairAnalysis]] = {}
     for r in results:
         by_cat.setdefault(r.category, []).append(r)
-    profile = np.array([r.patch_profile for r in results]) if results else np.zeros((0, 0))
+    patched = [r for r in results if r.patch_positions]  # pairs whose prompts aligned token for token
+    profile = np.array([r.patch_profile for r in patched]) if patched else np.zeros((0, 0))
     return {
         "model": model, "n_pairs": n,
         "chose_ethical_base": rate(sum(r.chose_ethical_base for r in results), n).as_dict(),
@@ -56,10 +57,11 @@ def summarise(model: str, results: Sequence[PairAnalysis]) -> dict[str, Any]:
         "consistent": rate(sum(r.consistent for r in results), n).as_dict(),
         "consistent_by_category": {c: rate(sum(r.consistent for r in rs), len(rs)).as_dict() for c, rs in sorted(by_cat.items())},
         "content": _mean([r.content for r in results]), "letter_bias": _mean([r.letter_bias for r in results]),
-        "peak_layer": _mean([float(r.peak_layer) for r in results]),
-        "n_flip_layers": _mean([float(r.n_flip_layers) for r in results]),
-        "gini": _mean([r.gini for r in results]), "top5_concentration": _mean([r.top5_concentration for r in results]),
-        "mean_patch_profile": profile.mean(0).tolist() if n else [],
+        "n_patched": len(patched),
+        "peak_layer": _mean([float(r.peak_layer) for r in patched]),
+        "n_flip_layers": _mean([float(r.n_flip_layers) for r in patched]),
+        "gini": _mean([r.gini for r in patched]), "top5_concentration": _mean([r.top5_concentration for r in patched]),
+        "mean_patch_profile": profile.mean(0).tolist() if patched else [],
         "mean_dla_embed": float(np.mean([r.dla_embed for r in results])) if n else float("nan"),
         "mean_dla_attn": np.mean([r.dla_attn for r in results], axis=0).tolist() if n else [],
         "mean_dla_mlp": np.mean([r.dla_mlp for r in results], axis=0).tolist() if n else [],
@@ -92,9 +94,10 @@ def write_model_report(out_dir: str | Path, summary: dict[str, Any], results: Se
     atomic_write_json(files[2], summary)
     if not results:
         return files
-    files.append(heatmap_png(out / "patch_profiles.png", [r.patch_profile for r in results],
+    patched = [r for r in results if r.patch_positions] or results
+    files.append(heatmap_png(out / "patch_profiles.png", [r.patch_profile for r in patched],
                              title=f"{summary['model']}: resid_pre patching, base -> swapped",
-                             xlabel="layer", ylabel="pair", yticklabels=[r.id for r in results],
+                             xlabel="layer", ylabel="pair", yticklabels=[r.id for r in patched],
                              colorbar_label="logit[A]-logit[B] change"))
     files.append(lines_png(out / "dla_by_layer.png", {"attention": summary["mean_dla_attn"], "MLP": summary["mean_dla_mlp"]},
                            title=f"{summary['model']}: DLA of the ethical margin",
