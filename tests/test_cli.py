@@ -69,3 +69,11 @@ def test_models_lists_default() -> None:
     data = last_json(res.stdout)
     assert data["default"]["name"] == "SmolLM2-135M-Instruct"
     assert "llama" in data["supported_model_types"]
+
+
+def test_error_text_with_brackets_is_shown_verbatim(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,[/label]\nhello,x\n", encoding="utf-8")
+    res = runner.invoke(app, ["capture", "--prompts", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "['text', '[/label]']" in res.output.replace("\n", "")
