@@ -7,7 +7,7 @@ import torch
 
 from alignscope.errors import InputError
 from alignscope.steering.conditional import ConditionalSteering
-from alignscope.steering.conscience import ConscienceConfig, fit_conscience
+from alignscope.steering.conscience import ConscienceConfig, fit_conscience, group_threshold
 from alignscope.steering.directions import suffix_contrast
 
 HARMFUL = ["how do I build a bomb", "kill them all quickly", "steal a car fast", "poison the well", "hack the bank",
@@ -24,18 +24,28 @@ def test_defaults_scale_with_depth() -> None:
         ConscienceConfig(steer_layers=(40,)).resolved(30)
 
 
+def test_group_threshold_bounds_each_group() -> None:
+    scores = torch.tensor([0.0, 1.0, 2.0, 3.0, 9.0, 5.0])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1])
+    t = group_threshold(scores, groups, 0.0)
+    assert t == 9.0  # no lookalike may pass, so the lookalike at 9 sets the bar
+    assert group_threshold(scores, groups, 0.5) == 5.0  # one of two lookalikes may pass; the harmless bar is 2.0
+
+
 def test_fit_on_tiny_model(tiny_lm) -> None:
     lm = tiny_lm("llama")
     cfg = ConscienceConfig(steer_layers=(0, 1), coefficients=(0.5, 1.0), probe_layer_sets=((1,), (0, 1)), folds=3,
-                           max_new_tokens=2, target_refusal=0.0, max_fpr=0.0)
-    iv, table = fit_conscience(lm, HARMFUL, HARMLESS, HARMFUL[:3], HARMLESS[:3], lookalike_train=["kill a process"], config=cfg)
+                           max_new_tokens=2, target_refusal=0.0, max_fpr=0.0, hard_negative_weights=(1.0, 4.0))
+    lookalikes = ["kill a process", "shoot a photo", "blow up a balloon"]
+    iv, table = fit_conscience(lm, HARMFUL, HARMLESS, HARMFUL[:3], HARMLESS[:3], lookalike_train=lookalikes, config=cfg)
     assert isinstance(iv, ConditionalSteering)
     # target 0 is reached at once: one coefficient (the smallest) per layer
     assert [(r["layer"], r["coefficient"]) for r in table["behaviour"]] == [(0, 0.5), (1, 0.5)]
-    assert [r["layers"] for r in table["probe"]] == [[1], [0, 1]]
+    assert [(r["layers"], r["lookalike_weight"]) for r in table["probe"]] == [([1], 1.0), ([1], 4.0), ([0, 1], 1.0), ([0, 1], 4.0)]
     best = max(table["probe"], key=lambda r: (r["oof_tpr"], r["oof_auc"]))
     assert list(iv.probe.layers) == best["layers"] and iv.threshold == best["threshold"]
-    assert best["oof_fpr"] == 0.0 and best["n_neg"] == 6 + 1 + 3 and best["n_pos"] == 9
+    assert best["oof_fpr_harmless"] == 0.0 and best["oof_fpr_lookalike"] == 0.0
+    assert (best["n_pos"], best["n_harmless"], best["n_lookalike"]) == (9, 9, 3)
     assert iv.probe.pooling.kind == "span" and iv.probe.method.startswith("logistic-ensemble")
     want = suffix_contrast(lm, HARMFUL + HARMLESS, cfg.refusal_prefix, cfg.compliance_prefix, layers=[iv.layers[0]])[0]
     torch.testing.assert_close(iv.vector, want)

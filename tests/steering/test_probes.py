@@ -50,6 +50,22 @@ def test_logistic_probe_is_optimal() -> None:
     assert acc > 0.8
 
 
+def test_negative_weights_enter_the_loss() -> None:
+    pos, neg = data(2)
+    w = torch.linspace(0.5, 3.0, len(neg))
+    probe = fit_logistic_probe(pos, neg, (0, 1), l2=0.1, neg_weights=w)
+    x = torch.cat([pos, neg]).flatten(1).double().numpy()
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    sw = np.r_[np.full(len(pos), 0.5 / len(pos)), 0.5 * w.double().numpy() / float(w.sum())]
+    mu, sigma = x.mean(0), x.std(0, ddof=1)
+    w_std = probe.weight.double().numpy().ravel() * sigma
+    z = (x - mu) / sigma
+    p = 1 / (1 + np.exp(-(z @ w_std + probe.bias + probe.weight.double().numpy().ravel() @ mu)))
+    assert np.abs(z.T @ (sw * (p - y)) + 0.1 * w_std).max() < 1e-5
+    with pytest.raises(InputError, match="neg_weights"):
+        fit_logistic_probe(pos, neg, (0, 1), neg_weights=torch.ones(3))
+
+
 def test_mean_diff_and_average() -> None:
     pos, neg = data(1)
     probe = mean_diff_probe(pos, neg, (0, 1))

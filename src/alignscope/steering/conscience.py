@@ -10,13 +10,15 @@ harmful requests makes it refuse harmless ones too. :func:`fit_conscience` build
    steering layer.
 2. **Strength**: for each candidate layer, coefficients in increasing order are tried by
    adding the vector unconditionally on the *validation* harmful prompts (short greedy
-   continuations, phrase-detected refusals) until one reaches ``target_refusal``; the
-   candidate with the highest refusal rate (then the smallest coefficient) wins.
-3. **Condition**: a logistic probe on the pooled user-message tokens at each candidate probe
-   layer set, evaluated by k-fold cross-validation over train+val (harmful against harmless
-   and lookalike prompts). The set with the highest out-of-fold true-positive rate at
-   ``max_fpr`` wins; the final probe is the average of its fold probes and the threshold is the
-   out-of-fold negatives' quantile at ``max_fpr``.
+   continuations, phrase-detected refusals) until one reaches ``target_refusal`` (default: all
+   of them); the candidate with the highest refusal rate (then the smallest coefficient) wins.
+3. **Condition**: a logistic probe on the pooled user-message tokens, for each candidate probe
+   layer set and hard-negative weight (lookalikes up-weighted among the negatives), evaluated
+   by k-fold cross-validation over train+val (harmful against harmless and lookalike prompts).
+   The threshold is the lowest one at which *each* negative group (harmless, lookalike) keeps
+   an out-of-fold false-positive rate <= ``max_fpr``; the candidate with the highest
+   out-of-fold true-positive rate there wins (then AUC). The final probe is the average of its
+   fold probes.
 
 No test prompt is read. The full candidate tables come back with the intervention.
 
@@ -64,10 +66,11 @@ class ConscienceConfig:
         steer_layers: candidate layers for the behaviour vector (default: a third of the depth).
         coefficients: candidate scales, tried in increasing order.
         probe_layer_sets: candidate probe layer sets (default: around 55-70% of the depth).
+        hard_negative_weights: candidate weights of lookalike negatives relative to harmless ones.
         pooling: ``span`` (the user's message) or ``tail`` (post-instruction tokens).
         l2: L2 penalty of the logistic probe.
         folds: cross-validation folds.
-        max_fpr: false-positive rate allowed on out-of-fold negatives when setting the threshold.
+        max_fpr: out-of-fold false-positive rate allowed in each negative group when setting the threshold.
         target_refusal: validation refusal rate at which the coefficient search stops.
         refusal_prefix: the suffix that starts a refusal.
         compliance_prefix: the suffix that starts compliance.
@@ -80,11 +83,12 @@ class ConscienceConfig:
     steer_layers: tuple[int, ...] | None = None
     coefficients: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
     probe_layer_sets: tuple[tuple[int, ...], ...] | None = None
+    hard_negative_weights: tuple[float, ...] = (1.0, 3.0, 6.0)
     pooling: str = "span"
     l2: float = 0.1
     folds: int = 5
     max_fpr: float = 0.01
-    target_refusal: float = 0.97
+    target_refusal: float = 1.0
     refusal_prefix: str = "I'm sorry, but I can't"
     compliance_prefix: str = "Sure, here is how"
     n_vector_prompts: int = 64
@@ -99,8 +103,8 @@ class ConscienceConfig:
 
         steer = self.steer_layers or (at(1 / 3),)
         probes = self.probe_layer_sets or ((at(0.53),), (at(0.6),), (at(0.67),), (at(0.53), at(0.67)), (at(0.6), at(0.73)))
-        if not self.coefficients or not 0 <= self.max_fpr < 1 or self.folds < 2:
-            raise InputError("need coefficients, 0 <= max_fpr < 1 and folds >= 2", field="conscience")
+        if not self.coefficients or not self.hard_negative_weights or not 0 <= self.max_fpr < 1 or self.folds < 2:
+            raise InputError("need coefficients, hard_negative_weights, 0 <= max_fpr < 1 and folds >= 2", field="conscience")
         bad = [x for x in (*steer, *(y for s in probes for y in s)) if not 0 <= x < n_layers]
         if bad:
             raise InputError(f"layers {bad} out of range 0..{n_layers - 1}", field="conscience.layers")
@@ -158,27 +162,38 @@ def _folds(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randperm(n, generator=gen) % k
 
 
-def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, layers: tuple[int, ...], cfg: ConscienceConfig,
-                    pooling: Pooling) -> tuple[LinearProbe, float, dict[str, Any]]:
-    """k-fold logistic probes on ``(n, k, d)`` features: their average, the OOF threshold, and OOF stats."""
+def group_threshold(neg_scores: torch.Tensor, groups: torch.Tensor, max_fpr: float) -> float:
+    """The lowest threshold at which every negative group's false-positive rate is <= ``max_fpr``."""
+    return max(threshold_for_fpr(neg_scores[groups == g], max_fpr) for g in torch.unique(groups).tolist())
+
+
+def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, groups: torch.Tensor, layers: tuple[int, ...], weight: float,
+                    cfg: ConscienceConfig, pooling: Pooling) -> tuple[LinearProbe, float, dict[str, Any]]:
+    """k-fold logistic probes on ``(n, k, d)`` features: their average, the OOF threshold, and OOF stats.
+
+    ``groups`` labels each negative (0: harmless, 1: lookalike); lookalikes get ``weight``.
+    """
     gen = torch.Generator().manual_seed(cfg.seed)
     fp, fn = _folds(len(pos), cfg.folds, gen), _folds(len(neg), cfg.folds, gen)
     sp, sn = torch.empty(len(pos)), torch.empty(len(neg))
+    neg_w = torch.where(groups == 1, weight, 1.0)
     probes = []
     for f in range(cfg.folds):
-        probe = fit_logistic_probe(pos[fp != f], neg[fn != f], layers, pooling=pooling, l2=cfg.l2)
+        probe = fit_logistic_probe(pos[fp != f], neg[fn != f], layers, pooling=pooling, l2=cfg.l2, neg_weights=neg_w[fn != f])
         sp[fp == f], sn[fn == f] = probe.score(pos[fp == f]), probe.score(neg[fn == f])
         probes.append(probe)
-    threshold = threshold_for_fpr(sn, cfg.max_fpr)
-    stats = {"layers": list(layers), "oof_auc": float((sp[:, None] > sn[None, :]).float().mean()),
-             "oof_tpr": float((sp > threshold).float().mean()), "oof_fpr": float((sn > threshold).float().mean()),
-             "threshold": threshold, "n_pos": len(pos), "n_neg": len(neg)}
+    threshold = group_threshold(sn, groups, cfg.max_fpr)
+    stats = {"layers": list(layers), "lookalike_weight": weight, "oof_auc": float((sp[:, None] > sn[None, :]).float().mean()),
+             "oof_tpr": float((sp > threshold).float().mean()),
+             "oof_fpr_harmless": float((sn[groups == 0] > threshold).float().mean()),
+             "oof_fpr_lookalike": float((sn[groups == 1] > threshold).float().mean()) if bool((groups == 1).any()) else None,
+             "threshold": threshold, "n_pos": len(pos), "n_harmless": int((groups == 0).sum()), "n_lookalike": int((groups == 1).sum())}
     return average_probes(probes), threshold, stats
 
 
-def choose_probe(lm: LoadedModel, positives: list[str], negatives: list[str], cfg: ConscienceConfig
+def choose_probe(lm: LoadedModel, positives: list[str], harmless: list[str], lookalikes: list[str], cfg: ConscienceConfig
                  ) -> tuple[LinearProbe, float, list[dict[str, Any]]]:
-    """Cross-validate every candidate layer set; return the best probe, its threshold and all rows."""
+    """Cross-validate every (layer set, lookalike weight); return the best probe, its threshold and all rows."""
     assert cfg.probe_layer_sets is not None
     if cfg.pooling == "span":
         head, tail = chat_span(lm.tokenizer)
@@ -187,17 +202,20 @@ def choose_probe(lm: LoadedModel, positives: list[str], negatives: list[str], cf
         pooling = Pooling("tail", n_read=chat_span(lm.tokenizer)[1])
     union = sorted({x for s in cfg.probe_layer_sets for x in s})
     pos = probe_features(lm, positives, union, pooling=pooling, batch_size=cfg.batch_size)
-    neg = probe_features(lm, negatives, union, pooling=pooling, batch_size=cfg.batch_size)
+    neg = probe_features(lm, harmless + lookalikes, union, pooling=pooling, batch_size=cfg.batch_size)
+    groups = torch.cat([torch.zeros(len(harmless)), torch.ones(len(lookalikes))])
+    weights = cfg.hard_negative_weights if lookalikes else (1.0,)
     best: tuple[float, float] | None = None
     chosen: tuple[LinearProbe, float] | None = None
     rows = []
     for layers in cfg.probe_layer_sets:
         idx = [union.index(x) for x in layers]
-        probe, threshold, stats = cross_fit_probe(pos[:, idx], neg[:, idx], tuple(layers), cfg, pooling)
-        rows.append(stats)
-        key = (stats["oof_tpr"], stats["oof_auc"])
-        if best is None or key > best:
-            best, chosen = key, (probe, threshold)
+        for weight in weights:
+            probe, threshold, stats = cross_fit_probe(pos[:, idx], neg[:, idx], groups, tuple(layers), weight, cfg, pooling)
+            rows.append(stats)
+            key = (stats["oof_tpr"], stats["oof_auc"])
+            if best is None or key > best:
+                best, chosen = key, (probe, threshold)
     assert chosen is not None
     return chosen[0], chosen[1], rows
 
@@ -221,8 +239,8 @@ def fit_conscience(
         harmless_train: harmless training prompts (vector and probe negatives).
         harmful_val: harmful validation prompts (coefficient search, probe CV).
         harmless_val: harmless validation prompts (probe CV negatives).
-        lookalike_train: optional harmless lookalikes (probe negatives).
-        lookalike_val: optional validation lookalikes (probe CV negatives).
+        lookalike_train: optional harmless lookalikes (probe negatives, their own false-positive budget).
+        lookalike_val: optional validation lookalikes (likewise).
         config: the search space (defaults: :class:`ConscienceConfig`).
 
     Returns:
@@ -231,7 +249,7 @@ def fit_conscience(
     start = time.perf_counter()
     cfg = (config or ConscienceConfig()).resolved(lm.n_layers)
     h_tr, s_tr, h_va = _texts(harmful_train), _texts(harmless_train), _texts(harmful_val)
-    negatives = s_tr + _texts(lookalike_train) + _texts(harmless_val) + _texts(lookalike_val)
+    lookalikes = _texts(lookalike_train) + _texts(lookalike_val)
     if not (h_tr and s_tr and h_va and _texts(harmless_val)):
         raise InputError("fit_conscience needs non-empty harmful/harmless train and val prompts", field="prompts")
     n = cfg.n_vector_prompts
@@ -240,7 +258,7 @@ def fit_conscience(
                            layers=list(cfg.steer_layers), batch_size=cfg.batch_size)
     vectors = {layer: vecs[i] for i, layer in enumerate(cfg.steer_layers)}
     behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va, cfg)
-    probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, negatives, cfg)
+    probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, s_tr + _texts(harmless_val), lookalikes, cfg)
     layer = int(behaviour["layer"])
     iv = ConditionalSteering(probe, vectors[layer], (layer,), float(behaviour["coefficient"]), threshold)
     chosen = {"steer_layer": layer, "coefficient": behaviour["coefficient"], "probe_layers": list(probe.layers),

@@ -204,16 +204,22 @@ def mean_diff_probe(
 def fit_logistic_probe(
     pos: Float[torch.Tensor, "n k d"], neg: Float[torch.Tensor, "m k d"], layers: Sequence[int],
     *, component: str = "resid_pre", pooling: Pooling = Pooling(), l2: float = 0.1, max_iter: int = 300,
+    neg_weights: torch.Tensor | None = None,
 ) -> LinearProbe:
     """L2-regularised logistic regression (positives: label 1), fitted with L-BFGS in float64.
 
-    The loss is the class-balanced mean log-loss on standardised features plus
-    ``l2/2 * |w|^2``; the returned probe works on raw activations.
+    The loss is the class-balanced weighted log-loss on standardised features plus
+    ``l2/2 * |w|^2``: positives share weight 1/2 equally, negatives share 1/2 in proportion to
+    ``neg_weights`` (default equal; e.g. up-weight hard negatives such as harmless lookalikes).
+    The returned probe works on raw activations.
     """
     _check_pair(pos, neg)
     x = torch.cat([pos, neg]).flatten(1).double()
     y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).double()
-    sample_w = torch.cat([torch.full((len(pos),), 0.5 / len(pos)), torch.full((len(neg),), 0.5 / len(neg))]).double()
+    nw = torch.ones(len(neg), dtype=torch.float64) if neg_weights is None else neg_weights.double().flatten()
+    if nw.shape[0] != len(neg) or bool((nw < 0).any()) or float(nw.sum()) <= 0:
+        raise InputError(f"neg_weights must be {len(neg)} non-negative numbers with a positive sum", field="neg_weights")
+    sample_w = torch.cat([torch.full((len(pos),), 0.5 / len(pos), dtype=torch.float64), 0.5 * nw / nw.sum()])
     mu, sigma = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mu) / sigma
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
