@@ -133,22 +133,22 @@ def _texts(p: Texts | None) -> list[str]:
     return [] if p is None else (p.texts if isinstance(p, PromptSet) else list(p))
 
 
-def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Any, cfg: ConscienceConfig) -> float:
+def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Any, cfg: ConscienceConfig, progress: bool = False) -> float:
     from alignscope.evals.generation import generate
     from alignscope.evals.refusal import phrase_detector
 
     detect = phrase_detector()
-    texts = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, intervention=iv)
+    texts = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, intervention=iv, progress=progress)
     return sum(detect(t) for t in texts) / len(texts)
 
 
 def choose_behaviour(lm: LoadedModel, vectors: dict[int, torch.Tensor], harmful_val: list[str],
-                     cfg: ConscienceConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                     cfg: ConscienceConfig, progress: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score (layer, coefficient) by unconditional validation refusal; return the choice and all rows."""
     rows: list[dict[str, Any]] = []
     for layer, vec in vectors.items():
         for coef in sorted(cfg.coefficients):
-            rate = _val_refusal(lm, harmful_val, ActivationAddition(vec, (layer,), coef), cfg)
+            rate = _val_refusal(lm, harmful_val, ActivationAddition(vec, (layer,), coef), cfg, progress)
             rows.append({"layer": layer, "coefficient": coef, "val_harmful_refusal": rate, "n": len(harmful_val),
                          "vector_norm": float(vec.norm())})
             log.info("behaviour layer %d coef %.2f: val refusal %.3f", layer, coef, rate)
@@ -191,8 +191,8 @@ def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, groups: torch.Tensor, 
     return average_probes(probes), threshold, stats
 
 
-def choose_probe(lm: LoadedModel, positives: list[str], harmless: list[str], lookalikes: list[str], cfg: ConscienceConfig
-                 ) -> tuple[LinearProbe, float, list[dict[str, Any]]]:
+def choose_probe(lm: LoadedModel, positives: list[str], harmless: list[str], lookalikes: list[str], cfg: ConscienceConfig,
+                 progress: bool = False) -> tuple[LinearProbe, float, list[dict[str, Any]]]:
     """Cross-validate every (layer set, lookalike weight); return the best probe, its threshold and all rows."""
     assert cfg.probe_layer_sets is not None
     if cfg.pooling == "span":
@@ -201,8 +201,8 @@ def choose_probe(lm: LoadedModel, positives: list[str], harmless: list[str], loo
     else:
         pooling = Pooling("tail", n_read=chat_span(lm.tokenizer)[1])
     union = sorted({x for s in cfg.probe_layer_sets for x in s})
-    pos = probe_features(lm, positives, union, pooling=pooling, batch_size=cfg.batch_size)
-    neg = probe_features(lm, harmless + lookalikes, union, pooling=pooling, batch_size=cfg.batch_size)
+    pos = probe_features(lm, positives, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
+    neg = probe_features(lm, harmless + lookalikes, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
     groups = torch.cat([torch.zeros(len(harmless)), torch.ones(len(lookalikes))])
     weights = cfg.hard_negative_weights if lookalikes else (1.0,)
     best: tuple[float, float] | None = None
@@ -230,6 +230,7 @@ def fit_conscience(
     lookalike_train: Texts | None = None,
     lookalike_val: Texts | None = None,
     config: ConscienceConfig | None = None,
+    progress: bool = False,
 ) -> ConscienceFit:
     """Fit a selective refusal intervention (see the module docstring); never reads test prompts.
 
@@ -242,6 +243,7 @@ def fit_conscience(
         lookalike_train: optional harmless lookalikes (probe negatives, their own false-positive budget).
         lookalike_val: optional validation lookalikes (likewise).
         config: the search space (defaults: :class:`ConscienceConfig`).
+        progress: progress bars on stderr.
 
     Returns:
         A :class:`ConscienceFit` (unpacks as ``intervention, table``).
@@ -255,10 +257,10 @@ def fit_conscience(
     n = cfg.n_vector_prompts
     assert cfg.steer_layers is not None
     vecs = suffix_contrast(lm, h_tr[:n] + s_tr[:n], cfg.refusal_prefix, cfg.compliance_prefix,
-                           layers=list(cfg.steer_layers), batch_size=cfg.batch_size)
+                           layers=list(cfg.steer_layers), batch_size=cfg.batch_size, progress=progress)
     vectors = {layer: vecs[i] for i, layer in enumerate(cfg.steer_layers)}
-    behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va, cfg)
-    probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, s_tr + _texts(harmless_val), lookalikes, cfg)
+    behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va, cfg, progress)
+    probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, s_tr + _texts(harmless_val), lookalikes, cfg, progress)
     layer = int(behaviour["layer"])
     iv = ConditionalSteering(probe, vectors[layer], (layer,), float(behaviour["coefficient"]), threshold)
     chosen = {"steer_layer": layer, "coefficient": behaviour["coefficient"], "probe_layers": list(probe.layers),

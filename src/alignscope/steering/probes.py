@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 from jaxtyping import Float
+from tqdm.auto import tqdm
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
@@ -156,6 +157,7 @@ def probe_features(
     pooling: Pooling = Pooling(),
     chat: bool = True,
     batch_size: int = 16,
+    progress: bool = False,
 ) -> Float[torch.Tensor, "n k d_model"]:
     """Pooled activations at ``layers``, ``(n_prompts, k, d_model)`` float32 on CPU.
 
@@ -170,7 +172,7 @@ def probe_features(
         Site(layer, component).validate(lm)
     encoded = [encode_one(lm.tokenizer, t, chat=chat)[0] for t in texts]
     out = torch.empty(len(texts), len(order), lm.d_model)
-    for start in range(0, len(texts), batch_size):
+    for start in tqdm(range(0, len(texts), batch_size), desc="probe features", disable=not progress, leave=False):
         ids, mask = left_pad(encoded[start:start + batch_size], int(lm.tokenizer.pad_token_id or 0))
         got: dict[int, torch.Tensor] = {}
 
