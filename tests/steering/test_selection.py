@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
+from alignscope.errors import InputError
 from alignscope.metrics import refusal_logodds_metric, refusal_token_ids
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.steering.directions import diff_in_means
@@ -60,3 +62,21 @@ def test_filters(tiny_lm) -> None:
     assert early[0]["filtered"] == "kl"  # every KL exceeds a negative threshold
     assert sel.chosen["layer"] == 0  # falls back to the scored candidates
     assert sel.to_json()["positions"] == [-1]
+
+
+def test_induce_reference_rules(tiny_lm) -> None:
+    """The induce filter compares with the chosen reference: harmful baseline, harmless baseline or 0."""
+    lm = tiny_lm("llama")
+    md = diff_in_means(lm, HARMFUL, HARMLESS, positions="-2,-1", chat=False)
+    tables = {}
+    for ref in ("harmful", "harmless", "absolute"):
+        cfg = SelectionConfig(kl_threshold=100.0, max_layer_frac=1.0, induce_relative_to=ref, chat=False)
+        sel = select_direction(lm, md, HARMFUL, HARMLESS, config=cfg)
+        floor = 0.0 if ref == "absolute" else sel.baseline[ref]
+        assert sel.baseline["induce_reference"] == floor
+        for row in sel.rows:
+            assert (row["filtered"] == "no_induce") == (row["induce"] <= floor)
+        tables[ref] = [r["induce"] for r in sel.rows]
+    assert tables["harmful"] == tables["harmless"] == tables["absolute"]  # only the filter differs
+    with pytest.raises(InputError, match="induce_relative_to.*harmful|harmful.*induce_relative_to"):
+        SelectionConfig(induce_relative_to="nope")

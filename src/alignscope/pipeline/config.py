@@ -25,6 +25,8 @@ Schema (defaults shown)::
       kl_threshold: 0.1             # drop candidates whose ablation moves harmless next tokens more
       prune_last_fraction: 0.2      # drop the last 20% of layers
       induce_min: 0.0               # drop candidates whose addition leaves the harmless refusal log-odds at or below
+                                    # the reference plus this margin
+      induce_relative_to: harmful   # the reference: harmful (unsteered harmful score), harmless, absolute (0)
       positions: [-1, -2]           # extracted positions to score (null: all); each candidate costs 3 forward passes
       layer_stride: 3               # score every k-th layer
       n_harmful: 16                 # val prompts used to score candidates
@@ -97,6 +99,7 @@ class SelectConfig(_Section):
     kl_threshold: float = Field(default=0.1, gt=0)
     prune_last_fraction: float = Field(default=0.2, ge=0, lt=1)
     induce_min: float = 0.0
+    induce_relative_to: Literal["harmful", "harmless", "absolute"] = "harmful"
     positions: list[int] | None = Field(default_factory=lambda: [-1, -2])
     layer_stride: int = Field(default=3, ge=1)
     n_harmful: int = Field(default=16, ge=1)

@@ -63,6 +63,7 @@ def select(ctx: Context, extract: StageRecord) -> StageOutput:
 
     c = ctx.cfg.select
     config = SelectionConfig(kl_threshold=c.kl_threshold, max_layer_frac=1.0 - c.prune_last_fraction, induce_min=c.induce_min,
+                             induce_relative_to=c.induce_relative_to,
                              chat=ctx.cfg.chat, batch_size=c.batch_size)
     candidates = mean_diff_from(extract, c.positions, c.layer_stride)
     sel = select_direction(ctx.lm, candidates, round_robin(ctx.data.harmful["val"], c.n_harmful),

@@ -13,8 +13,14 @@ refusal):
   disturbs ordinary behaviour).
 
 Candidates in the last ``1 - max_layer_frac`` of the layers are dropped (not scored), then those
-whose ``kl`` exceeds ``kl_threshold`` or whose ``induce`` is not above ``induce_min``. The
-survivor with the lowest ``bypass`` is chosen. The full table is kept.
+whose ``kl`` exceeds ``kl_threshold`` or whose ``induce`` is not above ``induce_reference +
+induce_min``. The reference (``induce_relative_to``) is, by default, the unsteered *harmful*
+refusal score: a candidate must make harmless prompts look at least as refusal-prone as
+harmful ones do without intervention. That rule fits any model, including one that rarely
+refuses (whose refusal log-odds stay negative everywhere); ``"absolute"`` (reference 0) is
+the original paper's rule and ``"harmless"`` compares with the unsteered harmless score. The
+survivor with the lowest ``bypass`` is chosen. The full table is kept, with the reference in
+``Selection.baseline["induce_reference"]``.
 
 Example:
     >>> md = diff_in_means(lm, harmful_train, harmless_train)                 # doctest: +SKIP
@@ -45,6 +51,7 @@ from alignscope.steering.directions import MeanDiff
 from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
 
 log = logging.getLogger(__name__)
+INDUCE_REFERENCES = ("harmful", "harmless", "absolute")
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,10 @@ class SelectionConfig:
     Attributes:
         kl_threshold: drop candidates whose ablation moves harmless next-token distributions by more (nats).
         max_layer_frac: only layers below ``max_layer_frac * n_layers`` are candidates (0.8 drops the last 20%).
-        induce_min: drop candidates whose addition leaves the harmless refusal score at or below this.
+        induce_min: margin: drop candidates whose addition leaves the harmless refusal score at or
+            below ``reference + induce_min``.
+        induce_relative_to: the reference: ``harmful`` (unsteered harmful score, default),
+            ``harmless`` (unsteered harmless score) or ``absolute`` (0, the paper's rule).
         chat: chat-format the prompts.
         batch_size: prompts per forward pass.
     """
@@ -62,8 +72,14 @@ class SelectionConfig:
     kl_threshold: float = 0.1
     max_layer_frac: float = 0.8
     induce_min: float = 0.0
+    induce_relative_to: str = "harmful"
     chat: bool = True
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.induce_relative_to not in INDUCE_REFERENCES:
+            raise InputError(f"unknown induce reference {self.induce_relative_to!r}; expected one of "
+                             f"{', '.join(INDUCE_REFERENCES)}", field="induce_relative_to")
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +92,8 @@ class Selection:
             ``kl`` or ``no_induce``).
         chosen: the chosen row.
         direction: ``(d_model,)`` the chosen (unnormalised) difference-in-means vector.
-        baseline: refusal scores without intervention, ``{"harmful": x, "harmless": y}``.
+        baseline: refusal scores without intervention, ``{"harmful": x, "harmless": y}``, plus
+            ``induce_reference``, the score an ``induce`` value must exceed (before ``induce_min``).
         positions: candidate positions (offsets from the end).
         layers: candidate layers.
         seconds: wall time.
@@ -165,6 +182,8 @@ def select_direction(
     harmful, harmless = _Scorer(lm, _texts(harmful_val), cfg), _Scorer(lm, _texts(harmless_val), cfg)
     base_harmless = harmless.logits()
     baseline = {"harmful": harmful.refusal(harmful.logits()), "harmless": harmless.refusal(base_harmless)}
+    baseline["induce_reference"] = 0.0 if cfg.induce_relative_to == "absolute" else baseline[cfg.induce_relative_to]
+    induce_floor = baseline["induce_reference"] + cfg.induce_min
     cut = cfg.max_layer_frac * lm.n_layers
     cells = [(p, layer) for p in candidates.positions for layer in candidates.layers]
     rows = []
@@ -185,7 +204,7 @@ def select_direction(
         row["induce"] = harmless.refusal(harmless.logits(ActivationAddition(vec, (layer,), 1.0, candidates.component)))
         if row["kl"] > cfg.kl_threshold:
             row["filtered"] = "kl"
-        elif row["induce"] <= cfg.induce_min:
+        elif row["induce"] <= induce_floor:
             row["filtered"] = "no_induce"
     scored = [r for r in rows if r["filtered"] is None]
     if not scored:
