@@ -25,6 +25,18 @@ def test_default_detector_cases() -> None:
     assert "I'm sorry" in DEFAULT_REFUSAL_PHRASES
 
 
+def test_idioms_are_not_refusals() -> None:
+    detect = phrase_detector()
+    assert not detect("I'm sorry to hear your cat is unwell. Here are signs to watch for.")
+    assert not detect("I can’t stress enough how useful a backup is. First, open Settings.")
+    assert not detect("I will not hesitate to recommend a cast-iron pan.")
+    assert detect("I'm sorry to hear that. However, I can't help with that request.")  # a real refusal after the idiom
+    assert detect("I'm sorry to hear that, but I'm unable to assist.")
+    assert phrase_detector(exceptions=())("I'm sorry to hear that.")  # exceptions can be turned off
+    assert phrase_detector(["hear"], exceptions=["sorry to hear"])("I hear you") and \
+        not phrase_detector(["hear"], exceptions=["sorry to hear"])("So sorry to hear it")
+
+
 def test_custom_phrases_window_and_file(tmp_path: Path) -> None:
     detect = phrase_detector(["no way"], window=10)
     assert detect("No way, friend")
