@@ -202,11 +202,22 @@ class NativeTarget:
 
 
 def bridge_is_hooked(lm: LoadedModel) -> bool:
-    """Whether any forward hook is attached inside ``lm.hf_model`` (an intervention applied outside a call).
+    """Whether a forward hook is attached inside ``lm.hf_model`` (e.g. an intervention applied around the call).
 
-    Such hooks would not fire in the twin, so ``auto`` then keeps to the bridge.
+    Such hooks would not fire in the twin, so ``auto`` then keeps to the bridge. Any hook on a
+    bridge hook point counts; elsewhere, the bridge's own internal hooks (defined in
+    ``transformer_lens``, wired on its first forward pass) do not.
     """
-    return any(m._forward_hooks or m._forward_pre_hooks for m in lm.hf_model.modules())
+    points = {id(h) for h in lm.bridge.hook_dict.values()}
+    for module in lm.hf_model.modules():
+        hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+        if hooks and (id(module) in points or any(not _from_bridge(fn) for fn in hooks)):
+            return True
+    return False
+
+
+def _from_bridge(fn: Any) -> bool:
+    return str(getattr(fn, "__module__", "") or "").startswith("transformer_lens")
 
 
 def select_target(lm: LoadedModel, hook_names: Iterable[str] | None, backend: str = "auto") -> HookTarget:
