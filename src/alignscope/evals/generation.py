@@ -1,9 +1,15 @@
 """Batched greedy generation with an optional intervention active.
 
-Prompts are chat-formatted (or tokenised raw), left-padded into batches and decoded greedily by
-``lm.hf_model.generate`` with the KV cache. The TransformerBridge wraps the HF modules in
-place, so an intervention's hooks (attached by ``intervention.apply(lm)``) fire inside
-``generate`` on the prompt pass and on every cached decoding step.
+Prompts are chat-formatted (or tokenised raw), left-padded into batches and decoded greedily
+with the KV cache. By default (``backend="auto"``) generation runs on the native twin
+(:func:`~alignscope.models.native.native_model`: the same weights in a plain HF module with fast
+attention), and the intervention's hooks go on the twin's modules
+(:class:`~alignscope.steering.targets.NativeTarget`). Where the twin cannot serve (no twin for
+this model, an intervention on a site the twin lacks such as ``resid_mid``, an intervention that
+does not list its hooks, or hooks already attached to the bridge), generation runs
+``lm.hf_model.generate`` through the TransformerBridge as before: the bridge wraps the HF modules
+in place, so hooks attached by ``intervention.apply(lm)`` fire on the prompt pass and on every
+cached decoding step.
 
 Prompts are batched in order of token length, which keeps padding small; results come back in
 the input order. Greedy decoding of a left-padded batch gives the same tokens as running each
@@ -28,6 +34,7 @@ from transformers import GenerationConfig
 from alignscope.errors import InputError
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.models.loader import LoadedModel
+from alignscope.steering.targets import BACKENDS, BridgeTarget, HookTarget, select_target
 
 
 @dataclass(frozen=True)
@@ -46,11 +53,31 @@ class Generations:
     first_logits: Float[torch.Tensor, "n vocab"]
 
 
-def intervention_scope(lm: LoadedModel, intervention: Any | None) -> contextlib.AbstractContextManager[Any]:
-    """``intervention.apply(lm)`` when an intervention is given, else a no-op context."""
+def intervention_scope(lm: LoadedModel, intervention: Any | None, target: HookTarget | None = None) -> contextlib.AbstractContextManager[Any]:
+    """``intervention.apply(lm)`` (on ``target`` when one is given) if there is an intervention, else a no-op context."""
     if intervention is None:
         return contextlib.nullcontext()
-    return intervention.apply(lm)  # type: ignore[no-any-return]
+    if target is None:
+        return intervention.apply(lm)  # type: ignore[no-any-return]
+    return intervention.apply(lm, target=target)  # type: ignore[no-any-return]
+
+
+def generation_target(lm: LoadedModel, intervention: Any | None, backend: str = "auto") -> HookTarget:
+    """The hook target to generate on: the native twin when ``backend`` and the intervention allow it.
+
+    An intervention takes the twin only if it lists its hooks (``hook_names(lm)``, as every
+    :class:`~alignscope.steering.interventions.HookIntervention` does) and the twin supports all of them.
+
+    Raises:
+        InputError: an unknown backend, or ``native`` where the twin cannot serve.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="backend")
+    names: list[str] | None = []
+    if intervention is not None:
+        lister = getattr(intervention, "hook_names", None)
+        names = list(lister(lm)) if callable(lister) and backend != "bridge" else None
+    return select_target(lm, names, backend)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
@@ -73,6 +100,7 @@ def generate_detailed(
     progress: bool = False,
     system: str | None = None,
     min_new_tokens: int = 0,
+    backend: str = "auto",
 ) -> Generations:
     """Greedy generation returning texts, token ids and the first-step logits.
 
@@ -87,12 +115,18 @@ def generate_detailed(
         progress: show a tqdm bar on stderr.
         system: optional system message (chat mode).
         min_new_tokens: suppress EOS until this many tokens exist (fixed-length runs, e.g. benchmarks).
+        backend: ``auto`` (the native twin where it can serve, else the bridge), ``native`` (the
+            twin, or an :class:`InputError` saying why not) or ``bridge`` (always the bridge).
 
     Returns:
         :class:`Generations` in the order of ``prompts``.
+
+    Raises:
+        InputError: bad ``max_new_tokens``/``batch_size``/``backend``, or ``native`` where the twin cannot serve.
     """
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}", field="max_new_tokens")
+    target = generation_target(lm, intervention, backend)
     if not prompts:
         return Generations([], [], torch.empty(0, lm.vocab_size))
     encoded = [encode_one(lm.tokenizer, p, chat=chat, system=system)[0] for p in prompts]
@@ -101,9 +135,9 @@ def generate_detailed(
     first: list[torch.Tensor | None] = [None] * len(prompts)
     config = _greedy_config(lm, max_new_tokens, min_new_tokens)
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
-    with intervention_scope(lm, intervention), torch.no_grad():
+    with intervention_scope(lm, intervention, None if isinstance(target, BridgeTarget) else target), torch.no_grad():
         for batch in length_batches([len(e) for e in encoded], batch_size):
-            new, logits = _generate_batch(lm, [encoded[i] for i in batch], config)
+            new, logits = _generate_batch(lm, target.root, [encoded[i] for i in batch], config)
             for row, idx in enumerate(batch):
                 token_ids[idx] = new[row]
                 texts[idx] = str(lm.tokenizer.decode(new[row], skip_special_tokens=True))
@@ -122,6 +156,7 @@ def generate(
     batch_size: int = 16,
     intervention: Any | None = None,
     progress: bool = False,
+    backend: str = "auto",
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (left-padded batches, KV cache, intervention active).
 
@@ -132,7 +167,7 @@ def generate(
         ['Hi! How can I help?']
     """
     return generate_detailed(lm, prompts, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             intervention=intervention, progress=progress).texts
+                             intervention=intervention, progress=progress, backend=backend).texts
 
 
 def _greedy_config(lm: LoadedModel, max_new_tokens: int, min_new_tokens: int = 0) -> GenerationConfig:
@@ -144,11 +179,12 @@ def _greedy_config(lm: LoadedModel, max_new_tokens: int, min_new_tokens: int = 0
                             output_logits=True, return_dict_in_generate=True)
 
 
-def _generate_batch(lm: LoadedModel, sequences: Sequence[Sequence[int]], config: GenerationConfig) -> tuple[list[list[int]], torch.Tensor]:
-    """Generate for one batch; returns the new ids per row (cut at EOS) and first-step logits ``(b, vocab)``."""
+def _generate_batch(lm: LoadedModel, model: torch.nn.Module, sequences: Sequence[Sequence[int]],
+                    config: GenerationConfig) -> tuple[list[list[int]], torch.Tensor]:
+    """Generate for one batch on ``model``; returns the new ids per row (cut at EOS) and first-step logits ``(b, vocab)``."""
     ids, mask = left_pad(sequences, int(config.pad_token_id))
-    out = lm.hf_model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),  # type: ignore[operator]
-                               generation_config=config)
+    out = model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),  # type: ignore[operator]
+                         generation_config=config)
     new = out.sequences[:, ids.shape[1]:].tolist()
     eos = config.eos_token_id
     stops = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()

@@ -31,6 +31,10 @@ class ArchSpec:
             residual add (Gemma 2/3), so weight orthogonalisation is not an exact ablation.
         pos_embed: dotted path to a learned absolute position embedding that is added to the
             residual stream (GPT-2), or None; weight edits orthogonalise it too.
+        attn_write: path, relative to one decoder layer, of the module whose output is what
+            attention adds to the residual stream (the bridge's ``hook_attn_out``); None means
+            ``attn_out``. Gemma 2/3 add the post-attention norm's output.
+        mlp_write: the same for the MLP (``hook_mlp_out``); None means ``mlp_out``.
     """
 
     model_type: str
@@ -43,6 +47,20 @@ class ArchSpec:
     conv1d: bool = False
     post_sublayer_norm: bool = False
     pos_embed: str | None = None
+    attn_write: str | None = None
+    mlp_write: str | None = None
+
+    def write_path(self, component: str) -> str:
+        """Path, relative to a decoder layer, of what ``attn_out``/``mlp_out`` add to the residual stream.
+
+        Raises:
+            AlignscopeError: ``component`` is neither ``attn_out`` nor ``mlp_out``.
+        """
+        if component == "attn_out":
+            return self.attn_write or self.attn_out
+        if component == "mlp_out":
+            return self.mlp_write or self.mlp_out
+        raise AlignscopeError(f"no sublayer output path for component {component!r}; expected attn_out or mlp_out")
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
@@ -97,7 +115,8 @@ _LLAMA_LIKE: dict[str, str] = {"layers": "model.layers", "embed": "model.embed_t
 for _mt in ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma"):
     register(ArchSpec(_mt, **_LLAMA_LIKE))  # type: ignore[arg-type]
 for _mt in ("gemma2", "gemma3_text"):
-    register(ArchSpec(_mt, post_sublayer_norm=True, **_LLAMA_LIKE))  # type: ignore[arg-type]
+    register(ArchSpec(_mt, post_sublayer_norm=True, attn_write="post_attention_layernorm",
+                      mlp_write="post_feedforward_layernorm", **_LLAMA_LIKE))  # type: ignore[arg-type]
 register(ArchSpec(
     model_type="gpt2", layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
     attn_out="attn.c_proj", mlp_out="mlp.c_proj", conv1d=True, pos_embed="transformer.wpe",

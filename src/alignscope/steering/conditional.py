@@ -17,6 +17,10 @@ the deepest probe layer and with no cache, reads the probe; then the real pass r
 known. The look-ahead costs a fraction of one prompt pass per ``generate`` call, and nothing per
 decoding step.
 
+``apply(lm, target=...)`` puts the hooks on another :class:`~alignscope.steering.targets.HookTarget`
+(e.g. the native twin): the sequence-start hook on ``target.root``, the probe reads and additions
+on the target's hook points, and the look-ahead through ``target.run_prefix``.
+
 Limitation: ``generate(..., use_cache=False)`` re-runs the whole sequence each step, so each
 step would be a new sequence and the probe would read generated tokens; use the KV cache (the
 default).
@@ -43,8 +47,18 @@ from jaxtyping import Float
 from alignscope.errors import InputError
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
-from alignscope.steering.interventions import HookFn, HookHandle, HookIntervention, _Cast, _Reader, check_fits, check_vector
+from alignscope.steering.interventions import (
+    HookFn,
+    HookHandle,
+    HookIntervention,
+    _Cast,
+    _Reader,
+    check_fits,
+    check_vector,
+    require_supported,
+)
 from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens
+from alignscope.steering.targets import BridgeTarget, HookTarget
 
 # Order of hook points inside one block, to check that the gate is known before it is used.
 _ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
@@ -117,23 +131,31 @@ class ConditionalSteering(HookIntervention):
         check_fits(lm, self.vector, self.layers, (self.component,), "vector")
         check_fits(lm, self.probe.weight[0], self.probe.layers, (self.probe.component,), "probe_weight")
 
-    def attach(self, lm: LoadedModel) -> GateHandle:
-        """Register the sequence-start pre-hook, the probe reads and the gated additions."""
+    def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> GateHandle:
+        """Register the sequence-start pre-hook (on ``target.root``), the probe reads and the gated additions.
+
+        Args:
+            lm: the loaded model.
+            target: where the hooks go (default: the bridge's hook points).
+        """
         self.validate(lm)
+        target = BridgeTarget(lm) if target is None else target
         handle = GateHandle()
+        hooks = self._hooks(handle)
+        require_supported(target, [name for name, _ in hooks])
         try:
-            handle.add(lm.hf_model.register_forward_pre_hook(self._start_hook(lm, handle), with_kwargs=True))
-            for name, fn in self._hooks(handle):
-                handle.add(lm.bridge.hook_dict[name].register_forward_hook(fn))
+            handle.add(target.root.register_forward_pre_hook(self._start_hook(target, handle), with_kwargs=True))
+            for name, fn in hooks:
+                handle.add(target.register(name, fn))
         except BaseException:
             handle.remove()
             raise
         return handle
 
     @contextmanager
-    def apply(self, lm: LoadedModel) -> Iterator[GateHandle]:  # type: ignore[override]
+    def apply(self, lm: LoadedModel, target: HookTarget | None = None) -> Iterator[GateHandle]:  # type: ignore[override]
         """Attach for the duration of a ``with`` block; yields the :class:`GateHandle`."""
-        handle = self.attach(lm)
+        handle = self.attach(lm, target)
         try:
             yield handle
         finally:
@@ -143,7 +165,11 @@ class ConditionalSteering(HookIntervention):
         """Not used on its own: the hooks share per-sequence state, see :meth:`attach`."""
         raise NotImplementedError("ConditionalSteering keeps per-sequence state; use attach() or apply()")
 
-    def _start_hook(self, lm: LoadedModel, handle: GateHandle) -> Any:
+    def hook_names(self, lm: LoadedModel) -> list[str]:
+        """The hook names :meth:`attach` registers: probe reads, then gated additions."""
+        return [name for name, _ in self._hooks(GateHandle())]
+
+    def _start_hook(self, target: HookTarget, handle: GateHandle) -> Any:
         lookahead, stop = self.lookahead, max(self.probe.layers) + 1
 
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -159,7 +185,7 @@ class ConditionalSteering(HookIntervention):
                 handle.busy = True
                 try:
                     with torch.no_grad():
-                        lm.bridge(ids, attention_mask=mask, stop_at_layer=stop)
+                        target.run_prefix(ids, mask, stop)
                 finally:
                     handle.busy = False
         return pre

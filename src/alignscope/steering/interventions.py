@@ -7,6 +7,11 @@ removed in ``finally``). The bridge wraps the HF modules in place, so the hooks 
 ``lm.hf_model.generate`` on the prompt pass and on every KV-cached decoding step. Edits act on
 each position independently, so left padding does not change real tokens' results.
 
+``attach(lm, target=...)``/``apply(lm, target=...)`` put the same hooks on another
+:class:`~alignscope.steering.targets.HookTarget`, e.g. the native twin
+(:class:`~alignscope.steering.targets.NativeTarget`), which generates faster; ``hook_names(lm)``
+lists the hooks so that a caller can check the target supports them first.
+
 Kinds:
 
 * :class:`ActivationAddition` (``addition``): ``x + c * v`` at chosen layers, every position.
@@ -40,9 +45,9 @@ from alignscope.errors import InputError
 from alignscope.io import save_safetensors
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
+from alignscope.steering.targets import BridgeTarget, HookFn, HookTarget
 
 FORMAT = "alignscope.intervention/1"
-HookFn = Callable[[torch.nn.Module, Any, torch.Tensor], torch.Tensor | None]
 ABLATION_COMPONENTS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
 
 
@@ -104,6 +109,13 @@ def hook_point(lm: LoadedModel, name: str) -> torch.nn.Module:
     return lm.bridge.hook_dict[name]  # type: ignore[no-any-return]
 
 
+def require_supported(target: HookTarget, hook_names: Sequence[str]) -> None:
+    """Raise a clear error when ``target`` cannot register one of ``hook_names``."""
+    bad = [name for name in hook_names if not target.supports([name])]
+    if bad:
+        raise InputError(f"the {target.name} target cannot hook {', '.join(bad)}; use the bridge target", field="target")
+
+
 class HookIntervention(ABC):
     """Base for interventions made of forward hooks on bridge hook points."""
 
@@ -116,22 +128,33 @@ class HookIntervention(ABC):
     def validate(self, lm: LoadedModel) -> None:  # noqa: B027 (optional override)
         """Raise a clear error if the intervention does not fit ``lm`` (no checks by default)."""
 
-    def attach(self, lm: LoadedModel) -> HookHandle:
-        """Register the hooks; on any failure, remove the ones already registered."""
+    def hook_names(self, lm: LoadedModel) -> list[str]:
+        """The hook names :meth:`attach` registers on ``lm``, in order."""
+        return [name for name, _ in self.hooks(lm)]
+
+    def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> HookHandle:
+        """Register the hooks on ``target`` (default: the bridge); on any failure, remove the ones already registered.
+
+        Raises:
+            InputError: the intervention does not fit ``lm``, or ``target`` cannot hook one of its sites.
+        """
         self.validate(lm)
+        target = BridgeTarget(lm) if target is None else target
+        hooks = self.hooks(lm)
+        require_supported(target, [name for name, _ in hooks])
         handle = HookHandle()
         try:
-            for name, fn in self.hooks(lm):
-                handle.add(hook_point(lm, name).register_forward_hook(fn))
+            for name, fn in hooks:
+                handle.add(target.register(name, fn))
         except BaseException:
             handle.remove()
             raise
         return handle
 
     @contextmanager
-    def apply(self, lm: LoadedModel) -> Iterator[HookHandle]:
-        """Attach for the duration of a ``with`` block."""
-        handle = self.attach(lm)
+    def apply(self, lm: LoadedModel, target: HookTarget | None = None) -> Iterator[HookHandle]:
+        """Attach (to ``target``, default the bridge) for the duration of a ``with`` block."""
+        handle = self.attach(lm, target)
         try:
             yield handle
         finally:

@@ -1,0 +1,266 @@
+"""Where intervention hooks go: the bridge's hook points, or the native twin's modules.
+
+A hook target maps site hook names (``blocks.{l}.hook_resid_pre`` ...) to torch modules and
+registers a forward hook ``fn(module, input, activation) -> activation | None`` there, the
+signature every intervention uses. It also names the module whose call starts a sequence
+(``root``) and runs a prompt prefix up to a layer (the conditional look-ahead).
+
+* :class:`BridgeTarget`: the TransformerBridge's hook points inside ``lm.hf_model`` (every
+  site the bridge has).
+* :class:`NativeTarget`: the plain HF twin from :func:`~alignscope.models.native.native_model`,
+  through the registry: ``resid_pre`` is a forward pre-hook on decoder layer ``l`` that
+  replaces its hidden-states input, ``resid_post`` a forward hook on the layer's output,
+  ``attn_out``/``mlp_out`` forward hooks on the module whose output the sublayer adds to the
+  residual stream (``ArchSpec.write_path``). Other components (``resid_mid``, ``head``,
+  ``pattern``) are not supported; :meth:`NativeTarget.supports` says so and callers use the
+  bridge.
+
+Example:
+    >>> target = select_target(lm, iv.hook_names(lm), "auto")   # doctest: +SKIP
+    >>> with iv.apply(lm, target=target):                       # doctest: +SKIP
+    ...     target.root.generate(input_ids=ids, attention_mask=mask)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Protocol
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from alignscope.errors import AlignscopeError, InputError
+from alignscope.models.loader import LoadedModel
+from alignscope.models.native import native_model, twin_unavailable_reason
+from alignscope.models.registry import get_arch, resolve_module
+from alignscope.sites import site_of_hook
+
+HookFn = Callable[[torch.nn.Module, Any, torch.Tensor], torch.Tensor | None]
+Backend = Literal["auto", "native", "bridge"]
+BACKENDS: tuple[str, ...] = ("auto", "native", "bridge")
+NATIVE_COMPONENTS: tuple[str, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
+
+
+class HookTarget(Protocol):
+    """Where an intervention's hooks are registered."""
+
+    name: str
+
+    @property
+    def root(self) -> torch.nn.Module:
+        """The causal-LM module whose call starts a sequence (``generate`` runs it each step)."""
+        ...
+
+    def supports(self, hook_names: Iterable[str]) -> bool:
+        """Whether every hook name can be registered on this target."""
+        ...
+
+    def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
+        """Register ``fn`` as a forward hook at ``hook_name``; the handle removes it."""
+        ...
+
+    def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
+        """Run blocks ``0 .. stop_at_layer - 1`` on a prompt (no cache), firing their hooks."""
+        ...
+
+
+class BridgeTarget:
+    """The TransformerBridge's hook points (what every intervention used before targets existed)."""
+
+    name = "bridge"
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.lm = lm
+
+    @property
+    def root(self) -> torch.nn.Module:
+        """``lm.hf_model``, the bridge-wrapped HF module."""
+        return self.lm.hf_model
+
+    def supports(self, hook_names: Iterable[str]) -> bool:
+        """Every name must be one of the bridge's hook points."""
+        hooks = self.lm.bridge.hook_dict
+        return all(name in hooks for name in hook_names)
+
+    def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
+        """``lm.bridge.hook_dict[hook_name].register_forward_hook(fn)``."""
+        return self.lm.bridge.hook_dict[hook_name].register_forward_hook(fn)  # type: ignore[no-any-return]
+
+    def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
+        """``lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)``."""
+        self.lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)
+
+
+class _StopPrefix(Exception):
+    """Raised by the prefix run's hook after its last block, to stop the forward pass there."""
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]
+
+
+def _replace_first(output: Any, new: torch.Tensor) -> Any:
+    return (new, *output[1:]) if isinstance(output, tuple) else new
+
+
+def _post_hook(fn: HookFn) -> Callable[[torch.nn.Module, Any, Any], Any]:
+    """A forward hook passing the (first) output tensor to ``fn`` and putting its result back."""
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        new = fn(module, args, _first(output))
+        return None if new is None else _replace_first(output, new)
+    return hook
+
+
+def _pre_hook(fn: HookFn) -> Callable[[torch.nn.Module, tuple[Any, ...], dict[str, Any]], Any]:
+    """A forward pre-hook (with kwargs) passing the hidden-states input to ``fn`` and replacing it."""
+    def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if args:
+            new = fn(module, args, args[0])
+            return None if new is None else ((new, *args[1:]), kwargs)
+        if "hidden_states" not in kwargs:
+            raise AlignscopeError(f"{type(module).__name__} was called without hidden states; cannot hook resid_pre")
+        new = fn(module, args, kwargs["hidden_states"])
+        return None if new is None else (args, {**kwargs, "hidden_states": new})
+    return hook
+
+
+class NativeTarget:
+    """Modules of the plain HF twin, found through the architecture registry.
+
+    Args:
+        lm: the loaded model (its registry entry and layer count).
+        twin: the twin from :func:`~alignscope.models.native.native_model`.
+
+    Raises:
+        AlignscopeError: the architecture has no registry entry.
+    """
+
+    name = "native"
+
+    def __init__(self, lm: LoadedModel, twin: torch.nn.Module) -> None:
+        self.lm = lm
+        self.twin = twin
+        self.spec = get_arch(lm.model_type)
+        self.layers: list[torch.nn.Module] = list(resolve_module(twin, self.spec.layers))  # type: ignore[call-overload]
+
+    @property
+    def root(self) -> torch.nn.Module:
+        """The twin causal-LM module."""
+        return self.twin
+
+    def supports(self, hook_names: Iterable[str]) -> bool:
+        """Every name must be ``resid_pre``, ``resid_post``, ``attn_out`` or ``mlp_out`` at an existing layer."""
+        return all(self._site(name) is not None for name in hook_names)
+
+    def _site(self, hook_name: str) -> tuple[int, str] | None:
+        site = site_of_hook(hook_name)
+        if site is None or site.component not in NATIVE_COMPONENTS or not 0 <= site.layer < len(self.layers):
+            return None
+        return site.layer, site.component
+
+    def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
+        """Register ``fn`` on the native module behind ``hook_name``.
+
+        Raises:
+            InputError: the twin has no module for ``hook_name`` (use the bridge target).
+        """
+        site = self._site(hook_name)
+        if site is None:
+            raise InputError(f"the native twin cannot hook {hook_name!r}; it supports "
+                             f"{', '.join(NATIVE_COMPONENTS)} at layers 0..{len(self.layers) - 1}", field="hook")
+        layer, component = site
+        block = self.layers[layer]
+        if component == "resid_pre":
+            return block.register_forward_pre_hook(_pre_hook(fn), with_kwargs=True)
+        if component == "resid_post":
+            return block.register_forward_hook(_post_hook(fn))
+        return resolve_module(block, self.spec.write_path(component)).register_forward_hook(_post_hook(fn))
+
+    def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
+        """Run the twin's base model on ``ids`` and stop after decoder layer ``stop_at_layer - 1``.
+
+        Position ids come from the mask, as ``generate`` derives them for a left-padded batch.
+        """
+        if not 1 <= stop_at_layer <= len(self.layers):
+            raise InputError(f"stop_at_layer must be in 1..{len(self.layers)}, got {stop_at_layer}", field="stop_at_layer")
+        base: torch.nn.Module = getattr(self.twin, "base_model", self.twin)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+        if mask is not None and "position_ids" in inspect.signature(base.forward).parameters:
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+        def stop(_m: torch.nn.Module, _i: Any, _o: Any) -> None:
+            raise _StopPrefix
+
+        handle = self.layers[stop_at_layer - 1].register_forward_hook(stop)
+        try:
+            base(**kwargs)
+        except _StopPrefix:
+            pass
+        finally:
+            handle.remove()
+
+
+def bridge_is_hooked(lm: LoadedModel) -> bool:
+    """Whether a forward hook is attached inside ``lm.hf_model`` (e.g. an intervention applied around the call).
+
+    Such hooks would not fire in the twin, so ``auto`` then keeps to the bridge. Any hook on a
+    bridge hook point counts; elsewhere, the bridge's own internal hooks (defined in
+    ``transformer_lens``, wired on its first forward pass) do not.
+    """
+    points = {id(h) for h in lm.bridge.hook_dict.values()}
+    for module in lm.hf_model.modules():
+        hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+        if hooks and (id(module) in points or any(not _from_bridge(fn) for fn in hooks)):
+            return True
+    return False
+
+
+def _from_bridge(fn: Any) -> bool:
+    return str(getattr(fn, "__module__", "") or "").startswith("transformer_lens")
+
+
+def select_target(lm: LoadedModel, hook_names: Iterable[str] | None, backend: str = "auto") -> HookTarget:
+    """The target to run on: the native twin when it exists and supports every hook, else the bridge.
+
+    Args:
+        lm: the loaded model.
+        hook_names: the hooks that will be registered, or None when the caller cannot say (an
+            intervention of unknown shape), which rules the twin out.
+        backend: ``auto`` (the twin where possible), ``native`` (the twin or an error) or ``bridge``.
+
+    Raises:
+        InputError: an unknown backend, or ``native`` where the twin cannot serve.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="backend")
+    if backend == "bridge":
+        return BridgeTarget(lm)
+    why = _native_obstacle(lm, hook_names, strict=backend == "native")
+    if why is None:
+        twin = native_model(lm)
+        assert twin is not None
+        return NativeTarget(lm, twin)
+    if backend == "native":
+        raise InputError(f"the native backend cannot run this: {why}; use backend='bridge' or 'auto'", field="backend")
+    return BridgeTarget(lm)
+
+
+def _native_obstacle(lm: LoadedModel, hook_names: Iterable[str] | None, *, strict: bool) -> str | None:
+    """Why the twin cannot serve this call, or None when it can."""
+    if hook_names is None:
+        return "the intervention does not list its hook names (it has no hook_names(lm) method)"
+    twin = native_model(lm)
+    if twin is None:
+        return f"no native twin for this model ({twin_unavailable_reason(lm)})"
+    try:
+        target = NativeTarget(lm, twin)
+    except AlignscopeError as exc:
+        return str(exc)
+    names = list(hook_names)
+    if not target.supports(names):
+        bad = [n for n in names if not target.supports([n])]
+        return f"hooks the twin does not support: {', '.join(bad)} (supported: {', '.join(NATIVE_COMPONENTS)})"
+    if not strict and bridge_is_hooked(lm):
+        return "hooks are attached to the bridge model outside this call"
+    return None
