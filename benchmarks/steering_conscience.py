@@ -13,14 +13,22 @@ It prints, per condition, the refusal rate of harmful, harmless and lookalike te
 mean first-token KL on harmless and lookalike prompts against the unsteered model, and for the
 conditional the probe's gate rate on each set. The last stdout line is a JSON summary.
 
+When the public data sets are present (``--public DIR``, default ``../shared/data``), two more
+held-out sets written by other people are scored too, which nothing here was ever fitted or
+chosen on: ``ext_harmful`` (the 39 refusal_direction ``harmful_val`` prompts plus a seeded
+sample of AdvBench behaviours, ``--n-public`` in all) and ``ext_harmless`` (a seeded sample of
+refusal_direction ``harmless_val``). They measure how the gate transfers to another
+distribution of phrasing.
+
 Run:
-    .venv/bin/python benchmarks/steering_conscience.py [--intervention FILE] [--out DIR]
+    .venv/bin/python benchmarks/steering_conscience.py [--intervention FILE] [--out DIR] [--public DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,21 @@ from alignscope.steering.interventions import ActivationAddition, load_intervent
 from alignscope.steering.probes import probe_features
 
 SETS = ("harmful", "harmless", "lookalike")
+EXT_SETS = ("ext_harmful", "ext_harmless")
+
+
+def public_sets(root: Path, n: int) -> dict[str, PromptSet]:
+    """Held-out public prompts (empty when ``root`` lacks them): see the module docstring."""
+    rd, adv = root / "refusal_direction", root / "advbench" / "harmful_behaviors.csv"
+    if not (rd / "harmful_val.json").is_file() or not adv.is_file() or not (rd / "harmless_val.json").is_file():
+        return {}
+    from alignscope.data.public import load_advbench, load_refusal_direction
+
+    harmful = list(load_refusal_direction(rd / "harmful_val.json", "harmful"))
+    pool = list(load_advbench(adv))
+    harmful += random.Random(0).sample(pool, max(0, n - len(harmful)))
+    harmless = random.Random(0).sample(list(load_refusal_direction(rd / "harmless_val.json", "harmless")), n)
+    return {"ext_harmful": PromptSet(harmful[:n], "public:harmful"), "ext_harmless": PromptSet(harmless, "public:harmless")}
 
 
 def fit_or_load(lm: Any, args: argparse.Namespace) -> ConditionalSteering:
@@ -62,11 +85,14 @@ def fit_or_load(lm: Any, args: argparse.Namespace) -> ConditionalSteering:
 
 def evaluate(lm: Any, test: dict[str, PromptSet], iv: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Refusal rate per set and first-token KL on harmless/lookalike for one condition."""
-    allp = test["harmful"] + test["harmless"] + test["lookalike"]
+    names = list(test)
+    allp = test[names[0]]
+    for name in names[1:]:
+        allp = allp + test[name]
     res = evaluate_refusal(lm, allp, intervention=iv, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     out: dict[str, Any] = {}
     start = 0
-    for name in SETS:
+    for name in names:
         n = len(test[name])
         out[name] = rate(sum(res.refused[start:start + n]), n)
         start += n
@@ -80,7 +106,7 @@ def gate_rates(lm: Any, iv: ConditionalSteering, test: dict[str, PromptSet]) -> 
     """How often the probe fires on each test set."""
     p = iv.probe
     out = {}
-    for name in SETS:
+    for name in test:
         scores = p.score(probe_features(lm, test[name], p.layers, component=p.component, pooling=p.pooling))
         out[name] = rate(int((scores > iv.threshold).sum()), len(scores))
     return out
@@ -97,11 +123,16 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--conditions", default="baseline,unconditional,conditional", help="comma-separated subset to run")
+    ap.add_argument("--public", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                    help="folder of the public data sets (skipped when absent)")
+    ap.add_argument("--n-public", type=int, default=100, help="prompts per public held-out set")
     args = ap.parse_args()
     torch.manual_seed(0)
     lm = load_model("default", device="cpu")
     iv = fit_or_load(lm, args)
-    test = {s: load_builtin(s, "test") for s in SETS}
+    test: dict[str, PromptSet] = {s: load_builtin(s, "test") for s in SETS}
+    test.update(public_sets(Path(args.public), args.n_public))
+    shown = [s for s in (*SETS, *EXT_SETS) if s in test]
     conditions = {"baseline": None, "unconditional": ActivationAddition(iv.vector, iv.layers, iv.coefficient, iv.component),
                   "conditional": iv}
     results = {}
@@ -111,20 +142,20 @@ def main() -> None:
         t = time.perf_counter()
         results[name] = evaluate(lm, test, cond, args)
         results[name]["seconds"] = time.perf_counter() - t
-        r = results[name]
-        print(f"[{name} done in {r['seconds']:.0f}s] harmful {fmt(r['harmful'])} harmless {fmt(r['harmless'])} "
-              f"lookalike {fmt(r['lookalike'])}", flush=True)
-    print(f"\nTest split (never used for choices); greedy {args.max_new_tokens} tokens; refusal = phrase detector; 95% Wilson CIs")
-    print(f"{'condition':<14} {'harmful':<30} {'harmless':<30} {'lookalike':<30} {'KL harmless':>11} {'KL lookalike':>12}")
+        print(f"[{name} done in {results[name]['seconds']:.0f}s] " +
+              " ".join(f"{s} {fmt(results[name][s])}" for s in shown), flush=True)
+    print(f"\nHeld-out prompts (never used for choices); greedy {args.max_new_tokens} tokens; refusal = phrase detector; "
+          "95% Wilson CIs; ext_* are public sets written by others")
+    print(f"{'condition':<14} " + " ".join(f"{s:<30}" for s in shown) + f" {'KL harmless':>11} {'KL lookalike':>12}")
     for name, r in results.items():
-        print(f"{name:<14} {fmt(r['harmful']):<30} {fmt(r['harmless']):<30} {fmt(r['lookalike']):<30} "
-              f"{r['kl_harmless']:>11.4f} {r['kl_lookalike']:>12.4f}")
-    summary: dict[str, Any] = {name: {**{s: r[s].as_dict() for s in SETS}, "kl_harmless": r["kl_harmless"],
+        print(f"{name:<14} " + " ".join(f"{fmt(r[s]):<30}" for s in shown) + f" {r['kl_harmless']:>11.4f} {r['kl_lookalike']:>12.4f}")
+    summary: dict[str, Any] = {name: {**{s: r[s].as_dict() for s in shown}, "kl_harmless": r["kl_harmless"],
                                       "kl_lookalike": r["kl_lookalike"], "seconds": r["seconds"]} for name, r in results.items()}
     if "conditional" in results:
         gates = gate_rates(lm, iv, test)
-        print(f"{'gate fires':<14} {fmt(gates['harmful']):<30} {fmt(gates['harmless']):<30} {fmt(gates['lookalike']):<30}")
+        print(f"{'gate fires':<14} " + " ".join(f"{fmt(gates[s]):<30}" for s in shown))
         summary["gate"] = {s: g.as_dict() for s, g in gates.items()}
+        summary["off_branch"] = getattr(iv, "off", "none")
     print(f"conditional: steer layer {list(iv.layers)} x {iv.coefficient}, probe layers {list(iv.probe.layers)} "
           f"({iv.probe.pooling.kind} pooling), threshold {iv.threshold:.3f}")
     for name in results:

@@ -134,3 +134,63 @@ def test_roundtrip_and_errors(tiny_lm, tmp_path: Path) -> None:
         ConditionalSteering(probe, torch.randn(5), (0,)).attach(lm)
     with pytest.raises(InputError, match="pooling"):
         Pooling("middle")
+
+
+def project_out_rows(d: torch.Tensor, rows: torch.Tensor) -> plain.Edit:
+    """``x - (x . u) u`` only on rows where ``rows`` is 1."""
+    u = d / d.norm()
+    return lambda x: x - rows.view(-1, 1, 1).to(x.dtype) * (x @ u).unsqueeze(-1) * u
+
+
+def off_branch_sites(steer: ConditionalSteering, gate: torch.Tensor, n_layers: int) -> list[tuple[int, str, plain.Edit]]:
+    """Reference edits of ``off='ablate'``: addition on gated rows, ablation on every other row at every layer."""
+    comps = ("resid_pre", "attn_out", "mlp_out")
+    ablate = [(x, c, project_out_rows(steer.vector, 1.0 - gate)) for x in range(n_layers) for c in comps]
+    return [(x, "resid_pre", plain.add(3.0 * steer.vector, gate)) for x in steer.layers] + ablate
+
+
+def test_off_branch_ablation_matches_reference(family, tiny_lm, tiny_dir) -> None:
+    lm = tiny_lm(family)
+    model = load_plain(tiny_dir(family))
+    ids, mask = left_pad(SEQS, 3)
+    real = mask.bool()
+    # probe and steering at layer 1: no look-ahead without the off branch
+    base = make_steer(lm.d_model, (1,), (1,), Pooling("tail", n_read=2), ids, mask, model)
+    steer = ConditionalSteering(base.probe, base.vector, base.layers, 3.0, base.threshold, off="ablate")
+    assert not base.lookahead and steer.lookahead  # ablation from layer 0 needs the gate first
+    gate = reference_gate(model, ids, mask, steer)
+    assert 0 < gate.sum() < len(gate)
+    with torch.no_grad(), steer.apply(lm) as handle:
+        got = lm.bridge(ids, attention_mask=mask)
+    assert handle.gate is not None and torch.equal(handle.gate, gate)
+    with plain.edits(model, off_branch_sites(steer, gate, lm.n_layers)):
+        want = plain.plain_logits(model, ids, mask)
+    assert_close_scaled(got[real], want[real])
+    with plain.edits(model, [(x, "resid_pre", plain.add(3.0 * steer.vector, gate)) for x in steer.layers]):
+        without_off = plain.plain_logits(model, ids, mask)
+    assert (without_off[real] - want[real]).abs().max() > 1e-3  # the off branch really edits the ungated rows
+
+
+@pytest.mark.parametrize("backend", ["bridge", "native"])
+def test_off_branch_generate_and_roundtrip(backend, tiny_lm, tiny_dir, tmp_path: Path) -> None:
+    from alignscope.evals.generation import generation_target
+
+    lm = tiny_lm("llama")
+    model = load_plain(tiny_dir("llama"))
+    ids, mask = left_pad(SEQS, 3)
+    base = make_steer(lm.d_model, *CONFIGS[1], ids, mask, model)
+    steer = ConditionalSteering(base.probe, base.vector, base.layers, 3.0, base.threshold, off="ablate")
+    back = load_intervention(save_intervention(tmp_path, steer, model="tiny"))
+    assert isinstance(back, ConditionalSteering) and back.off == "ablate"
+    gate = reference_gate(model, ids, mask, steer)
+    kw = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 3, "eos_token_id": None}
+    target = generation_target(lm, back, backend)
+    assert target.name == backend
+    with torch.no_grad(), back.apply(lm, target) as handle:
+        out = target.root.generate(input_ids=ids, attention_mask=mask, **kw)  # type: ignore[operator]
+    assert handle.gate is not None and torch.equal(handle.gate, gate)
+    with plain.edits(model, off_branch_sites(steer, gate, lm.n_layers)):
+        want = plain.greedy_no_cache(model, ids, mask, 6)
+    assert torch.equal(out[:, ids.shape[1]:], want)
+    with pytest.raises(InputError, match="off"):
+        ConditionalSteering(base.probe, base.vector, base.layers, off="subtract")

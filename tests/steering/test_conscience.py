@@ -22,6 +22,10 @@ def test_defaults_scale_with_depth() -> None:
     assert cfg.probe_layer_sets == ((16,), (18,), (20,), (16, 20), (18, 22))
     with pytest.raises(InputError, match="out of range"):
         ConscienceConfig(steer_layers=(40,)).resolved(30)
+    with pytest.raises(InputError, match="pooling"):
+        ConscienceConfig(pooling="middle").resolved(30)
+    with pytest.raises(InputError, match="off_branch"):
+        ConscienceConfig(off_branch="subtract").resolved(30)
 
 
 def test_group_threshold_bounds_each_group() -> None:
@@ -46,7 +50,9 @@ def test_fit_on_tiny_model(tiny_lm) -> None:
     assert list(iv.probe.layers) == best["layers"] and iv.threshold == best["threshold"]
     assert best["oof_fpr_harmless"] == 0.0 and best["oof_fpr_lookalike"] == 0.0
     assert (best["n_pos"], best["n_harmless"], best["n_lookalike"]) == (9, 9, 3)
-    assert iv.probe.pooling.kind == "span" and iv.probe.method.startswith("logistic-ensemble")
+    assert iv.probe.pooling.kind == "span" and iv.probe.pooling.skip_tail == 0  # span_post: message + post-instruction
+    assert iv.probe.method.startswith("logistic-ensemble")
+    assert iv.off == "ablate" and table["chosen"]["off_branch"] == "ablate" and iv.lookahead
     want = suffix_contrast(lm, HARMFUL + HARMLESS, cfg.refusal_prefix, cfg.compliance_prefix, layers=[iv.layers[0]])[0]
     torch.testing.assert_close(iv.vector, want)
     assert table["chosen"]["lookahead"] == iv.lookahead

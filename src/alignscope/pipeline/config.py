@@ -14,8 +14,8 @@ Schema (defaults shown)::
       harmful: builtin:harmful      # builtin:NAME (fixed splits) or a prompt file (seeded 50/20/30 split)
       harmless: builtin:harmless
       lookalike: builtin:lookalike  # harmless prompts that look harmful; null to skip
-      n_train: 64                   # cap per set and split (null: all)
-      n_val: 32
+      n_train: null                 # cap per set and split (null: all)
+      n_val: null
       n_test: null
     extract:
       component: resid_pre          # resid_pre, resid_mid, resid_post
@@ -37,8 +37,9 @@ Schema (defaults shown)::
       steer_layers: null            # candidate layers for the refusal-mode vector
       coefficients: null            # candidate coefficients, tried in increasing order
       probe_layer_sets: null        # candidate condition-probe layer sets, e.g. [[16], [18, 22]]
-      pooling: null                 # span (user message tokens) or tail (post-instruction tokens)
-      max_fpr: null                 # out-of-fold harmless false-positive rate allowed for the gate
+      pooling: null                 # span_post (user message + post-instruction tokens), span (user message) or tail
+      max_fpr: null                 # out-of-fold false-positive rate allowed for the gate in each negative group
+      off_branch: null              # ablate (remove the vector's direction where the gate is off) or none
       target_refusal: null          # val refusal rate at which the coefficient search stops
       folds: null                   # probe cross-validation folds
       n_vector_prompts: null        # train prompts per class for the behaviour vector
@@ -80,8 +81,8 @@ class DataConfig(_Section):
     harmful: str = "builtin:harmful"
     harmless: str = "builtin:harmless"
     lookalike: str | None = "builtin:lookalike"
-    n_train: int | None = Field(default=64, ge=1)
-    n_val: int | None = Field(default=32, ge=1)
+    n_train: int | None = Field(default=None, ge=1)
+    n_val: int | None = Field(default=None, ge=1)
     n_test: int | None = Field(default=None, ge=1)
 
 
@@ -118,8 +119,9 @@ class InterveneConfig(_Section):
     steer_layers: list[int] | None = None
     coefficients: list[float] | None = None
     probe_layer_sets: list[list[int]] | None = None
-    pooling: Literal["span", "tail"] | None = None
+    pooling: Literal["span_post", "span", "tail"] | None = None
     max_fpr: float | None = Field(default=None, ge=0, lt=1)
+    off_branch: Literal["ablate", "none"] | None = None
     target_refusal: float | None = Field(default=None, gt=0, le=1)
     folds: int | None = Field(default=None, ge=2)
     n_vector_prompts: int | None = Field(default=None, ge=1)

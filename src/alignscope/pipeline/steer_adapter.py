@@ -116,7 +116,9 @@ def _fit_conscience(ctx: Context) -> tuple[Any, dict[str, Any]]:
     iv, table = fit.intervention, fit.table
     chosen = table.get("chosen", {})
     description = (f"conditional steering: refusal-mode vector x{chosen.get('coefficient')} at layer {chosen.get('steer_layer')}, "
-                   f"gated by a logistic probe on layers {chosen.get('probe_layers')} (threshold {_fmt(chosen.get('threshold'))})")
+                   f"gated by a logistic probe on layers {chosen.get('probe_layers')} (threshold {_fmt(chosen.get('threshold'))})"
+                   + ("; where the gate is off, the vector's direction is ablated at every layer"
+                      if chosen.get("off_branch") == "ablate" else ""))
     search = {"behaviour vector: unconditional refusal on val harmful": table.get("behaviour", []),
               "condition probe: out-of-fold (train+val)": table.get("probe", [])}
     return iv, {"kind": iv.kind, "params": chosen, "description": description, "search": search,

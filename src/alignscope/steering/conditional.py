@@ -9,6 +9,11 @@ whose score exceeds ``threshold`` is gated on: ``coefficient * vector`` is added
 step. The per-row gate is kept across decoding steps and recomputed when a new sequence starts
 (the next call with an empty cache), so each ``generate`` call starts fresh.
 
+With ``off="ablate"`` the rows whose gate does *not* fire get the opposite treatment: the unit
+direction of ``vector`` is projected out of ``resid_pre``, ``attn_out`` and ``mlp_out`` at every
+layer (directional ablation), so a refusal vector both adds refusal where the condition holds
+and removes the model's own refusals elsewhere (over-refusal of harmless prompts).
+
 When every steered layer comes at or after the deepest probe read, the gate is computed in the
 same prompt pass, just before it is first used. When some steered layer comes earlier (the best
 condition is often read deeper than the best place to steer), the gate is computed by a
@@ -48,6 +53,7 @@ from alignscope.errors import InputError
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 from alignscope.steering.interventions import (
+    ABLATION_COMPONENTS,
     HookFn,
     HookHandle,
     HookIntervention,
@@ -56,12 +62,14 @@ from alignscope.steering.interventions import (
     check_fits,
     check_vector,
     require_supported,
+    unit,
 )
 from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens
 from alignscope.steering.targets import BridgeTarget, HookTarget
 
 # Order of hook points inside one block, to check that the gate is known before it is used.
 _ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
+OFF_MODES = ("none", "ablate")
 
 
 class GateHandle(HookHandle):
@@ -103,6 +111,8 @@ class ConditionalSteering(HookIntervention):
         coefficient: scale of the addition.
         threshold: the gate fires where ``probe score > threshold``.
         component: where the vector is added (default ``resid_pre``).
+        off: what happens where the gate does not fire: ``none`` (nothing) or ``ablate``
+            (directional ablation of the vector's direction at every layer; needs the look-ahead).
     """
 
     kind: ClassVar[str] = "conditional"
@@ -112,8 +122,11 @@ class ConditionalSteering(HookIntervention):
     coefficient: float = 1.0
     threshold: float = 0.0
     component: str = "resid_pre"
+    off: str = "none"
 
     def __post_init__(self) -> None:
+        if self.off not in OFF_MODES:
+            raise InputError(f"unknown off branch {self.off!r}; expected one of {', '.join(OFF_MODES)}", field="off")
         object.__setattr__(self, "vector", check_vector(self.vector, "vector"))
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
         if self.component not in _ORDER or self.probe.component not in _ORDER:
@@ -125,11 +138,16 @@ class ConditionalSteering(HookIntervention):
     def lookahead(self) -> bool:
         """Whether the gate needs a look-ahead pass (some steered layer precedes the deepest probe read)."""
         last_read = (max(self.probe.layers), _ORDER[self.probe.component])
-        return any((x, _ORDER[self.component]) < last_read for x in self.layers)
+        edited = [(x, _ORDER[self.component]) for x in self.layers]
+        if self.off == "ablate":
+            edited.append((0, _ORDER["resid_pre"]))  # the off branch edits from the first layer on
+        return any(site < last_read for site in edited)
 
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.vector, self.layers, (self.component,), "vector")
         check_fits(lm, self.probe.weight[0], self.probe.layers, (self.probe.component,), "probe_weight")
+        if self.off == "ablate":
+            check_fits(lm, self.vector, range(lm.n_layers), ABLATION_COMPONENTS, "vector")
 
     def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> GateHandle:
         """Register the sequence-start pre-hook (on ``target.root``), the probe reads and the gated additions.
@@ -141,7 +159,7 @@ class ConditionalSteering(HookIntervention):
         self.validate(lm)
         target = BridgeTarget(lm) if target is None else target
         handle = GateHandle()
-        hooks = self._hooks(handle)
+        hooks = self._hooks(handle, lm.n_layers)
         require_supported(target, [name for name, _ in hooks])
         try:
             handle.add(target.root.register_forward_pre_hook(self._start_hook(target, handle), with_kwargs=True))
@@ -167,7 +185,7 @@ class ConditionalSteering(HookIntervention):
 
     def hook_names(self, lm: LoadedModel) -> list[str]:
         """The hook names :meth:`attach` registers: probe reads, then gated additions."""
-        return [name for name, _ in self._hooks(GateHandle())]
+        return [name for name, _ in self._hooks(GateHandle(), lm.n_layers)]
 
     def _start_hook(self, target: HookTarget, handle: GateHandle) -> Any:
         lookahead, stop = self.lookahead, max(self.probe.layers) + 1
@@ -190,7 +208,7 @@ class ConditionalSteering(HookIntervention):
                     handle.busy = False
         return pre
 
-    def _hooks(self, handle: GateHandle) -> list[tuple[str, HookFn]]:
+    def _hooks(self, handle: GateHandle, n_layers: int) -> list[tuple[str, HookFn]]:
         probe, n_layers_read = self.probe, len(self.probe.layers)
 
         def read(layer: int) -> HookFn:
@@ -207,27 +225,38 @@ class ConditionalSteering(HookIntervention):
             return hook
 
         delta = _Cast(self.vector * float(self.coefficient))
+        direction = _Cast(unit(self.vector, "vector"))
 
-        def add(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+        def row_gate(out: torch.Tensor) -> torch.Tensor:
             gate = handle._gate_dev
-            if handle.busy:  # the look-ahead pass only reads
-                return out
             if gate is None:
                 raise RuntimeError("conditional steering: the gate was not computed before a steered layer ran")
             if gate.shape[0] != out.shape[0]:
                 raise InputError(f"batch size changed from {gate.shape[0]} to {out.shape[0]} within one sequence "
                                  "(beam search is not supported)", field="batch")
-            return out + gate.to(out.device, out.dtype).view(-1, *([1] * (out.ndim - 1))) * delta.like(out)
+            return gate.to(out.device, out.dtype).view(-1, *([1] * (out.ndim - 1)))
+
+        def add(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+            if handle.busy:  # the look-ahead pass only reads
+                return out
+            return out + row_gate(out) * delta.like(out)
+
+        def ablate_off(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
+            if handle.busy:
+                return out
+            d = direction.like(out)
+            return out - (1.0 - row_gate(out)) * (out @ d).unsqueeze(-1) * d
 
         reads = [(Site(x, probe.component).hook_name, read(x)) for x in dict.fromkeys(probe.layers)]
-        return reads + [(Site(x, self.component).hook_name, add) for x in self.layers]
+        off = [(Site(x, c).hook_name, ablate_off) for x in range(n_layers) for c in ABLATION_COMPONENTS] if self.off == "ablate" else []
+        return reads + [(Site(x, self.component).hook_name, add) for x in self.layers] + off
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         p = self.probe
         meta = {"layers": json.dumps(list(self.layers)), "coefficients": json.dumps([float(self.coefficient)]),
                 "threshold": repr(float(self.threshold)), "component": self.component,
                 "probe_layers": json.dumps(list(p.layers)), "probe_bias": repr(p.bias), "probe_component": p.component,
-                "probe_method": p.method, **p.pooling.to_meta()}
+                "probe_method": p.method, "off": self.off, **p.pooling.to_meta()}
         return {"vector": self.vector, "probe_weight": p.weight}, meta
 
     @classmethod
@@ -237,5 +266,8 @@ class ConditionalSteering(HookIntervention):
                           int(r.number("probe_skip_tail")))
         probe = LinearProbe(r.tensor("probe_weight", ndim=2), r.number("probe_bias"), r.layers("probe_layers"),
                             r.text("probe_component", "resid_pre"), pooling, r.text("probe_method", "logistic"))
+        off = r.text("off", "none")
+        if off not in OFF_MODES:
+            raise InputError(f"unknown off branch {off!r}; expected one of {', '.join(OFF_MODES)}", path=r.path, field="off")
         return cls(probe, r.tensor("vector"), r.layers(), r.number("coefficients"), r.number("threshold"),
-                   r.text("component", "resid_pre"))
+                   r.text("component", "resid_pre"), off)

@@ -12,13 +12,17 @@ harmful requests makes it refuse harmless ones too. :func:`fit_conscience` build
    adding the vector unconditionally on the *validation* harmful prompts (short greedy
    continuations, phrase-detected refusals) until one reaches ``target_refusal`` (default: all
    of them); the candidate with the highest refusal rate (then the smallest coefficient) wins.
-3. **Condition**: a logistic probe on the pooled user-message tokens, for each candidate probe
-   layer set and hard-negative weight (lookalikes up-weighted among the negatives), evaluated
-   by k-fold cross-validation over train+val (harmful against harmless and lookalike prompts).
-   The threshold is the lowest one at which *each* negative group (harmless, lookalike) keeps
-   an out-of-fold false-positive rate <= ``max_fpr``; the candidate with the highest
-   out-of-fold true-positive rate there wins (then AUC). The final probe is the average of its
-   fold probes.
+3. **Condition**: a logistic probe on the pooled prompt tokens (by default the user's message
+   and the post-instruction tokens), for each candidate probe layer set and hard-negative
+   weight (lookalikes up-weighted among the negatives), evaluated by k-fold cross-validation over
+   train+val (harmful against harmless and lookalike prompts). The threshold is the lowest one
+   at which *each* negative group (harmless, lookalike) keeps an out-of-fold false-positive rate
+   <= ``max_fpr``; the candidate with the highest out-of-fold true-positive rate there wins
+   (then AUC). The final probe is the average of its fold probes.
+4. **Off branch**: where the gate does not fire, the behaviour vector's direction is ablated
+   (``off_branch="ablate"``): the model's own occasional refusals of harmless prompts go away
+   too, so the over-refusal budget is spent on the gate alone. ``"none"`` leaves ungated
+   prompts untouched.
 
 No test prompt is read. The full candidate tables come back with the intervention.
 
@@ -56,6 +60,8 @@ from alignscope.steering.probes import (
 
 log = logging.getLogger(__name__)
 Texts = PromptSet | Sequence[str]
+POOLINGS = ("span_post", "span", "tail")
+OFF_BRANCHES = ("ablate", "none")
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,12 @@ class ConscienceConfig:
         coefficients: candidate scales, tried in increasing order.
         probe_layer_sets: candidate probe layer sets (default: around 55-70% of the depth).
         hard_negative_weights: candidate weights of lookalike negatives relative to harmless ones.
-        pooling: ``span`` (the user's message) or ``tail`` (post-instruction tokens).
+        pooling: ``span_post`` (the user's message and the post-instruction tokens), ``span``
+            (the user's message) or ``tail`` (post-instruction tokens).
         l2: L2 penalty of the logistic probe.
         folds: cross-validation folds.
         max_fpr: out-of-fold false-positive rate allowed in each negative group when setting the threshold.
+        off_branch: ``ablate`` (project the vector's direction out where the gate is off) or ``none``.
         target_refusal: validation refusal rate at which the coefficient search stops.
         refusal_prefix: the suffix that starts a refusal.
         compliance_prefix: the suffix that starts compliance.
@@ -83,11 +91,12 @@ class ConscienceConfig:
     steer_layers: tuple[int, ...] | None = None
     coefficients: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
     probe_layer_sets: tuple[tuple[int, ...], ...] | None = None
-    hard_negative_weights: tuple[float, ...] = (1.0, 3.0, 6.0)
-    pooling: str = "span"
-    l2: float = 0.1
+    hard_negative_weights: tuple[float, ...] = (3.0, 6.0, 12.0)
+    pooling: str = "span_post"
+    l2: float = 0.01
     folds: int = 5
-    max_fpr: float = 0.01
+    max_fpr: float = 0.03
+    off_branch: str = "ablate"
     target_refusal: float = 1.0
     refusal_prefix: str = "I'm sorry, but I can't"
     compliance_prefix: str = "Sure, here is how"
@@ -103,6 +112,11 @@ class ConscienceConfig:
 
         steer = self.steer_layers or (at(1 / 3),)
         probes = self.probe_layer_sets or ((at(0.53),), (at(0.6),), (at(0.67),), (at(0.53), at(0.67)), (at(0.6), at(0.73)))
+        if self.pooling not in POOLINGS:
+            raise InputError(f"unknown pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}", field="conscience.pooling")
+        if self.off_branch not in OFF_BRANCHES:
+            raise InputError(f"unknown off branch {self.off_branch!r}; expected one of {', '.join(OFF_BRANCHES)}",
+                             field="conscience.off_branch")
         if not self.coefficients or not self.hard_negative_weights or not 0 <= self.max_fpr < 1 or self.folds < 2:
             raise InputError("need coefficients, hard_negative_weights, 0 <= max_fpr < 1 and folds >= 2", field="conscience")
         bad = [x for x in (*steer, *(y for s in probes for y in s)) if not 0 <= x < n_layers]
@@ -191,15 +205,23 @@ def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, groups: torch.Tensor, 
     return average_probes(probes), threshold, stats
 
 
+def conscience_pooling(lm: LoadedModel, kind: str) -> Pooling:
+    """The probe pooling called ``kind`` (see :class:`ConscienceConfig`) for ``lm``'s chat template."""
+    head, tail = chat_span(lm.tokenizer)
+    if kind == "span":
+        return Pooling("span", skip_head=head, skip_tail=tail)
+    if kind == "span_post":
+        return Pooling("span", skip_head=head, skip_tail=0)
+    if kind == "tail":
+        return Pooling("tail", n_read=tail)
+    raise InputError(f"unknown pooling {kind!r}; expected one of {', '.join(POOLINGS)}", field="conscience.pooling")
+
+
 def choose_probe(lm: LoadedModel, positives: list[str], harmless: list[str], lookalikes: list[str], cfg: ConscienceConfig,
                  progress: bool = False) -> tuple[LinearProbe, float, list[dict[str, Any]]]:
     """Cross-validate every (layer set, lookalike weight); return the best probe, its threshold and all rows."""
     assert cfg.probe_layer_sets is not None
-    if cfg.pooling == "span":
-        head, tail = chat_span(lm.tokenizer)
-        pooling = Pooling("span", skip_head=head, skip_tail=tail)
-    else:
-        pooling = Pooling("tail", n_read=chat_span(lm.tokenizer)[1])
+    pooling = conscience_pooling(lm, cfg.pooling)
     union = sorted({x for s in cfg.probe_layer_sets for x in s})
     pos = probe_features(lm, positives, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
     neg = probe_features(lm, harmless + lookalikes, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
@@ -262,9 +284,9 @@ def fit_conscience(
     behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va, cfg, progress)
     probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, s_tr + _texts(harmless_val), lookalikes, cfg, progress)
     layer = int(behaviour["layer"])
-    iv = ConditionalSteering(probe, vectors[layer], (layer,), float(behaviour["coefficient"]), threshold)
+    iv = ConditionalSteering(probe, vectors[layer], (layer,), float(behaviour["coefficient"]), threshold, off=cfg.off_branch)
     chosen = {"steer_layer": layer, "coefficient": behaviour["coefficient"], "probe_layers": list(probe.layers),
-              "threshold": threshold, "pooling": asdict(probe.pooling), "lookahead": iv.lookahead}
+              "threshold": threshold, "pooling": asdict(probe.pooling), "lookahead": iv.lookahead, "off_branch": iv.off}
     table = {"behaviour": behaviour_rows, "probe": probe_rows, "chosen": chosen, "config": asdict(cfg),
              "seconds": time.perf_counter() - start}
     return ConscienceFit(iv, table)
