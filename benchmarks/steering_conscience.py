@@ -18,7 +18,8 @@ held-out sets written by other people are scored too, which nothing here was eve
 chosen on: ``ext_harmful`` (the 39 refusal_direction ``harmful_val`` prompts plus a seeded
 sample of AdvBench behaviours, ``--n-public`` in all) and ``ext_harmless`` (a seeded sample of
 refusal_direction ``harmless_val``). They measure how the gate transfers to another
-distribution of phrasing.
+distribution of phrasing. ``--public-round`` picks disjoint samples: round 0 was inspected
+during development (it showed the gate keyed on terse task phrasing), so the default is round 1.
 
 Run:
     .venv/bin/python benchmarks/steering_conscience.py [--intervention FILE] [--out DIR] [--public DIR]
@@ -50,18 +51,33 @@ SETS = ("harmful", "harmless", "lookalike")
 EXT_SETS = ("ext_harmful", "ext_harmless")
 
 
-def public_sets(root: Path, n: int) -> dict[str, PromptSet]:
-    """Held-out public prompts (empty when ``root`` lacks them): see the module docstring."""
+def public_sets(root: Path, n: int, round_: int = 0) -> dict[str, PromptSet]:
+    """Held-out public prompts (empty when ``root`` lacks them): see the module docstring.
+
+    Round 0 is the first sample (the 39 refusal_direction ``harmful_val`` prompts plus AdvBench, and
+    ``harmless_val``); each later round ``r`` is a fresh block of ``n`` prompts disjoint from every
+    earlier round (AdvBench only for harmful), so a sample that was looked at can be retired.
+    """
     rd, adv = root / "refusal_direction", root / "advbench" / "harmful_behaviors.csv"
     if not (rd / "harmful_val.json").is_file() or not adv.is_file() or not (rd / "harmless_val.json").is_file():
         return {}
     from alignscope.data.public import load_advbench, load_refusal_direction
 
     harmful = list(load_refusal_direction(rd / "harmful_val.json", "harmful"))
-    pool = list(load_advbench(adv))
-    harmful += random.Random(0).sample(pool, max(0, n - len(harmful)))
-    harmless = random.Random(0).sample(list(load_refusal_direction(rd / "harmless_val.json", "harmless")), n)
-    return {"ext_harmful": PromptSet(harmful[:n], "public:harmful"), "ext_harmless": PromptSet(harmless, "public:harmless")}
+    advbench = list(load_advbench(adv))
+    harmless_pool = list(load_refusal_direction(rd / "harmless_val.json", "harmless"))
+    harmful += random.Random(0).sample(advbench, max(0, n - len(harmful)))
+    harmless = random.Random(0).sample(harmless_pool, n)
+    if round_ > 0:
+        seen = {p.prompt for p in harmful + harmless}
+        rest_harmful = [p for p in advbench if p.prompt not in seen]
+        rest_harmless = [p for p in harmless_pool if p.prompt not in seen]
+        random.Random(1).shuffle(rest_harmful)
+        random.Random(1).shuffle(rest_harmless)
+        block = slice((round_ - 1) * n, round_ * n)
+        harmful, harmless = rest_harmful[block], rest_harmless[block]
+    return {"ext_harmful": PromptSet(harmful[:n], f"public:harmful:round{round_}"),
+            "ext_harmless": PromptSet(harmless, f"public:harmless:round{round_}")}
 
 
 def fit_or_load(lm: Any, args: argparse.Namespace) -> ConditionalSteering:
@@ -126,12 +142,14 @@ def main() -> None:
     ap.add_argument("--public", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                     help="folder of the public data sets (skipped when absent)")
     ap.add_argument("--n-public", type=int, default=100, help="prompts per public held-out set")
+    ap.add_argument("--public-round", type=int, default=1,
+                    help="which disjoint public sample to score (0 was looked at while developing; see public_sets)")
     args = ap.parse_args()
     torch.manual_seed(0)
     lm = load_model("default", device="cpu")
     iv = fit_or_load(lm, args)
     test: dict[str, PromptSet] = {s: load_builtin(s, "test") for s in SETS}
-    test.update(public_sets(Path(args.public), args.n_public))
+    test.update(public_sets(Path(args.public), args.n_public, args.public_round))
     shown = [s for s in (*SETS, *EXT_SETS) if s in test]
     conditions = {"baseline": None, "unconditional": ActivationAddition(iv.vector, iv.layers, iv.coefficient, iv.component),
                   "conditional": iv}
