@@ -21,6 +21,7 @@ from alignscope.cli.common import (
     ModelOpt,
     emit_json,
     handle_errors,
+    load_from_options,
     out_console,
 )
 
@@ -40,10 +41,6 @@ def register(app: typer.Typer) -> None:
     app.command("ablate")(ablate_cmd)
 
 
-def _load(model: str, dtype: str, device: str, device_map: str | None, load_in_4bit: bool) -> Any:
-    from alignscope.models.loader import load_model
-
-    return load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
 
 
 def _pairs(pairs: Path | None, clean: str | None, corrupt: str | None, answer: str | None, foil: str | None) -> list[Any]:
@@ -95,7 +92,7 @@ def patch_cmd(
     if (graph or edges) and out is None:
         raise InputError("--graph and --edges write files: give --out DIR", field="out")
     items = _pairs(pairs, clean, corrupt, answer, foil)
-    lm = _load(model, dtype, device, device_map, load_in_4bit)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
     run = run_patch(lm, items, site=site, method=method, ig_steps=ig_steps, direction=direction, per_position=per_position,
                     chat=chat, progress=not json_out, edges=edges)
     files = outputs.write_patch_outputs(run, out, graph=graph, top_k=top_k) if out is not None else []
@@ -141,7 +138,7 @@ def trace_cmd(
         items = [TraceItem(prompt, subject, answer, foil)]
     else:
         raise InputError("give --prompt and --subject, or --prompts FILE", field="prompt")
-    lm = _load(model, dtype, device, device_map, load_in_4bit)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
     run = run_trace(lm, items, kinds=[k.strip() for k in kinds.split(",") if k.strip()], noise=noise, seed=seed,
                     samples=samples, window=window, resid_window=resid_window, chat=chat, progress=not json_out)
     files = outputs.write_trace_outputs(run, out) if out is not None else []
@@ -185,7 +182,7 @@ def ablate_cmd(
     if graph and out is None:
         raise InputError("--graph writes files: give --out DIR", field="out")
     items = _pairs(pairs, clean, corrupt, answer, foil)
-    lm = _load(model, dtype, device, device_map, load_in_4bit)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
     run = run_ablation(lm, items, site=site, per_position=per_position, method=method, k=k, permutations=permutations,
                        seed=seed, chat=chat, progress=not json_out)
     files = outputs.write_ablation_outputs(run, out, graph=graph) if out is not None else []

@@ -60,3 +60,15 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
     sys.stdout.write(json.dumps(jsonable(payload), ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def load_from_options(model: str, dtype: str = "auto", device: str = "auto", device_map: str | None = None,
+                      load_in_4bit: bool = False, threads: int | None = None) -> Any:
+    """Load the model the shared CLI options name (``--threads`` sets torch's CPU threads first)."""
+    from alignscope.models.loader import load_model
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)

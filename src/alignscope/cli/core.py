@@ -18,6 +18,7 @@ from alignscope.cli.common import (
     ModelOpt,
     emit_json,
     handle_errors,
+    load_from_options,
     out_console,
 )
 from alignscope.models.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, cache_root
@@ -59,9 +60,8 @@ def info(
     json_out: JsonOpt = False,
 ) -> None:
     """Load a model and describe it: architecture, sizes, dtype, device and load time."""
-    from alignscope.models.loader import load_model
 
-    lm = load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
     data = lm.info()
     if json_out:
         emit_json(data)
@@ -93,14 +93,13 @@ def capture_cmd(
     from alignscope.activations.store import capture
     from alignscope.data.prompts import load_prompts
     from alignscope.errors import InputError
-    from alignscope.models.loader import load_model
 
     pset = load_prompts(prompts)
     try:
         layer_list = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"cannot read {layers!r}: expected comma-separated integers", field="layers") from None
-    lm = load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
     result = capture(lm, pset, site or ["resid_post"], layers=layer_list, positions=positions, chat=chat,
                      batch_size=batch_size, out_dir=out, progress=True)
     idx = result.index

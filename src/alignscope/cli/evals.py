@@ -19,6 +19,7 @@ from alignscope.cli.common import (
     ModelOpt,
     emit_json,
     handle_errors,
+    load_from_options,
     out_console,
 )
 
@@ -60,7 +61,6 @@ def eval_cmd(
     from alignscope.evals.outputs import write_eval_outputs
     from alignscope.evals.refusal import load_phrases, phrase_detector
     from alignscope.evals.sources import load_sources
-    from alignscope.models.loader import load_model
 
     pset = load_sources(prompts)
     detector = phrase_detector(load_phrases(refusal_phrases) if refusal_phrases else None)
@@ -70,7 +70,7 @@ def eval_cmd(
         from alignscope.steering.interventions import load_intervention
 
         iv = load_intervention(intervention)
-    lm = load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
     ev = evaluate_refusal(lm, pset, intervention=iv, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
                           detector=detector, progress=True, judge=judge)
     extra: dict[str, Any] = {"model": lm.name, "prompts": list(prompts), "intervention_file": str(intervention) if intervention else None}

@@ -18,6 +18,7 @@ from alignscope.cli.common import (
     ModelOpt,
     emit_json,
     handle_errors,
+    load_from_options,
     out_console,
 )
 
@@ -37,14 +38,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tuned_app, name="tuned-lens")
 
 
-def _load(model: str, dtype: str, device: str, device_map: str | None, load_in_4bit: bool, threads: int | None = None) -> Any:
-    import torch
-
-    from alignscope.models.loader import load_model
-
-    if threads:
-        torch.set_num_threads(threads)
-    return load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
 
 
 @handle_errors
@@ -66,7 +59,7 @@ def dla_cmd(
     """Direct logit attribution of logit[answer] - logit[foil] to embed, attention, MLP (and heads)."""
     from alignscope.lenses.dla import direct_logit_attribution
 
-    lm = _load(model, dtype, device, device_map, load_in_4bit, threads)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
     res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat)
     payload = {"model": lm.name, "prompt": prompt, "answer": answer, "foil": foil, **res.to_json(by_head)}
     if out is not None:
@@ -121,7 +114,7 @@ def lens_cmd(
     from alignscope.lenses.logit_lens import logit_lens
     from alignscope.lenses.tuned_lens import TunedLens
 
-    lm = _load(model, dtype, device, device_map, load_in_4bit, threads)
+    lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
     lens = None if tuned is None else TunedLens.load(tuned, lm)
     res = logit_lens(lm, prompt, chat=chat, track=tokens or [], top_k=top_k, lens=lens)
     payload = {"model": lm.name, "prompt": prompt, **res.to_json()}
@@ -175,7 +168,7 @@ def tuned_train_cmd(
     from alignscope.lenses.corpus import load_corpus_text, text_sha256, token_chunks
     from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens, write_summary
 
-    lm = _load(model, dtype, device, None, False, threads)
+    lm = load_from_options(model, dtype, device, None, False, threads)
     text = load_corpus_text(corpus)
     chunks = token_chunks(lm.tokenizer, text, seq_len)
     config = TrainConfig(steps=steps, batch_seqs=batch_seqs, seq_len=seq_len, lr=lr, target_top_k=0 if full_vocab else TrainConfig.target_top_k)
@@ -210,7 +203,7 @@ def tuned_eval_cmd(
     from alignscope.lenses.lens_eval import evaluate_lenses
     from alignscope.lenses.tuned_lens import TunedLens
 
-    lm = _load(model, dtype, device, None, False, threads)
+    lm = load_from_options(model, dtype, device, None, False, threads)
     lens = TunedLens.load(lens_dir, lm)
     chunks = token_chunks(lm.tokenizer, load_corpus_text(text_file, heldout=True), seq_len)[:max_chunks]
     ev = evaluate_lenses(lm, chunks, lens, progress=True)
@@ -261,7 +254,7 @@ def dilemmas_cmd(
     dilemmas = dilemmas[:limit] if limit else dilemmas
     summaries = []
     for name in model or ["default"]:
-        lm = _load(name, dtype, device, None, False, threads)
+        lm = load_from_options(name, dtype, device, None, False, threads)
         results = analyse_dilemmas(lm, dilemmas, chat=chat, positions=patch_positions, progress=True)
         summary = summarise(lm.name, results)
         sub = out / _slug(lm.name)
