@@ -41,3 +41,28 @@ def test_embedded_interventions_match_plain(embedded) -> None:
     with plain.edits(model, [(10, "resid_pre", plain.add(2.0 * vec, handle.gate))]):
         want = plain.plain_logits(model, ids, mask)
     assert_close_scaled(got[real], want[real])
+
+
+def test_embedded_off_branch_matches_plain(embedded) -> None:
+    """Two-sided conditional steering (addition where the gate fires, ablation elsewhere) on SmolLM2."""
+    lm = embedded
+    model = load_plain(lm.source)
+    enc = encode_batch(lm.tokenizer, PROMPTS, chat=True)
+    ids, mask = enc.input_ids, enc.attention_mask
+    real = mask.bool()
+    head, _ = chat_span(lm.tokenizer)
+    pooling = Pooling("span", skip_head=head, skip_tail=0)  # span_post, as fit_conscience uses
+    feats = probe_features(lm, PROMPTS, (16, 20), pooling=pooling)
+    w = feats[0] - feats[1]
+    probe = LinearProbe(w, -float((w * (feats[0] + feats[1]) / 2).sum()), (16, 20), pooling=pooling)
+    vec = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(1))
+    steer = ConditionalSteering(probe, vec, (10,), 2.0, 0.0, off="ablate")
+    with torch.no_grad(), steer.apply(lm) as handle:
+        got = lm.bridge(ids, attention_mask=mask)
+    assert handle.gate is not None and handle.gate.tolist() == [1.0, 0.0]
+    u = vec / vec.norm()
+    keep_off = (1.0 - handle.gate).view(-1, 1, 1)
+    ablate = [(x, c, lambda t: t - keep_off * (t @ u).unsqueeze(-1) * u) for x in range(lm.n_layers) for c in ABLATION_COMPONENTS]
+    with plain.edits(model, [(10, "resid_pre", plain.add(2.0 * vec, handle.gate)), *ablate]):
+        want = plain.plain_logits(model, ids, mask)
+    assert_close_scaled(got[real], want[real])
