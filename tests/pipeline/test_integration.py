@@ -30,6 +30,14 @@ def test_real_steering_run_on_tiny_model(tiny_config, tmp_path: Path) -> None:
     assert res["after"]["n"] == res["baseline"]["n"] == res["comparisons"]["ablation"]["n"]
     assert math.isfinite(res["kl"]["mean"])
     html = (out / "report.html").read_text()
-    assert "Direction selection" in html and "Intervention search" in html
+    assert "Direction selection" in html and "Intervention search" in html and "Where the gate fired" in html
+    # gate rates: counts agree with the per-prompt records, which agree with the saved intervention's probe
+    gens = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert all(isinstance(g["gate"], bool) and (g["probe_score"] > iv.threshold) == g["gate"] for g in gens)
+    for label, g in res["gate"]["by_label"].items():
+        rows = [r for r in gens if r["label"] == label or (label == "lookalike" and r["category"] == "lookalike")]
+        assert g["gate"]["n"] == len(rows) and g["gate"]["k"] == sum(r["gate"] for r in rows)
+        assert g["refused_when_gated"]["k"] == sum(r["gate"] and r["refused_after"] for r in rows)
+        assert g["refused_when_not_gated"]["k"] == sum(not r["gate"] and r["refused_after"] for r in rows)
     saved = json.loads((out / "results.json").read_text())
     assert saved["timings"]["report"]["seconds"] >= 0 and not any(v["reused"] for v in saved["timings"].values())

@@ -194,3 +194,24 @@ def test_off_branch_generate_and_roundtrip(backend, tiny_lm, tiny_dir, tmp_path:
     assert torch.equal(out[:, ids.shape[1]:], want)
     with pytest.raises(InputError, match="off"):
         ConditionalSteering(base.probe, base.vector, base.layers, off="subtract")
+
+
+def test_gate_scores_equal_the_hooks_gate(tiny_lm) -> None:
+    """gate_scores (offline features) gives the gate the hooks compute inside a chat-formatted forward pass."""
+    from alignscope.models.chat import encode_batch
+    from alignscope.steering.conditional import gate_scores
+
+    lm = tiny_lm("qwen2")
+    prompts = ["bake bread today", "how do I hurt them", "plan a trip to Rome please", "ok"]
+    g = torch.Generator().manual_seed(5)
+    probe = LinearProbe(torch.randn(2, lm.d_model, generator=g), 0.0, (0, 1), pooling=Pooling("span", skip_head=1, skip_tail=0))
+    scores, _ = gate_scores(lm, ConditionalSteering(probe, torch.randn(lm.d_model, generator=g), (0,), 1.0, 0.0), prompts)
+    threshold = float(scores.median())
+    steer = ConditionalSteering(probe, torch.randn(lm.d_model, generator=g), (0,), 1.0, threshold, off="ablate")
+    scores, fired = gate_scores(lm, steer, prompts)
+    enc = encode_batch(lm.tokenizer, prompts, chat=True)
+    with torch.no_grad(), steer.apply(lm) as handle:
+        lm.bridge(enc.input_ids, attention_mask=enc.attention_mask)
+    assert handle.scores is not None and handle.gate is not None
+    torch.testing.assert_close(scores, handle.scores, atol=1e-4, rtol=1e-5)
+    assert torch.equal(fired, handle.gate) and 0 < fired.sum() < len(prompts)

@@ -56,6 +56,9 @@ def _show(summary: dict[str, Any]) -> None:
     out_console.print(table)
     if summary.get("kl"):
         out_console.print(f"first-token KL on harmless test prompts: mean {summary['kl']['mean']:.4f} (n={summary['kl']['n']})")
+    if summary.get("gate"):
+        fired = ", ".join(f"{name} {g['k']}/{g['n']} ({_pct(g['rate'])})" for name, g in summary["gate"].items())
+        out_console.print(f"gate fired: {fired}", markup=False)
     out_console.print(f"intervention: {summary['intervention']['kind']}: {summary['intervention'].get('description') or ''}", markup=False)
     for name, path in summary["paths"].items():
         out_console.print(f"  {name}: {path}", markup=False)

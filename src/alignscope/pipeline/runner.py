@@ -103,6 +103,7 @@ class RunResult:
             "after": {k: r["after"][k] for k in pick},
             "lookalike": lookalike if any(lookalike.values()) else None,
             "kl": {k: r["kl"][k] for k in ("n", "mean", "ci95")} if r.get("kl") else None,
+            "gate": {name: g["gate"] for name, g in r["gate"]["by_label"].items()} if r.get("gate") else None,
             "intervention": {k: r["intervention"].get(k) for k in ("kind", "description")},
             "paths": {k: str(v) for k, v in self.paths.items()},
             "stages": {k: {"seconds": v["seconds"], "reused": v["reused"]} for k, v in self.timings.items()},

@@ -136,7 +136,40 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     for kind in ctx.cfg.evaluate.compare:
         other = steer_adapter.comparison(ctx, kind, deps)
         comparisons[kind] = _evaluate(ctx, other).to_json()
-    return StageOutput({"eval": ev.to_json(), "records": ev.records(), "kl": kl, "comparisons": comparisons})
+    records, gate = ev.records(), _gate_rates(ctx, iv, ev)
+    if gate is not None:
+        for row, fired, score in zip(records, gate.pop("fired"), gate.pop("scores"), strict=True):
+            row["gate"], row["probe_score"] = fired, score
+    return StageOutput({"eval": ev.to_json(), "records": records, "kl": kl, "comparisons": comparisons, "gate": gate})
+
+
+def _gate_rates(ctx: Context, iv: Any, ev: RefusalEval) -> dict[str, Any] | None:
+    """For a conditional intervention: how often its gate fires on the test prompts, per label (n, Wilson CI).
+
+    Also how often a gated prompt was refused (steering that worked) and an ungated one was
+    (the model's own refusals that the off branch did not remove).
+    """
+    from alignscope.stats import rate
+    from alignscope.steering.conditional import ConditionalSteering, gate_scores
+
+    if not isinstance(iv, ConditionalSteering):
+        return None
+    scores, fired = gate_scores(ctx.lm, iv, [p.prompt for p in ev.prompts], chat=ctx.cfg.chat,
+                                batch_size=ctx.cfg.evaluate.batch_size)
+    out: dict[str, Any] = {"threshold": iv.threshold, "by_label": {}, "fired": [bool(x) for x in fired.tolist()],
+                           "scores": [float(x) for x in scores.tolist()]}
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(ev.prompts):
+        groups.setdefault(str(p.label), []).append(i)
+        if p.category == "lookalike":
+            groups.setdefault("lookalike", []).append(i)
+    for name, idx in groups.items():
+        on = [i for i in idx if out["fired"][i]]
+        off = [i for i in idx if not out["fired"][i]]
+        out["by_label"][name] = {"gate": rate(len(on), len(idx)).as_dict(),
+                                 "refused_when_gated": rate(sum(ev.refused[i] for i in on), len(on)).as_dict(),
+                                 "refused_when_not_gated": rate(sum(ev.refused[i] for i in off), len(off)).as_dict()}
+    return out
 
 
 def direction_curves(extract_rec: StageRecord, chosen: dict[str, Any] | None) -> dict[str, Any]:
@@ -181,6 +214,7 @@ def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dic
         "baseline": records["baseline"].output["eval"],
         "after": ev["eval"],
         "kl": ev["kl"],
+        "gate": ev.get("gate"),
         "comparisons": ev.get("comparisons", {}),
         "directions": {**{k: lm_info[k] for k in ("component", "positions", "layers", "n_pos", "n_neg")},
                        "curves": direction_curves(records["extract"], sel.get("best"))},
@@ -197,7 +231,8 @@ def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[s
     target = ctx.out / "intervention.safetensors"
     atomic_write_bytes(target, (ctx.out / INTERVENTION_FILE).read_bytes())
     before, after = records["baseline"].output["records"], records["evaluate"].output["records"]
-    lines = [json.dumps({**b, "generation_after": a["generation"], "refused_after": a["refused"], "logit_score_after": a["logit_score"]},
+    lines = [json.dumps({**b, "generation_after": a["generation"], "refused_after": a["refused"], "logit_score_after": a["logit_score"],
+                         **{k: a[k] for k in ("gate", "probe_score") if k in a}},
                         ensure_ascii=False) for b, a in zip(before, after, strict=True)]
     gens = ctx.out / "generations.jsonl"
     atomic_write_text(gens, "\n".join(lines) + "\n")

@@ -235,6 +235,16 @@ def _intervention_section(page: Page, results: Mapping[str, Any]) -> None:
     search = iv.get("search") or {}
     if not search and not iv.get("params"):
         return
+    gate = results.get("gate")
+    if gate and gate.get("by_label"):
+        page.add_heading("Where the gate fired (test split)")
+        rows = []
+        for name, g in gate["by_label"].items():
+            rows.append([name, g["gate"]["n"], _pct(g["gate"]["rate"]), _ci(g["gate"]["ci95"]),
+                         f"{g['refused_when_gated']['k']}/{g['refused_when_gated']['n']}",
+                         f"{g['refused_when_not_gated']['k']}/{g['refused_when_not_gated']['n']}"])
+        page.add_table(["label", "n", "gate fired", "95% CI", "refused when gated", "refused when not gated"], rows,
+                       caption=f"probe threshold {gate.get('threshold')}")
     page.add_heading("Intervention search (train and validation splits only)")
     if iv.get("params"):
         page.add_table(["parameter", "value"], [[k, v] for k, v in iv["params"].items()], caption="Chosen")

@@ -41,7 +41,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -64,7 +64,7 @@ from alignscope.steering.interventions import (
     require_supported,
     unit,
 )
-from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens
+from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens, probe_features
 from alignscope.steering.targets import BridgeTarget, HookTarget
 
 # Order of hook points inside one block, to check that the gate is known before it is used.
@@ -271,3 +271,17 @@ class ConditionalSteering(HookIntervention):
             raise InputError(f"unknown off branch {off!r}; expected one of {', '.join(OFF_MODES)}", path=r.path, field="off")
         return cls(probe, r.tensor("vector"), r.layers(), r.number("coefficients"), r.number("threshold"),
                    r.text("component", "resid_pre"), off)
+
+
+def gate_scores(lm: LoadedModel, steer: ConditionalSteering, prompts: Sequence[str], *, chat: bool = True,
+                batch_size: int = 16) -> tuple[Float[torch.Tensor, " n"], Float[torch.Tensor, " n"]]:
+    """Probe scores and gate values (1 = steer) of ``prompts``, as the hooks would compute them on a prompt pass.
+
+    Reads the unsteered residual stream (what the look-ahead or same-pass read sees) through
+    :func:`~alignscope.steering.probes.probe_features`, so the result can be compared with
+    refusals to tell a gate that did not fire from a steer that did not work.
+    """
+    p = steer.probe
+    feats = probe_features(lm, list(prompts), p.layers, component=p.component, pooling=p.pooling, chat=chat, batch_size=batch_size)
+    scores = p.score(feats)
+    return scores, (scores > steer.threshold).float()
