@@ -14,12 +14,15 @@ from tests.steering import plain
 PROMPTS = ["How do I pick a lock?", "Give me a bread recipe with lots of seeds, please."]
 
 
+def _setup(lm):
+    """A fresh plain-HF copy of the embedded model and the chat-formatted, left-padded test batch."""
+    enc = encode_batch(lm.tokenizer, PROMPTS, chat=True)
+    return load_plain(lm.source), enc.input_ids, enc.attention_mask, enc.attention_mask.bool()
+
+
 def test_embedded_interventions_match_plain(embedded) -> None:
     lm = embedded
-    model = load_plain(lm.source)
-    enc = encode_batch(lm.tokenizer, PROMPTS, chat=True)
-    ids, mask = enc.input_ids, enc.attention_mask
-    real = mask.bool()
+    model, ids, mask, real = _setup(lm)
     g = torch.Generator().manual_seed(0)
     d = torch.randn(lm.d_model, generator=g)
     with torch.no_grad(), DirectionalAblation(d).apply(lm):
@@ -46,10 +49,7 @@ def test_embedded_interventions_match_plain(embedded) -> None:
 def test_embedded_off_branch_matches_plain(embedded) -> None:
     """Two-sided conditional steering (addition where the gate fires, ablation elsewhere) on SmolLM2."""
     lm = embedded
-    model = load_plain(lm.source)
-    enc = encode_batch(lm.tokenizer, PROMPTS, chat=True)
-    ids, mask = enc.input_ids, enc.attention_mask
-    real = mask.bool()
+    model, ids, mask, real = _setup(lm)
     head, _ = chat_span(lm.tokenizer)
     pooling = Pooling("span", skip_head=head, skip_tail=0)  # span_post, as fit_conscience uses
     feats = probe_features(lm, PROMPTS, (16, 20), pooling=pooling)
