@@ -184,7 +184,7 @@ class ConditionalSteering(HookIntervention):
         raise NotImplementedError("ConditionalSteering keeps per-sequence state; use attach() or apply()")
 
     def hook_names(self, lm: LoadedModel) -> list[str]:
-        """The hook names :meth:`attach` registers: probe reads, then gated additions."""
+        """The hook names :meth:`attach` registers: probe reads, gated additions, then the off-branch ablations."""
         return [name for name, _ in self._hooks(GateHandle(), lm.n_layers)]
 
     def _start_hook(self, target: HookTarget, handle: GateHandle) -> Any:
