@@ -244,7 +244,7 @@ def _intervention_section(page: Page, results: Mapping[str, Any]) -> None:
                          f"{g['refused_when_gated']['k']}/{g['refused_when_gated']['n']}",
                          f"{g['refused_when_not_gated']['k']}/{g['refused_when_not_gated']['n']}"])
         page.add_table(["label", "n", "gate fired", "95% CI", "refused when gated", "refused when not gated"], rows,
-                       caption=f"probe threshold {gate.get('threshold')}")
+                       caption=f"probe threshold {_fmt_cell(gate.get('threshold'))}")
     page.add_heading("Intervention search (train and validation splits only)")
     if iv.get("params"):
         page.add_table(["parameter", "value"], [[k, v] for k, v in iv["params"].items()], caption="Chosen")
