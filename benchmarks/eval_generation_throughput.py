@@ -4,7 +4,8 @@ All variants generate the same tokens budget for the same prompts in the same pr
 the same left-padded batches, interleaved round by round (so machine load hits them alike):
 
 * ``hf``: a fresh plain ``AutoModelForCausalLM`` (no bridge), ``model.generate`` greedy with KV cache;
-* ``alignscope``: :func:`alignscope.evals.generation.generate` with no intervention (bridge-wrapped model);
+* ``alignscope``: :func:`alignscope.evals.generation.generate_detailed` with no intervention (the whole
+  evaluation path: length batching, first-step logits; generation on the native twin by default);
 * ``addition``: the same with an :class:`ActivationAddition` at layer 14;
 * ``conditional``: the same with a :class:`ConditionalSteering` gate (probe at layer 14).
 
@@ -17,10 +18,10 @@ Run: .venv/bin/python benchmarks/eval_generation_throughput.py [--n 16] [--token
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+
+from _timing import interleaved_medians, print_ratio_table
 
 
 def main() -> None:
@@ -64,23 +65,10 @@ def main() -> None:
                                          intervention=intervention)
 
     variants = {"hf": run_hf, "alignscope": ours(None), "addition": ours(addition), "conditional": ours(conditional)}
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for fn in variants.values():  # warm-up
-        fn()
-    for _ in range(args.rounds):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["hf"])
-    n_tok = args.n * args.tokens
+    medians = interleaved_medians(variants, args.rounds)
     print(f"embedded model, {args.n} prompts x {args.tokens} new tokens, batch {args.n}, {args.threads} thread(s), "
           f"median of {args.rounds} interleaved rounds")
-    print(f"{'variant':<12} {'seconds':>8} {'tokens/s':>9} {'ratio to hf':>12}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<12} {med:8.2f} {n_tok / med:9.1f} {base / med:12.3f}")
-
+    print_ratio_table(medians, "hf", args.n * args.tokens)
 
 if __name__ == "__main__":
     main()

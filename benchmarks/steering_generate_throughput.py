@@ -26,14 +26,13 @@ Run:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM
 
+from _timing import interleaved_medians, print_ratio_table
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.evals.generation import generation_target, intervention_scope
 from alignscope.models.chat import encode_one, left_pad
@@ -44,12 +43,6 @@ from alignscope.steering.probes import LinearProbe, Pooling, chat_span
 from alignscope.steering.targets import BridgeTarget
 
 BASELINE = "plain HF (sdpa)"
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -95,20 +88,10 @@ def main() -> None:
     runs: dict[str, Callable[[], None]] = {BASELINE: run_plain(plain_sdpa), "plain HF (eager)": run_plain(plain_eager)}
     for backend in ("native", "bridge"):
         runs.update({f"{backend}, {name}": run_ours(iv, backend) for name, iv in interventions.items()})
-    for fn in runs.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(timed(fn))
-    base = statistics.median(times[BASELINE])
-    n_tok = args.batch * args.tokens
+    medians = interleaved_medians(runs, args.repeats)
     print(f"greedy generate, batch {args.batch} x {args.tokens} new tokens, median of {args.repeats} interleaved rounds "
           f"(CPU, {torch.get_num_threads()} threads)")
-    print(f"{'condition':<22} {'seconds':>8} {'tokens/s':>9} {'ratio to plain HF (sdpa)':>25}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<22} {med:>8.3f} {n_tok / med:>9.1f} {base / med:>25.3f}")
+    print_ratio_table(medians, BASELINE, args.batch * args.tokens, label="condition")
 
 
 if __name__ == "__main__":
