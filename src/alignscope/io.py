@@ -82,6 +82,29 @@ def save_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], meta
     atomic_write_bytes(path, st_save(cpu, metadata=dict(metadata) if metadata else None))
 
 
+def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the string metadata of a user-supplied safetensors file (never pickle).
+
+    Raises:
+        InputError: the file is missing (``what`` names it, e.g. "direction file") or is not a
+            readable safetensors file; the message names the path.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    from alignscope.errors import InputError
+
+    target = Path(path)
+    if not target.is_file():
+        raise InputError(f"{what} does not exist", path=target)
+    try:
+        with safe_open(str(target), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"not a readable safetensors file: {exc}", path=target) from None
+    return tensors, meta
+
+
 def write_safetensors_streaming(
     path: str | Path,
     specs: Mapping[str, tuple[torch.dtype, tuple[int, ...]]],

@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float
 
 from alignscope.errors import InputError
-from alignscope.io import save_safetensors
+from alignscope.io import read_safetensors, save_safetensors
 
 REQUIRED_META: tuple[str, ...] = ("model", "layer", "position", "method", "data_sha256")
 FORMAT = "alignscope.direction/1"
@@ -92,20 +92,11 @@ def load_direction(path: str | Path, *, d_model: int | None = None) -> Direction
         InputError: missing file, no ``direction`` tensor, wrong shape or width; the message
             names the file and the field.
     """
-    from safetensors import SafetensorError, safe_open
-
     target = Path(path)
-    if not target.is_file():
-        raise InputError("direction file does not exist", path=target)
-    try:
-        with safe_open(str(target), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-            names = list(fh.keys())
-            tensor = fh.get_tensor("direction") if "direction" in names else None
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"not a readable safetensors file: {exc}", path=target) from None
+    tensors, meta = read_safetensors(target, "direction file")
+    tensor = tensors.get("direction")
     if tensor is None:
-        raise InputError(f"no 'direction' tensor; the file holds {names}", path=target, field="direction")
+        raise InputError(f"no 'direction' tensor; the file holds {list(tensors)}", path=target, field="direction")
     if tensor.ndim != 1:
         raise InputError(f"'direction' must have shape (d_model,), got {tuple(tensor.shape)}", path=target, field="direction")
     if d_model is not None and tensor.shape[0] != d_model:

@@ -42,7 +42,7 @@ from jaxtyping import Float
 from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import InputError
-from alignscope.io import save_safetensors
+from alignscope.io import read_safetensors, save_safetensors
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 from alignscope.steering.targets import BridgeTarget, HookFn, HookTarget
@@ -405,17 +405,8 @@ def load_intervention(path: str | Path) -> HookIntervention:
         InputError: missing file, unknown kind, missing or malformed tensors/fields; the
             message names the file and field.
     """
-    from safetensors import SafetensorError, safe_open
-
     target = intervention_path(path)
-    if not target.is_file():
-        raise InputError("intervention file does not exist", path=target)
-    try:
-        with safe_open(str(target), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"not a readable safetensors file: {exc}", path=target) from None
+    tensors, meta = read_safetensors(target, "intervention file")
     kind = meta.get("kind")
     if kind not in _BUILDERS:
         raise InputError(f"unknown intervention kind {kind!r}; expected one of {', '.join(_BUILDERS)}", path=target, field="kind")
