@@ -23,6 +23,7 @@ from jaxtyping import Float
 
 from alignscope.errors import InputError
 from alignscope.metrics import Metric
+from alignscope.models.hf_compat import CACHE_KWARG, output_cache
 from alignscope.models.loader import LoadedModel
 
 
@@ -81,11 +82,11 @@ def last_position_patching(
     n = lm.n_layers
     prefix = torch.tensor([list(corrupt_ids[:-1])], device=lm.device)
     with torch.no_grad():
-        cache = lm.hf_model(prefix, use_cache=True).past_key_values  # type: ignore[operator]
+        cache = output_cache(lm.hf_model(prefix, use_cache=True))  # type: ignore[operator]
         cache.batch_repeat_interleave(n)
         last = torch.full((n, 1), int(corrupt_ids[-1]), device=lm.device)
         with _overwrite_rows(lm, clean_resid):
-            logits = lm.hf_model(last, past_key_values=cache, use_cache=True).logits  # type: ignore[operator]
+            logits = lm.hf_model(last, use_cache=True, **{CACHE_KWARG: cache}).logits  # type: ignore[operator]
     corrupt_m = float(metric(corrupt_logits)[0])
     effect = metric(logits[:, -1:].float()).float().cpu() - corrupt_m
     return effect, float(metric(clean_logits)[0]), corrupt_m

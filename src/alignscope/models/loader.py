@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from alignscope.errors import AlignscopeError, InputError
 from alignscope.models.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, embedded_model_dir
+from alignscope.models.hf_compat import install_bridge_cache_alias
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +233,10 @@ def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
 
 def _make_bridge(source: str, hf_model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> Any:
     try:
-        return TransformerBridge.boot_transformers(source, hf_model=hf_model, tokenizer=tokenizer)
+        bridge = TransformerBridge.boot_transformers(source, hf_model=hf_model, tokenizer=tokenizer)
     except Exception as exc:  # the bridge raises several types for unsupported architectures
         raise AlignscopeError(
             f"TransformerLens cannot wrap {getattr(hf_model, 'config').model_type!r} models: {exc}"  # noqa: B009
         ) from exc
+    install_bridge_cache_alias(bridge)
+    return bridge

@@ -50,6 +50,7 @@ import torch
 from jaxtyping import Float
 
 from alignscope.errors import InputError
+from alignscope.models.hf_compat import cache_in_call, cache_length
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 from alignscope.steering.interventions import (
@@ -87,17 +88,6 @@ class GateHandle(HookHandle):
     def reset(self, mask: torch.Tensor | None) -> None:
         """Forget the previous sequence's state (a new sequence begins)."""
         self.mask, self.feats, self.scores, self.gate, self._gate_dev = mask, {}, None, None, None
-
-
-def _past_length(past: Any) -> int:
-    if past is None:
-        return 0
-    if hasattr(past, "get_seq_length"):
-        return int(past.get_seq_length())
-    try:  # legacy tuple-of-tuples cache
-        return int(past[0][0].shape[-2]) if len(past) else 0
-    except (TypeError, IndexError, AttributeError):
-        return 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,7 +181,7 @@ class ConditionalSteering(HookIntervention):
         lookahead, stop = self.lookahead, max(self.probe.layers) + 1
 
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if handle.busy or _past_length(kwargs.get("past_key_values")) != 0:
+            if handle.busy or cache_length(cache_in_call(args, kwargs)) != 0:
                 return
             mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
             mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None

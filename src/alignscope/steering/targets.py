@@ -31,6 +31,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import AlignscopeError, InputError
+from alignscope.models.hf_compat import is_compat_hook
 from alignscope.models.loader import LoadedModel
 from alignscope.models.native import native_model, twin_unavailable_reason
 from alignscope.models.registry import get_arch, resolve_module
@@ -206,7 +207,7 @@ def bridge_is_hooked(lm: LoadedModel) -> bool:
 
     Such hooks would not fire in the twin, so ``auto`` then keeps to the bridge. Any hook on a
     bridge hook point counts; elsewhere, the bridge's own internal hooks (defined in
-    ``transformer_lens``, wired on its first forward pass) do not.
+    ``transformer_lens``, wired on its first forward pass) and the loader's compatibility hooks do not.
     """
     points = {id(h) for h in lm.bridge.hook_dict.values()}
     for module in lm.hf_model.modules():
@@ -217,7 +218,8 @@ def bridge_is_hooked(lm: LoadedModel) -> bool:
 
 
 def _from_bridge(fn: Any) -> bool:
-    return str(getattr(fn, "__module__", "") or "").startswith("transformer_lens")
+    """The bridge's own wiring: hooks defined in ``transformer_lens``, and our load-time compatibility hooks."""
+    return str(getattr(fn, "__module__", "") or "").startswith("transformer_lens") or is_compat_hook(fn)
 
 
 def select_target(lm: LoadedModel, hook_names: Iterable[str] | None, backend: str = "auto") -> HookTarget:
