@@ -3,7 +3,9 @@
 Nothing here touches alignscope's replay machinery or the TransformerBridge: the model is a
 fresh ``tests.reference.load_plain`` copy and sites are the native modules named by the
 architecture registry (decoder block inputs, attention output projection, MLP output
-projection, and the per-head slice of the attention output projection's input).
+projection, and the per-head slice of the attention output projection's input). ``resid_mid``
+is ``resid_pre + attn_out``: read as that sum, and written by rewriting what attention adds
+(``a' = write(pre + a) - pre``), never by touching the residual stream directly.
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ def _hook(module: torch.nn.Module, fn: Callable[..., Any], pre: bool):
         handle.remove()
 
 
+@contextmanager
+def _mid_hooks(model: torch.nn.Module, layer: int, on_mid: Callable[[torch.Tensor, torch.Tensor], Any]):
+    """Call ``on_mid(pre, attn)`` with the block's input and what attention adds; a tensor it returns replaces ``attn``."""
+    block = decoder_layers(model)[layer]
+    stash: dict[str, torch.Tensor] = {}
+
+    def pre(_m, args, kwargs):
+        stash["x"] = args[0] if args else kwargs["hidden_states"]
+
+    def attn(_m, _args, out):
+        a = out[0] if isinstance(out, tuple) else out
+        new = on_mid(stash["x"], a)
+        if new is None:
+            return None
+        return (new, *out[1:]) if isinstance(out, tuple) else new
+
+    with _hook(block, pre, True), _hook(_module(model, "attn_out", layer), attn, False):
+        yield
+
+
 def _is_pre(component: str) -> bool:
     return component in ("resid_pre", "head")
 
@@ -56,6 +78,12 @@ def record(model: torch.nn.Module, ids: Sequence[int], component: str) -> list[t
     """Per layer, the (seq, width) activation of ``component`` on one prompt (one forward pass)."""
     n_layers = len(decoder_layers(model))
     grabbed: dict[int, torch.Tensor] = {}
+    if component == "resid_mid":
+        for layer in range(n_layers):
+            with _mid_hooks(model, layer, lambda x, a, layer=layer: grabbed.__setitem__(layer, (x + a)[0].detach().clone())), \
+                    torch.no_grad():
+                model(torch.tensor([list(ids)]))
+        return [grabbed[layer] for layer in range(n_layers)]
     handles = []
     for layer in range(n_layers):
         mod = _module(model, component, layer)
@@ -84,6 +112,9 @@ def patched_logits(model: torch.nn.Module, ids: Sequence[int], component: str, l
         select(x)[...] = value
         return x
 
+    if component == "resid_mid":
+        with _mid_hooks(model, layer, lambda x, a: write(x + a) - x), torch.no_grad():
+            return model(torch.tensor([list(ids)])).logits[0, -1]
     if component == "resid_pre":
         def fn(_m, args, kwargs):
             if args:

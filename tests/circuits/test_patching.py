@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from alignscope.circuits.patching import activation_patching
-from alignscope.errors import InputError
+from alignscope.errors import AlignscopeError, InputError
 from alignscope.metrics import logit_diff_metric
+from alignscope.models.registry import get_arch
 from tests.circuits.plain_reference import naive_patching
 from tests.reference import ATOL
 
@@ -22,9 +23,13 @@ def _metric_ref(logits: torch.Tensor) -> float:
     return float(logits[ANSWER] - logits[FOIL])
 
 
-@pytest.mark.parametrize("component", ["resid_pre", "attn_out", "mlp_out", "head"])
+@pytest.mark.parametrize("component", ["resid_pre", "resid_mid", "attn_out", "mlp_out", "head"])
 def test_activation_patching_matches_naive_plain_hf(family, component, strong_lm, strong_plain) -> None:
     lm = strong_lm(family)
+    if component == "resid_mid" and get_arch(lm.model_type).parallel_attn:
+        with pytest.raises(AlignscopeError, match="resid_mid"):
+            activation_patching(lm, _ids(lm, CLEAN), _ids(lm, CORRUPT), component=component, metric=logit_diff_metric(ANSWER, FOIL))
+        return
     plain = strong_plain(lm.model_type)
     clean, corrupt = _ids(lm, CLEAN), _ids(lm, CORRUPT)
     res = activation_patching(lm, clean, corrupt, component=component, metric=logit_diff_metric(ANSWER, FOIL))

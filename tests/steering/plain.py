@@ -3,8 +3,8 @@
 Sites map to native modules through the registry: ``resid_pre`` is a forward pre-hook on the
 decoder layer's hidden-states input, ``resid_post`` a forward hook on its output, ``attn_out``
 and ``mlp_out`` forward hooks on the output projections (on Gemma 2/3, on the post-sublayer
-norms, whose outputs are what the sublayers add to the residual). Edits are plain tensor
-arithmetic.
+norms, whose outputs are what the sublayers add to the residual), ``resid_mid`` a rewrite of
+what attention adds (``edit(pre + a) - pre``). Edits are plain tensor arithmetic.
 """
 
 from __future__ import annotations
@@ -39,10 +39,38 @@ def _attach(model: torch.nn.Module, layer: int, component: str, edit: Edit) -> A
     if component == "resid_post":
         return block.register_forward_hook(lambda _m, _i, o: _replace(o, edit(_first(o))))
     spec = get_arch(str(model.config.model_type))
-    path = {"attn_out": spec.attn_out, "mlp_out": spec.mlp_out}[component]
+    write = "attn_out" if component == "resid_mid" else component
+    path = {"attn_out": spec.attn_out, "mlp_out": spec.mlp_out}[write]
     if spec.post_sublayer_norm:  # Gemma 2/3: what a sublayer writes to the residual is its post-norm's output
-        path = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}[component]
+        path = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}[write]
+    if component == "resid_mid":
+        return _attach_mid(block, resolve_module(block, path), edit)
     return resolve_module(block, path).register_forward_hook(lambda _m, _i, o: _replace(o, edit(_first(o))))
+
+
+class _Handles:
+    def __init__(self, *handles: Any) -> None:
+        self.handles = handles
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _attach_mid(block: torch.nn.Module, attn_write: torch.nn.Module, edit: Edit) -> _Handles:
+    """``resid_mid = resid_pre + attn_out``: edit it by rewriting what attention adds, ``a' = edit(pre + a) - pre``.
+
+    Independent of the library's in-place write: the residual stream is never touched directly.
+    """
+    pre: dict[str, torch.Tensor] = {}
+
+    def stash(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        pre["x"] = args[0] if args else kwargs["hidden_states"]
+
+    def rewrite(_m: Any, _i: Any, o: Any) -> Any:
+        return _replace(o, edit(pre["x"] + _first(o)) - pre["x"])
+
+    return _Handles(block.register_forward_pre_hook(stash, with_kwargs=True), attn_write.register_forward_hook(rewrite))
 
 
 @contextmanager

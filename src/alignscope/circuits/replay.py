@@ -31,6 +31,7 @@ from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from alignscope.errors import AlignscopeError, InputError
+from alignscope.hooks.writes import residual_write
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
 from alignscope.models.registry import decoder_layers, get_arch, resolve_module
@@ -362,7 +363,7 @@ def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
     with _handles(handles), torch.no_grad():
         for (layer, comp, source), mask in masks.masks.items():
             value = None if source == ZERO else sources[source][(comp, layer)]
-            hook = _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads)
+            hook = residual_write(comp, _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads))
             handles.append(hook_point(lm, Site(layer, comp).hook_name, table).register_forward_hook(hook))
         hidden: torch.Tensor | None = None
         for layer in range(starts[0], n_layers):

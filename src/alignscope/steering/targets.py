@@ -31,13 +31,13 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import AlignscopeError, InputError
+from alignscope.hooks.writes import HookFn, residual_write
 from alignscope.models.hf_compat import is_compat_hook
 from alignscope.models.loader import LoadedModel
 from alignscope.models.native import native_model, twin_unavailable_reason
 from alignscope.models.registry import get_arch, resolve_module
 from alignscope.sites import site_of_hook
 
-HookFn = Callable[[torch.nn.Module, Any, torch.Tensor], torch.Tensor | None]
 Backend = Literal["auto", "native", "bridge"]
 BACKENDS: tuple[str, ...] = ("auto", "native", "bridge")
 NATIVE_COMPONENTS: tuple[str, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
@@ -85,8 +85,13 @@ class BridgeTarget:
         return all(name in hooks for name in hook_names)
 
     def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
-        """``lm.bridge.hook_dict[hook_name].register_forward_hook(fn)``."""
-        return self.lm.bridge.hook_dict[hook_name].register_forward_hook(fn)  # type: ignore[no-any-return]
+        """``lm.bridge.hook_dict[hook_name].register_forward_hook(fn)``, writing in place where the site needs it.
+
+        See :func:`~alignscope.hooks.writes.residual_write` (``resid_mid``).
+        """
+        site = site_of_hook(hook_name)
+        hook = fn if site is None else residual_write(site.component, fn)
+        return self.lm.bridge.hook_dict[hook_name].register_forward_hook(hook)  # type: ignore[no-any-return]
 
     def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
         """``lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)``."""

@@ -1,0 +1,5 @@
+"""The hooks layer: how alignscope touches activations (below every method package).
+
+* :mod:`alignscope.hooks.writes`: the hook signature and how a write at a site reaches the
+  residual stream.
+"""
