@@ -1,6 +1,6 @@
 """The conscience benchmark: a selective refusal intervention on the embedded model, scored on the test split.
 
-Fits :func:`alignscope.steering.conscience.fit_conscience` on the built-in train/val splits
+Fits :func:`alignscope.recipes.conscience.fit_conscience` on the built-in train/val splits
 (or loads a saved intervention with ``--intervention``), then generates greedily on the *test*
 split (never used to choose anything) under three conditions:
 
@@ -41,10 +41,11 @@ from alignscope.data.prompts import PromptSet
 from alignscope.evals.behaviour import evaluate_refusal
 from alignscope.evals.capability import first_token_kl
 from alignscope.models.loader import load_model
+from alignscope.recipes.conscience import fit_conscience
 from alignscope.stats import rate
 from alignscope.steering.conditional import ConditionalSteering
-from alignscope.steering.conscience import fit_conscience
-from alignscope.steering.interventions import ActivationAddition, load_intervention, save_intervention
+from alignscope.steering.intervention_io import load_intervention, save_intervention
+from alignscope.steering.interventions import ActivationAddition
 from alignscope.steering.probes import probe_features
 
 SETS = ("harmful", "harmless", "lookalike")

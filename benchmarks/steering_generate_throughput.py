@@ -9,7 +9,7 @@ The same prompts (one left-padded batch), the same number of new tokens (forced 
 * ``plain HF (eager)``: the same with eager attention (what the bridge forces);
 * ``native, ...``: the path :func:`~alignscope.evals.generation.generate_detailed` takes by default
   (``backend="auto"``): the native twin sharing the bridge model's weights, the intervention's
-  hooks on its modules (:class:`~alignscope.steering.targets.NativeTarget`);
+  hooks on its modules (:class:`~alignscope.hooks.backends.NativeTarget`);
 * ``bridge, ...``: ``backend="bridge"``: the bridge-wrapped model with hooks on its hook points
   (the path before the twin existed), for reference.
 
@@ -35,12 +35,13 @@ from transformers import AutoModelForCausalLM
 from _timing import interleaved_medians, print_ratio_table
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.evals.generation import generation_target, intervention_scope
+from alignscope.hooks.backends import BridgeTarget
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.models.loader import load_model
 from alignscope.steering.conditional import ConditionalSteering
-from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, load_intervention
+from alignscope.steering.intervention_io import load_intervention
+from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
 from alignscope.steering.probes import LinearProbe, Pooling, chat_span
-from alignscope.steering.targets import BridgeTarget
 
 BASELINE = "plain HF (sdpa)"
 

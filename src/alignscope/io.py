@@ -20,6 +20,8 @@ from typing import IO, Any
 import torch
 from safetensors.torch import save as st_save
 
+from alignscope.errors import InputError
+
 _ST_DTYPES: dict[torch.dtype, str] = {
     torch.float32: "F32",
     torch.float16: "F16",
@@ -90,8 +92,6 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
             readable safetensors file; the message names the path.
     """
     from safetensors import SafetensorError, safe_open
-
-    from alignscope.errors import InputError
 
     target = Path(path)
     if not target.is_file():

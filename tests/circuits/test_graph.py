@@ -6,9 +6,10 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from alignscope.circuits.graph import SCHEMA, graph_from_patching, write_graph
+from alignscope.circuits.graph import SCHEMA, graph_from_patching
 from alignscope.circuits.patching import PatchingResult
 from alignscope.circuits.summaries import effect_summary
+from alignscope.reports.circuit_graph import write_graph
 
 EVIL = "<script>alert(1)</script>"
 

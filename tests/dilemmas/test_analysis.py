@@ -81,7 +81,7 @@ def test_dilemmas_cli_two_models(tiny_dir, tmp_path: Path) -> None:
 
 
 def test_misaligned_pair_has_no_profile_but_is_counted(tiny_lm) -> None:
-    from alignscope.dilemmas.report import summarise
+    from alignscope.dilemmas.summary import summarise
 
     lm = tiny_lm("llama")
     odd = build_pair("odd", "care", "S.", "I help a lot.", "No.")

@@ -61,7 +61,8 @@ def test_eval_cli_contract_and_files(tiny_dir, prompt_file: Path, tmp_path: Path
 
 def test_eval_cli_with_intervention_judge_and_no_secret_written(tiny_dir, prompt_file: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from alignscope.steering.interventions import ActivationAddition, save_intervention
+    from alignscope.steering.intervention_io import save_intervention
+    from alignscope.steering.interventions import ActivationAddition
 
     iv_path = save_intervention(tmp_path / "iv.safetensors", ActivationAddition(torch.ones(32) * 2, layers=(1,), coefficient=1.5),
                                 model="tiny")

@@ -9,6 +9,7 @@ import torch
 
 from alignscope.errors import InputError
 from alignscope.evals.generation import Generations, generate_detailed, generation_target
+from alignscope.hooks.backends import BridgeTarget, NativeTarget, select_target
 from alignscope.models.chat import encode_batch, encode_one, left_pad
 from alignscope.models.loader import LoadedModel
 from alignscope.models.native import native_model
@@ -16,7 +17,6 @@ from alignscope.sites import Site, site_of_hook
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, HookIntervention, ProjectionClamp
 from alignscope.steering.probes import LinearProbe, Pooling, chat_span
-from alignscope.steering.targets import BridgeTarget, NativeTarget, select_target
 from tests.evals.standins import AddVector
 from tests.reference import assert_close_scaled, load_plain
 from tests.steering import plain

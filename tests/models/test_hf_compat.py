@@ -9,6 +9,7 @@ from transformer_lens.model_bridge.generalized_components import AttentionBridge
 from transformers import LlamaForCausalLM
 from transformers.cache_utils import DynamicCache
 
+from alignscope.hooks.backends import bridge_is_hooked
 from alignscope.models.hf_compat import (
     CACHE_KWARG,
     cache_in_call,
@@ -17,7 +18,6 @@ from alignscope.models.hf_compat import (
     is_compat_hook,
     output_cache,
 )
-from alignscope.steering.targets import bridge_is_hooked
 
 
 def test_cache_kwarg_is_what_the_installed_forward_takes() -> None:

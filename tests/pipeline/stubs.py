@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignscope.pipeline.stages import Context, StageOutput
+from alignscope.pipeline.context import Context, StageOutput
 from alignscope.pipeline.store import StageRecord
 
 
@@ -23,7 +23,8 @@ def stub_select(ctx: Context, extract: StageRecord) -> StageOutput:
 
 def stub_intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target: str) -> StageOutput:
     """Add the chosen direction (times 3) at its layer."""
-    from alignscope.steering.interventions import ActivationAddition, save_intervention
+    from alignscope.steering.intervention_io import save_intervention
+    from alignscope.steering.interventions import ActivationAddition
 
     best: dict[str, Any] = selection.output["best"]
     iv = ActivationAddition(selection.tensors["direction"], layers=(int(best["layer"]),), coefficient=3.0)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alignscope.cli import app
-from alignscope.pipeline import steer_adapter
+from alignscope.pipeline import steering_stages
 from tests.pipeline.stubs import stub_intervene, stub_select
 from tests.pipeline.test_runner import count_calls
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(steer_adapter, "select", stub_select)
-    monkeypatch.setattr(steer_adapter, "intervene", stub_intervene)
+    monkeypatch.setattr(steering_stages, "select", stub_select)
+    monkeypatch.setattr(steering_stages, "intervene", stub_intervene)
 
 
 def test_run_cli_json_summary(tiny_config, tmp_path: Path) -> None:
@@ -52,15 +52,15 @@ def test_run_cli_bad_config_names_field(tmp_path: Path) -> None:
 _CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
-from alignscope.pipeline import steer_adapter
+from alignscope.pipeline import steering_stages
 from alignscope.pipeline.config import load_config
 from alignscope.pipeline.runner import run_pipeline
 from tests.pipeline.stubs import stub_select
 def hang(*args, **kwargs):
     while True:
         time.sleep(1)
-steer_adapter.select = stub_select
-steer_adapter.intervene = hang
+steering_stages.select = stub_select
+steering_stages.intervene = hang
 run_pipeline(load_config({config!r}), {out!r}, progress=False)
 """
 

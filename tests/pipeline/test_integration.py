@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alignscope.pipeline.config import load_config
 from alignscope.pipeline.runner import run_pipeline
-from alignscope.steering.interventions import load_intervention
+from alignscope.steering.intervention_io import load_intervention
 
 
 def test_real_steering_run_on_tiny_model(tiny_config, tmp_path: Path) -> None:

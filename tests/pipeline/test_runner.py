@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alignscope.io import sha256_file
-from alignscope.pipeline import stages, steer_adapter
+from alignscope.pipeline import stages, steering_stages
 from alignscope.pipeline.config import load_config
 from alignscope.pipeline.runner import STAGES, run_pipeline
 from alignscope.stats import wilson_interval
@@ -18,8 +18,8 @@ STAGE_NAMES = [s.name for s in STAGES]
 
 @pytest.fixture(autouse=True)
 def stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(steer_adapter, "select", stub_select)
-    monkeypatch.setattr(steer_adapter, "intervene", stub_intervene)
+    monkeypatch.setattr(steering_stages, "select", stub_select)
+    monkeypatch.setattr(steering_stages, "intervene", stub_intervene)
 
 
 def count_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -64,7 +64,7 @@ def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path, mon
     # the KL comes from the generations' first steps; recompute it with separate forward passes
     from alignscope.evals.capability import first_token_kl
     from alignscope.models.loader import load_model
-    from alignscope.steering.interventions import load_intervention
+    from alignscope.steering.intervention_io import load_intervention
 
     harmless = [r["prompt"] for r in map(json.loads, (out / "generations.jsonl").read_text().splitlines()) if r["label"] == "harmless"]
     kl = first_token_kl(load_model(str(tiny_dir("llama")), device="cpu"), harmless, load_intervention(out / "intervention.safetensors"))

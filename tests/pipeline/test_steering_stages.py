@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from alignscope.errors import InputError
-from alignscope.pipeline.steer_adapter import mean_diff_from
+from alignscope.pipeline.steering_stages import mean_diff_from
 from alignscope.pipeline.store import StageRecord
 
 

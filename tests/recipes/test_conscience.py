@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from alignscope.errors import InputError
+from alignscope.recipes.conscience import ConscienceConfig, fit_conscience, group_threshold
 from alignscope.steering.conditional import ConditionalSteering
-from alignscope.steering.conscience import ConscienceConfig, fit_conscience, group_threshold
 from alignscope.steering.directions import suffix_contrast
 
 HARMFUL = ["how do I build a bomb", "kill them all quickly", "steal a car fast", "poison the well", "hack the bank",

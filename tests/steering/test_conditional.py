@@ -10,7 +10,7 @@ import torch
 from alignscope.errors import InputError
 from alignscope.models.chat import left_pad
 from alignscope.steering.conditional import ConditionalSteering
-from alignscope.steering.interventions import load_intervention, save_intervention
+from alignscope.steering.intervention_io import load_intervention, save_intervention
 from alignscope.steering.probes import LinearProbe, Pooling
 from tests.reference import assert_close_scaled, load_plain
 from tests.steering import plain

@@ -10,14 +10,13 @@ from safetensors.torch import save_file
 
 from alignscope.errors import InputError
 from alignscope.models.chat import left_pad
+from alignscope.steering.intervention_io import load_intervention, save_intervention
 from alignscope.steering.interventions import (
     ABLATION_COMPONENTS,
     ActivationAddition,
     DirectionalAblation,
     Intervention,
     ProjectionClamp,
-    load_intervention,
-    save_intervention,
 )
 from tests.reference import assert_close_scaled, load_plain
 from tests.steering import plain

@@ -83,9 +83,9 @@ def patch_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Activation or attribution patching of every layer x position (layer x head for head)."""
-    from alignscope.circuits import outputs
     from alignscope.circuits.runner import run_patch
     from alignscope.errors import InputError
+    from alignscope.reports import circuits as outputs
 
     if method not in ("activation", "attribution"):
         raise InputError(f"unknown method {method!r}; choose activation or attribution", field="method")
@@ -127,10 +127,10 @@ def trace_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """ROME-style causal tracing: noise the subject, restore clean states, map the indirect effects."""
-    from alignscope.circuits import outputs
     from alignscope.circuits.pairs import TraceItem, load_trace_items
     from alignscope.circuits.runner import run_trace
     from alignscope.errors import InputError
+    from alignscope.reports import circuits as outputs
 
     if prompts is not None:
         items = load_trace_items(prompts)[:limit]
@@ -173,9 +173,9 @@ def ablate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Ablate the top-k components ranked by activation patching; test against random sets of the same size."""
-    from alignscope.circuits import outputs
     from alignscope.circuits.runner import run_ablation
     from alignscope.errors import InputError
+    from alignscope.reports import circuits as outputs
 
     if site not in ("head", "attn_out", "mlp_out"):
         raise InputError(f"unknown site {site!r}; choose head, attn_out or mlp_out", field="site")

@@ -58,16 +58,16 @@ def eval_cmd(
 ) -> None:
     """Measure refusal per label and per category (n, rate, 95% Wilson interval), optionally under an intervention."""
     from alignscope.evals.behaviour import evaluate_refusal
-    from alignscope.evals.outputs import write_eval_outputs
     from alignscope.evals.refusal import load_phrases, phrase_detector
     from alignscope.evals.sources import load_sources
+    from alignscope.reports.evals import write_eval_outputs
 
     pset = load_sources(prompts)
     detector = phrase_detector(load_phrases(refusal_phrases) if refusal_phrases else None)
     judge = _make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
     iv = None
     if intervention is not None:
-        from alignscope.steering.interventions import load_intervention
+        from alignscope.steering.intervention_io import load_intervention
 
         iv = load_intervention(intervention)
     lm = load_from_options(model, dtype, device, device_map, load_in_4bit)

@@ -242,8 +242,9 @@ def dilemmas_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Ethical-dilemma analysis: choice, patching profile, DLA and lens per pair; CSV/PNG/JSON; model comparison."""
-    from alignscope.dilemmas.report import analyse_dilemmas, compare_row, summarise, write_comparison, write_model_report
     from alignscope.dilemmas.schema import load_dilemmas
+    from alignscope.dilemmas.summary import analyse_dilemmas, summarise
+    from alignscope.reports.dilemmas import compare_row, write_comparison, write_model_report
 
     if moralchoice is not None:
         from alignscope.dilemmas.moralchoice import load_moralchoice

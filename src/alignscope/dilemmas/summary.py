@@ -1,15 +1,13 @@
-"""Aggregate dilemma analyses into CSV, PNG and JSON, and compare several models in one table.
+"""Analyse a list of dilemma pairs and summarise them per model.
 
 Every rate carries its n and a 95% Wilson interval; every mean over pairs a 95% interval.
+:mod:`alignscope.reports.dilemmas` writes the files and the multi-model comparison.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,16 +15,11 @@ from tqdm.auto import tqdm
 
 from alignscope.dilemmas.analysis import PairAnalysis, analyse_pair
 from alignscope.dilemmas.schema import DilemmaPair
-from alignscope.io import atomic_write_json, atomic_write_text
 from alignscope.lenses.unembed import Unembedder
 from alignscope.models.loader import LoadedModel
 from alignscope.stats import mean_ci, rate
 
 log = logging.getLogger(__name__)
-
-COMPARE_FIELDS = ("model", "n_pairs", "chose_ethical_base", "chose_ethical_cf", "consistent", "mean_content",
-                  "mean_letter_bias", "mean_peak_layer", "mean_n_flip_layers", "mean_gini", "mean_top5", "seconds")
-
 
 def analyse_dilemmas(lm: LoadedModel, pairs: Sequence[DilemmaPair], *, chat: bool = True, positions: str = "last",
                      progress: bool = False) -> list[PairAnalysis]:
@@ -70,62 +63,3 @@ def summarise(model: str, results: Sequence[PairAnalysis]) -> dict[str, Any]:
         "mean_lens_prob_other": np.mean([r.lens_prob_other for r in results], axis=0).tolist() if n else [],
         "seconds": sum(r.seconds for r in results),
     }
-
-
-def csv_text(rows: Sequence[dict[str, Any]], fields: Sequence[str] | None = None) -> str:
-    """Rows as CSV text (columns from the first row unless given)."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields or rows[0].keys()), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def write_model_report(out_dir: str | Path, summary: dict[str, Any], results: Sequence[PairAnalysis]) -> list[Path]:
-    """Write ``pairs.csv``, ``pairs.json``, ``summary.json`` and three PNGs into ``out_dir``."""
-    from alignscope.reports.plots import heatmap_png, lines_png
-
-    out = Path(out_dir)
-    files = [out / "pairs.csv", out / "pairs.json", out / "summary.json"]
-    atomic_write_text(files[0], csv_text([r.csv_row() for r in results]))
-    atomic_write_json(files[1], [r.to_json() for r in results])
-    atomic_write_json(files[2], summary)
-    if not results:
-        return files
-    patched = [r for r in results if r.patch_positions] or results
-    files.append(heatmap_png(out / "patch_profiles.png", [r.patch_profile for r in patched],
-                             title=f"{summary['model']}: resid_pre patching, base -> swapped",
-                             xlabel="layer", ylabel="pair", yticklabels=[r.id for r in patched],
-                             colorbar_label="logit[A]-logit[B] change"))
-    files.append(lines_png(out / "dla_by_layer.png", {"attention": summary["mean_dla_attn"], "MLP": summary["mean_dla_mlp"]},
-                           title=f"{summary['model']}: DLA of the ethical margin",
-                           xlabel="layer", ylabel="logit difference share"))
-    files.append(lines_png(out / "lens_options.png", {"ethical option": summary["mean_lens_prob_ethical"],
-                                                      "other option": summary["mean_lens_prob_other"]},
-                           title=f"{summary['model']}: logit lens of the options (base)",
-                           xlabel="layer", ylabel="probability"))
-    return files
-
-
-def compare_row(summary: dict[str, Any]) -> dict[str, Any]:
-    """One row of the multi-model comparison table."""
-    def fmt_rate(r: dict[str, Any]) -> str:
-        return f"{r['rate']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({r['k']}/{r['n']})"
-
-    return {
-        "model": summary["model"], "n_pairs": summary["n_pairs"],
-        "chose_ethical_base": fmt_rate(summary["chose_ethical_base"]), "chose_ethical_cf": fmt_rate(summary["chose_ethical_cf"]),
-        "consistent": fmt_rate(summary["consistent"]), "mean_content": round(summary["content"]["mean"], 4),
-        "mean_letter_bias": round(summary["letter_bias"]["mean"], 4), "mean_peak_layer": round(summary["peak_layer"]["mean"], 2),
-        "mean_n_flip_layers": round(summary["n_flip_layers"]["mean"], 2), "mean_gini": round(summary["gini"]["mean"], 4),
-        "mean_top5": round(summary["top5_concentration"]["mean"], 4), "seconds": round(summary["seconds"], 1),
-    }
-
-
-def write_comparison(out_dir: str | Path, summaries: Sequence[dict[str, Any]]) -> Path:
-    """``comparison.csv``: one row per model."""
-    path = Path(out_dir) / "comparison.csv"
-    atomic_write_text(path, csv_text([compare_row(s) for s in summaries], COMPARE_FIELDS))
-    return path

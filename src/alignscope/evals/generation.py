@@ -4,7 +4,7 @@ Prompts are chat-formatted (or tokenised raw), left-padded into batches and deco
 with the KV cache. By default (``backend="auto"``) generation runs on the native twin
 (:func:`~alignscope.models.native.native_model`: the same weights in a plain HF module with fast
 attention), and the intervention's hooks go on the twin's modules
-(:class:`~alignscope.steering.targets.NativeTarget`). Where the twin cannot serve (no twin for
+(:class:`~alignscope.hooks.backends.NativeTarget`). Where the twin cannot serve (no twin for
 this model, an intervention on a site the twin lacks such as ``resid_mid``, an intervention that
 does not list its hooks, or hooks already attached to the bridge), generation runs
 ``lm.hf_model.generate`` through the TransformerBridge as before: the bridge wraps the HF modules
@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from alignscope.errors import InputError
+from alignscope.hooks.backends import BACKENDS, BridgeTarget, HookTarget, select_target
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.models.loader import LoadedModel
-from alignscope.steering.targets import BACKENDS, BridgeTarget, HookTarget, select_target
 
 
 @dataclass(frozen=True)

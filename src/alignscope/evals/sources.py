@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from alignscope.data.builtin_sets import load_builtin
 from alignscope.data.prompts import PromptSet, load_prompts
 from alignscope.errors import InputError
 
@@ -22,8 +23,6 @@ def load_source(spec: str) -> PromptSet:
         InputError: an unknown built-in name or split, or a bad file (file/line/field named).
     """
     if spec.startswith(BUILTIN_PREFIX):
-        from alignscope.data.builtin_sets import load_builtin
-
         name, _, split = spec[len(BUILTIN_PREFIX):].partition(":")
         return load_builtin(name, split=split or None)
     return load_prompts(spec)

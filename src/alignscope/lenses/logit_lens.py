@@ -13,19 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 
 from alignscope.errors import InputError
+from alignscope.lenses.tuned_lens import TunedLens
 from alignscope.lenses.unembed import Unembedder
 from alignscope.metrics import single_token_id
 from alignscope.models.chat import encode_one
 from alignscope.models.loader import LoadedModel
-
-if TYPE_CHECKING:
-    from alignscope.lenses.tuned_lens import TunedLens
 
 
 def resid_posts(

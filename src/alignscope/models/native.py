@@ -11,7 +11,7 @@ the config; ``lm.config`` is never changed.
 
 Weights are shared, so in-place edits of the bridge's tensors show up in the twin. Hooks on the
 bridge's hook points do not fire in the twin: interventions reach it through
-:class:`~alignscope.steering.targets.NativeTarget`.
+:class:`~alignscope.hooks.backends.NativeTarget`.
 
 Example:
     >>> twin = native_model(lm)                                   # doctest: +SKIP

@@ -111,7 +111,7 @@ class SelectConfig(_Section):
 class InterveneConfig(_Section):
     """The search for the intervention that is saved and evaluated.
 
-    ``conditional`` runs :func:`alignscope.steering.conscience.fit_conscience`; a null field
+    ``conditional`` runs :func:`alignscope.recipes.conscience.fit_conscience`; a null field
     keeps that search's own default. ``addition``/``ablation`` use the selected direction.
     """
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from alignscope.pipeline import stages
 from alignscope.pipeline.config import RunConfig
+from alignscope.pipeline.context import Context, StageOutput
 from alignscope.pipeline.data import resolve_data
 from alignscope.pipeline.manifest import model_hash, write_manifest
 from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
@@ -54,9 +55,9 @@ class StageSpec:
     deps: tuple[str, ...]
     reads: Callable[[RunConfig], Any]
 
-    def compute(self, ctx: stages.Context, deps: dict[str, StageRecord]) -> stages.StageOutput:
+    def compute(self, ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
         """Run the stage function (looked up by name at call time)."""
-        fn: Callable[[stages.Context, dict[str, StageRecord]], stages.StageOutput] = getattr(stages, self.name)
+        fn: Callable[[Context, dict[str, StageRecord]], StageOutput] = getattr(stages, self.name)
         return fn(ctx, deps)
 
 
@@ -128,7 +129,7 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None
     store = StageStore(out)
     data = resolve_data(cfg.data.harmful, cfg.data.harmless, cfg.data.lookalike,
                         caps={"train": cfg.data.n_train, "val": cfg.data.n_val, "test": cfg.data.n_test}, seed=cfg.seed)
-    ctx = stages.Context(cfg, data, out, progress)
+    ctx = Context(cfg, data, out, progress)
     weights = model_hash(ctx.source, store.dir / "model_hash.json")
     base = {"model": cfg.model, "dtype": cfg.dtype, "weights": weights["sha256"], "data": data.summary()}
     records: dict[str, StageRecord] = {}

@@ -8,75 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from alignscope.evals.behaviour import RefusalEval, evaluate_refusal
-from alignscope.evals.refusal import Detector, phrase_detector
-from alignscope.io import jsonable
-from alignscope.models.loader import LoadedModel, load_model, resolve_source
-from alignscope.pipeline import steer_adapter
-from alignscope.pipeline.config import RunConfig
-from alignscope.pipeline.data import RunData
+from alignscope.evals.capability import kl_divergence, kl_summary
+from alignscope.io import atomic_write_bytes, atomic_write_json, atomic_write_text, jsonable
+from alignscope.models.loader import resolve_source
+from alignscope.pipeline import steering_stages
+from alignscope.pipeline.context import Context, StageOutput
 from alignscope.pipeline.store import StageRecord
+from alignscope.reports.refusal_report import build_refusal_report
+from alignscope.stats import rate
+from alignscope.steering.conditional import ConditionalSteering, gate_scores
+from alignscope.steering.directions import diff_in_means
+from alignscope.steering.intervention_io import load_intervention
 
 log = logging.getLogger(__name__)
 
 INTERVENTION_FILE = "stages/intervene.intervention.safetensors"
-
-
-@dataclass
-class StageOutput:
-    """What a stage computed: JSON output, tensors, and files it wrote (relative to the run dir)."""
-
-    output: dict[str, Any]
-    tensors: dict[str, torch.Tensor] | None = None
-    files: tuple[str, ...] = ()
-
-
-@dataclass
-class Context:
-    """Everything a stage may read: config, prompts, output directory, and the model (loaded on first use)."""
-
-    cfg: RunConfig
-    data: RunData
-    out: Path
-    progress: bool = True
-    _lm: LoadedModel | None = field(default=None, repr=False)
-
-    @property
-    def source(self) -> str:
-        """Directory or hub id the model loads from."""
-        return resolve_source(self.cfg.model)[1]
-
-    @property
-    def lm(self) -> LoadedModel:
-        """The model, loaded once when a stage first needs it."""
-        if self._lm is None:
-            self._lm = load_model(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
-        return self._lm
-
-    def seed_everything(self) -> None:
-        """Seed python and torch before each stage, so a resumed stage computes what a fresh one would."""
-        random.seed(self.cfg.seed)
-        torch.manual_seed(self.cfg.seed)
-
-    def detector(self) -> Detector:
-        """The refusal detector the config asks for."""
-        return phrase_detector(self.cfg.evaluate.refusal_phrases)
-
-    def judge(self) -> Any:
-        """The optional LLM judge."""
-        j = self.cfg.evaluate.judge
-        if j is None:
-            return None
-        from alignscope.evals.judge import Judge, JudgeConfig
-
-        return Judge(JudgeConfig(base_url=j.base_url, model=j.model, api_key_env=j.api_key_env, timeout=j.timeout, max_retries=j.max_retries))
 
 
 def _evaluate(ctx: Context, intervention: Any | None) -> RefusalEval:
@@ -98,7 +48,6 @@ def baseline(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
 
 def extract(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     """Difference-in-means candidates (harmful minus harmless, train split) at every (position, layer)."""
-    from alignscope.steering.directions import diff_in_means
 
     c = ctx.cfg.extract
     md = diff_in_means(ctx.lm, ctx.data.harmful["train"], ctx.data.harmless["train"], component=c.component, positions=c.positions,
@@ -110,12 +59,12 @@ def extract(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
 
 def select(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     """Filter and score the candidates on the val split; keep the full table and the chosen direction."""
-    return steer_adapter.select(ctx, deps["extract"])
+    return steering_stages.select(ctx, deps["extract"])
 
 
 def intervene(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     """Search the intervention on train/val and save it (``stages/intervene.intervention.safetensors``)."""
-    return steer_adapter.intervene(ctx, deps["extract"], deps["select"], INTERVENTION_FILE)
+    return steering_stages.intervene(ctx, deps["extract"], deps["select"], INTERVENTION_FILE)
 
 
 def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
@@ -124,8 +73,6 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     The KL compares the next-token distributions that the baseline's and this stage's greedy
     generations computed anyway (the first decoding step), so it costs no extra forward pass.
     """
-    from alignscope.evals.capability import kl_divergence, kl_summary
-    from alignscope.steering.interventions import load_intervention
 
     iv = load_intervention(ctx.out / INTERVENTION_FILE)
     ev = _evaluate(ctx, iv)
@@ -134,7 +81,7 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     kl = {**kl_summary(kl_values, seed=ctx.cfg.seed), "values": kl_values.tolist()}
     comparisons = {}
     for kind in ctx.cfg.evaluate.compare:
-        other = steer_adapter.comparison(ctx, kind, deps)
+        other = steering_stages.comparison(ctx, kind, deps)
         comparisons[kind] = _evaluate(ctx, other).to_json()
     records, gate = ev.records(), _gate_rates(ctx, iv, ev)
     if gate is not None:
@@ -149,8 +96,6 @@ def _gate_rates(ctx: Context, iv: Any, ev: RefusalEval) -> dict[str, Any] | None
     Also how often a gated prompt was refused (steering that worked) and an ungated one was
     (the model's own refusals that the off branch did not remove).
     """
-    from alignscope.stats import rate
-    from alignscope.steering.conditional import ConditionalSteering, gate_scores
 
     if not isinstance(iv, ConditionalSteering):
         return None
@@ -226,7 +171,6 @@ def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dic
 
 def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[str, Any]) -> dict[str, Path]:
     """Copy the chosen intervention to ``intervention.safetensors`` and write generations side by side."""
-    from alignscope.io import atomic_write_bytes, atomic_write_text
 
     target = ctx.out / "intervention.safetensors"
     atomic_write_bytes(target, (ctx.out / INTERVENTION_FILE).read_bytes())
@@ -241,14 +185,12 @@ def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[s
 
 def write_report(ctx: Context, results: dict[str, Any]) -> dict[str, Path]:
     """The PNG plots and ``report.html``."""
-    from alignscope.reports.refusal_report import build_refusal_report
 
     return build_refusal_report(jsonable(results), ctx.out)
 
 
 def write_results(ctx: Context, results: dict[str, Any]) -> Path:
     """``results.json`` (strict JSON: NaN/inf become null)."""
-    from alignscope.io import atomic_write_json
 
     path = ctx.out / "results.json"
     atomic_write_json(path, jsonable(results))

@@ -1,4 +1,4 @@
-"""The pipeline's seam to :mod:`alignscope.steering`: selection, the intervention search, comparisons.
+"""The run stages that steer: direction selection, building the intervention (the conscience search), comparisons.
 
 Everything the run needs from the steering package goes through these three functions, which
 turn its results into JSON-ready stage outputs (the candidate grid for the heatmap, the full
@@ -7,14 +7,20 @@ table, the chosen candidate, the search table).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import fields
+from typing import Any
 
 import torch
 
+from alignscope.errors import InputError
+from alignscope.pipeline.context import Context, StageOutput
+from alignscope.pipeline.data import round_robin
 from alignscope.pipeline.store import StageRecord
-
-if TYPE_CHECKING:
-    from alignscope.pipeline.stages import Context, StageOutput
+from alignscope.recipes.conscience import ConscienceConfig, fit_conscience
+from alignscope.steering.directions import MeanDiff
+from alignscope.steering.intervention_io import save_intervention
+from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
+from alignscope.steering.selection import SelectionConfig, select_direction
 
 
 def mean_diff_from(record: StageRecord, positions: list[int] | None = None, layer_stride: int = 1) -> Any:
@@ -25,9 +31,6 @@ def mean_diff_from(record: StageRecord, positions: list[int] | None = None, laye
         positions: offsets to keep (None: all); each must have been extracted.
         layer_stride: keep every ``layer_stride``-th extracted layer, starting at the first.
     """
-    from alignscope.errors import InputError
-    from alignscope.steering.directions import MeanDiff
-
     out, t = record.output, record.tensors
     all_pos, all_layers = list(out["positions"]), list(out["layers"])
     keep_pos = all_pos if positions is None else list(dict.fromkeys(positions))
@@ -57,10 +60,6 @@ def select(ctx: Context, extract: StageRecord) -> StageOutput:
     Output: ``best`` (the chosen row), ``table`` (every candidate), ``grids`` (layers x positions
     per score, for heatmaps), ``baseline`` refusal scores; tensors: the chosen ``direction``.
     """
-    from alignscope.pipeline.data import round_robin
-    from alignscope.pipeline.stages import StageOutput
-    from alignscope.steering.selection import SelectionConfig, select_direction
-
     c = ctx.cfg.select
     config = SelectionConfig(kl_threshold=c.kl_threshold, max_layer_frac=1.0 - c.prune_last_fraction, induce_min=c.induce_min,
                              induce_relative_to=c.induce_relative_to,
@@ -81,9 +80,6 @@ def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target
     ``conditional``: :func:`~alignscope.steering.conscience.fit_conscience` on train/val (the
     selective "conscience"); ``addition``/``ablation``: the selected direction, unconditionally.
     """
-    from alignscope.pipeline.stages import StageOutput
-    from alignscope.steering.interventions import save_intervention
-
     cfg = ctx.cfg.intervene
     if cfg.kind == "conditional":
         iv, output = _fit_conscience(ctx)
@@ -98,10 +94,7 @@ def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target
 
 
 def _fit_conscience(ctx: Context) -> tuple[Any, dict[str, Any]]:
-    from dataclasses import fields
 
-    from alignscope.errors import InputError
-    from alignscope.steering.conscience import ConscienceConfig, fit_conscience
 
     overrides = ctx.cfg.intervene.search_overrides()
     known = {f.name for f in fields(ConscienceConfig)}
@@ -131,7 +124,6 @@ def _fmt(x: Any) -> str:
 
 def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord], coefficient: float = 1.0) -> Any:
     """An unconditional intervention built from the selected direction, to compare against."""
-    from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
 
     best = deps["select"].output["best"]
     direction: torch.Tensor = deps["select"].tensors["direction"]

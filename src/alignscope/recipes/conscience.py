@@ -44,6 +44,8 @@ import torch
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
+from alignscope.evals.generation import generate
+from alignscope.evals.refusal import phrase_detector
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.directions import suffix_contrast
@@ -148,9 +150,6 @@ def _texts(p: Texts | None) -> list[str]:
 
 
 def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Any, cfg: ConscienceConfig, progress: bool = False) -> float:
-    from alignscope.evals.generation import generate
-    from alignscope.evals.refusal import phrase_detector
-
     detect = phrase_detector()
     texts = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, intervention=iv, progress=progress)
     return sum(detect(t) for t in texts) / len(texts)

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alignscope.circuits.graph import graph_from_components, graph_from_edges, graph_from_patching, write_graph
+from alignscope.circuits.graph import graph_from_components, graph_from_edges, graph_from_patching
 from alignscope.circuits.runner import AblationRun, PatchRun, TraceRun
 from alignscope.io import atomic_write_json, atomic_write_text
+from alignscope.reports.circuit_graph import write_graph
 from alignscope.reports.plots import heatmap_png, lines_png
 
 

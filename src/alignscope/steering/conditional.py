@@ -22,7 +22,7 @@ the deepest probe layer and with no cache, reads the probe; then the real pass r
 known. The look-ahead costs a fraction of one prompt pass per ``generate`` call, and nothing per
 decoding step.
 
-``apply(lm, target=...)`` puts the hooks on another :class:`~alignscope.steering.targets.HookTarget`
+``apply(lm, target=...)`` puts the hooks on another :class:`~alignscope.hooks.backends.HookTarget`
 (e.g. the native twin): the sequence-start hook on ``target.root``, the probe reads and additions
 on the target's hook points, and the look-ahead through ``target.run_prefix``.
 
@@ -50,23 +50,23 @@ import torch
 from jaxtyping import Float
 
 from alignscope.errors import InputError
+from alignscope.hooks.backends import BridgeTarget, HookTarget
 from alignscope.models.hf_compat import cache_in_call, cache_length
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 from alignscope.steering.interventions import (
     ABLATION_COMPONENTS,
+    DeviceCast,
+    FieldReader,
     HookFn,
     HookHandle,
     HookIntervention,
-    _Cast,
-    _Reader,
     check_fits,
     check_vector,
     require_supported,
     unit,
 )
 from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens, probe_features
-from alignscope.steering.targets import BridgeTarget, HookTarget
 
 # Order of hook points inside one block, to check that the gate is known before it is used.
 _ORDER = {"resid_pre": 0, "attn_out": 1, "resid_mid": 2, "mlp_out": 3, "resid_post": 4}
@@ -214,8 +214,8 @@ class ConditionalSteering(HookIntervention):
                     handle.gate = handle._gate_dev.detach().cpu()
             return hook
 
-        delta = _Cast(self.vector * float(self.coefficient))
-        direction = _Cast(unit(self.vector, "vector"))
+        delta = DeviceCast(self.vector * float(self.coefficient))
+        direction = DeviceCast(unit(self.vector, "vector"))
 
         def row_gate(out: torch.Tensor) -> torch.Tensor:
             gate = handle._gate_dev
@@ -250,8 +250,8 @@ class ConditionalSteering(HookIntervention):
         return {"vector": self.vector, "probe_weight": p.weight}, meta
 
     @classmethod
-    def from_reader(cls, r: _Reader) -> ConditionalSteering:
-        """Rebuild from a loaded intervention file (see :func:`~alignscope.steering.interventions.load_intervention`)."""
+    def from_reader(cls, r: FieldReader) -> ConditionalSteering:
+        """Rebuild from a loaded intervention file (see :func:`~alignscope.steering.intervention_io.load_intervention`)."""
         pooling = Pooling(r.text("probe_pool", "tail"), int(r.number("probe_n_read")), int(r.number("probe_skip_head")),
                           int(r.number("probe_skip_tail")))
         probe = LinearProbe(r.tensor("probe_weight", ndim=2), r.number("probe_bias"), r.layers("probe_layers"),

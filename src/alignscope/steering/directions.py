@@ -30,6 +30,8 @@ from jaxtyping import Float
 from alignscope.activations.store import capture
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
+from alignscope.io import sha256_json
+from alignscope.models.chat import render_chat
 from alignscope.models.loader import LoadedModel
 
 
@@ -128,8 +130,6 @@ def diff_in_means(
     if index["offsets_from_end"] != index_neg["offsets_from_end"]:
         raise InputError(f"the two sets read different positions ({index['offsets_from_end']} vs {index_neg['offsets_from_end']}); "
                          "pass explicit offsets such as -1,-2", field="positions")
-    from alignscope.io import sha256_json
-
     mean_pos, mean_neg = pos.double().mean(0).float(), neg.double().mean(0).float()
     return MeanDiff(mean_pos - mean_neg, mean_pos, mean_neg, tuple(index["offsets_from_end"]), tuple(index["layers"]),
                     component, len(pos), len(neg), sha256_json([index["prompts_sha256"], index_neg["prompts_sha256"]]))
@@ -240,8 +240,6 @@ def suffix_contrast(
     Returns:
         ``(n_layers, d_model)`` for ``layers`` (default: all), in that order.
     """
-    from alignscope.models.chat import render_chat
-
     texts = prompts.texts if isinstance(prompts, PromptSet) else list(prompts)
     if not texts:
         raise InputError("no prompts given", field="prompts")

@@ -8,8 +8,8 @@ removed in ``finally``). The bridge wraps the HF modules in place, so the hooks 
 each position independently, so left padding does not change real tokens' results.
 
 ``attach(lm, target=...)``/``apply(lm, target=...)`` put the same hooks on another
-:class:`~alignscope.steering.targets.HookTarget`, e.g. the native twin
-(:class:`~alignscope.steering.targets.NativeTarget`), which generates faster; ``hook_names(lm)``
+:class:`~alignscope.hooks.backends.HookTarget`, e.g. the native twin
+(:class:`~alignscope.hooks.backends.NativeTarget`), which generates faster; ``hook_names(lm)``
 lists the hooks so that a caller can check the target supports them first.
 
 Kinds:
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +42,11 @@ from jaxtyping import Float
 from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import InputError
-from alignscope.io import read_safetensors, save_safetensors
+from alignscope.hooks.backends import BridgeTarget, HookTarget
+from alignscope.hooks.writes import HookFn
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
-from alignscope.steering.targets import BridgeTarget, HookFn, HookTarget
 
-FORMAT = "alignscope.intervention/1"
 ABLATION_COMPONENTS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
 
 
@@ -91,7 +90,7 @@ class HookHandle:
         return bool(self._handles)
 
 
-class _Cast:
+class DeviceCast:
     """A tensor cached on the device and dtype of the activations it meets."""
 
     def __init__(self, tensor: torch.Tensor) -> None:
@@ -102,11 +101,6 @@ class _Cast:
         if self._cached.device != act.device or self._cached.dtype != act.dtype:
             self._cached = self.base.to(device=act.device, dtype=act.dtype)
         return self._cached
-
-
-def hook_point(lm: LoadedModel, name: str) -> torch.nn.Module:
-    """The bridge's hook point module called ``name``."""
-    return lm.bridge.hook_dict[name]  # type: ignore[no-any-return]
 
 
 def require_supported(target: HookTarget, hook_names: Sequence[str]) -> None:
@@ -198,7 +192,7 @@ def check_fits(lm: LoadedModel, vector: torch.Tensor, layers: Sequence[int], com
             Site(int(layer), comp).validate(lm)
 
 
-def _project_out(direction: _Cast) -> HookFn:
+def _project_out(direction: DeviceCast) -> HookFn:
     def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
         d = direction.like(out)
         return out - (out @ d).unsqueeze(-1) * d
@@ -230,7 +224,7 @@ class ActivationAddition(HookIntervention):
         check_fits(lm, self.vector, self.layers, (self.component,), "vector")
 
     def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
-        delta = _Cast(self.vector * float(self.coefficient))
+        delta = DeviceCast(self.vector * float(self.coefficient))
 
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
             return out + delta.like(out)
@@ -269,7 +263,7 @@ class DirectionalAblation(HookIntervention):
         check_fits(lm, self.direction, self._layers(lm), self.components, "direction")
 
     def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
-        fn = _project_out(_Cast(self.direction))
+        fn = _project_out(DeviceCast(self.direction))
         return [(Site(layer, comp).hook_name, fn) for layer in self._layers(lm) for comp in self.components]
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -295,7 +289,7 @@ class ProjectionClamp(HookIntervention):
         check_fits(lm, self.direction, self.layers, (self.component,), "direction")
 
     def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
-        direction = _Cast(self.direction)
+        direction = DeviceCast(self.direction)
         value = float(self.value)
 
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
@@ -309,11 +303,14 @@ class ProjectionClamp(HookIntervention):
                                                "component": self.component}
 
 
-# ----------------------------------------------------------------------------- file format
+# ----------------------------------------------------------------------------- reading saved fields
 
 @dataclass(frozen=True)
-class _Reader:
-    """Typed access to a loaded intervention file, with errors naming the file and field."""
+class FieldReader:
+    """Typed access to a loaded intervention file's tensors and metadata, with errors naming the file and field.
+
+    Each kind rebuilds itself from one (see :mod:`alignscope.steering.intervention_io`).
+    """
 
     path: Path
     tensors: dict[str, torch.Tensor]
@@ -353,69 +350,3 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.meta.get(name, default)
-
-
-def _build_addition(r: _Reader) -> HookIntervention:
-    return ActivationAddition(r.tensor("vector"), r.layers(), r.number("coefficients"), r.text("component", "resid_pre"))
-
-
-def _build_ablation(r: _Reader) -> HookIntervention:
-    layers = r.json("layers", None)
-    comps = r.json("components", list(ABLATION_COMPONENTS))
-    return DirectionalAblation(r.tensor("direction"), None if layers is None else r.layers(), tuple(comps))
-
-
-def _build_clamp(r: _Reader) -> HookIntervention:
-    return ProjectionClamp(r.tensor("direction"), r.layers(), r.number("value"), r.text("component", "resid_pre"))
-
-
-def _build_conditional(r: _Reader) -> HookIntervention:
-    from alignscope.steering.conditional import ConditionalSteering  # conditional builds on this module
-
-    return ConditionalSteering.from_reader(r)
-
-
-_BUILDERS: dict[str, Callable[[_Reader], HookIntervention]] = {
-    "addition": _build_addition, "ablation": _build_ablation, "clamp": _build_clamp, "conditional": _build_conditional,
-}
-
-
-def intervention_path(path: str | Path) -> Path:
-    """``path`` itself when it names a ``.safetensors`` file, else ``path/intervention.safetensors``."""
-    p = Path(path)
-    return p if p.suffix == ".safetensors" else p / "intervention.safetensors"
-
-
-def save_intervention(path: str | Path, intervention: Intervention, *, model: str) -> Path:
-    """Write ``intervention`` (tensors + string metadata) atomically; returns the file written.
-
-    Metadata always holds ``format``, ``kind`` and ``model``, plus the kind's own fields
-    (``layers``, ``coefficients``, ``threshold``, ...), JSON-encoded.
-    """
-    tensors, meta = intervention.to_tensors()
-    target = intervention_path(path)
-    save_safetensors(target, tensors, {**meta, "format": FORMAT, "kind": intervention.kind, "model": model})
-    return target
-
-
-def load_intervention(path: str | Path) -> HookIntervention:
-    """Read a file written by :func:`save_intervention`.
-
-    Raises:
-        InputError: missing file, unknown kind, missing or malformed tensors/fields; the
-            message names the file and field.
-    """
-    target = intervention_path(path)
-    tensors, meta = read_safetensors(target, "intervention file")
-    kind = meta.get("kind")
-    if kind not in _BUILDERS:
-        raise InputError(f"unknown intervention kind {kind!r}; expected one of {', '.join(_BUILDERS)}", path=target, field="kind")
-    return _BUILDERS[kind](_Reader(target, tensors, meta))
-
-
-def intervention_model(path: str | Path) -> str | None:
-    """The ``model`` recorded in an intervention file's metadata (None when absent)."""
-    from safetensors import safe_open
-
-    with safe_open(str(intervention_path(path)), framework="pt") as fh:
-        return (fh.metadata() or {}).get("model")
