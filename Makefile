@@ -1,4 +1,5 @@
-# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Two commands set everything up on a fresh machine: `make demo` and `make test` (ruff, the
+# import-linter layer contracts in pyproject.toml, mypy and pytest).
 # Both install exactly the versions in requirements.lock (`make lock` regenerates it);
 # `make test-latest` runs the same checks on the newest versions pyproject.toml admits, and
 # `make test-lowest` on the lowest.
@@ -79,6 +80,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
