@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from alignscope.errors import InputError
-from alignscope.metrics import kl_metric, logit_diff_metric, refusal_logodds_metric, refusal_token_ids, single_token_id
+from alignscope.metrics import kl_divergence, logit_diff_metric, refusal_logodds_metric, refusal_token_ids, single_token_id
 from alignscope.stats import gini, mean_ci, pearson, rate, spearman, top_k_concentration, top_k_overlap, wilson_interval
 
 
@@ -53,8 +53,11 @@ def test_logit_metrics_against_arithmetic() -> None:
     ref = torch.randn(3, 11)
     pr, q = torch.softmax(ref, -1), torch.softmax(logits[:, -1], -1)
     expected = (pr * (pr.log() - q.log())).sum(-1)
-    assert torch.allclose(kl_metric(ref)(logits), expected, atol=1e-6)
-    assert torch.allclose(kl_metric(logits[:, -1])(logits), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(kl_divergence(ref, logits[:, -1]), expected, atol=1e-6)
+    assert torch.equal(kl_divergence(logits[:, -1], logits[:, -1]), torch.zeros(3))
+    per_position = kl_divergence(ref[:, None], logits, dtype=torch.float32)  # broadcast: one reference per prompt
+    assert per_position.shape == (3, 4) and per_position.dtype == torch.float32
+    assert torch.allclose(per_position[:, -1], expected, atol=1e-5)
 
 
 def test_token_helpers(embedded) -> None:

@@ -71,16 +71,21 @@ def refusal_logodds_metric(refusal_ids: Sequence[int], position: int = -1) -> Me
     return metric
 
 
-def kl_metric(reference_logits: Float[torch.Tensor, "batch vocab"], position: int = -1) -> Metric:
-    """``KL(reference || model)`` of next-token distributions at ``position``, per prompt."""
-    ref_logp = torch.log_softmax(reference_logits.float(), dim=-1)
+def kl_divergence(p_logits: Float[torch.Tensor, "... vocab"], q_logits: Float[torch.Tensor, "... vocab"], *,
+                  dtype: torch.dtype = torch.float64) -> Float[torch.Tensor, "..."]:
+    """``KL(softmax(p) || softmax(q))`` over the last axis, in nats: the one KL in alignscope.
 
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(logits[:, position].float(), dim=-1)
-        r = ref_logp.to(logp.device)
-        return (r.exp() * (r - logp)).sum(-1)
+    Shapes broadcast (e.g. one target ``(tokens, vocab)`` against every layer's
+    ``(layers, tokens, vocab)``). Computed in ``dtype`` (float64 by default; float32 where the
+    tensors are large), returned as float32.
 
-    return metric
+    Example:
+        >>> kl_divergence(torch.zeros(2, 5), torch.zeros(2, 5))
+        tensor([0., 0.])
+    """
+    logp = torch.log_softmax(p_logits.to(dtype), dim=-1)
+    logq = torch.log_softmax(q_logits.to(dtype), dim=-1)
+    return (logp.exp() * (logp - logq)).sum(-1).float()
 
 
 def single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, *, field: str = "answer") -> int:

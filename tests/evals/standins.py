@@ -1,16 +1,18 @@
-"""A tiny stand-in intervention satisfying the intervention protocol (for tests only)."""
+"""A tiny stand-in intervention, a member of the typed family (for tests only)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
+from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.writes import HookFn
+from alignscope.steering.interventions import StatelessIntervention
 
-class AddVector:
-    """Adds ``vector`` to the output of one bridge hook point at every position."""
+
+class AddVector(StatelessIntervention):
+    """Adds ``vector`` to the output of one hook point at every position, counting its calls."""
 
     kind = "test_add"
 
@@ -19,20 +21,12 @@ class AddVector:
         self.vector = vector
         self.calls = 0
 
-    def attach(self, lm: Any) -> Any:
+    def hooks(self, lm: Any, handle: HookHandle) -> list[tuple[str, HookFn]]:
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
             self.calls += 1
             return output + self.vector.to(output.dtype)
 
-        return lm.bridge.hook_dict[self.hook_name].register_forward_hook(hook)
-
-    @contextmanager
-    def apply(self, lm: Any) -> Iterator[None]:
-        handle = self.attach(lm)
-        try:
-            yield
-        finally:
-            handle.remove()
+        return [(self.hook_name, hook)]
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return {"vector": self.vector}, {"kind": self.kind, "hook": self.hook_name}

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from alignscope.evals.capability import first_token_kl, kl_divergence, next_token_logits, perplexity
+from alignscope.evals.capability import first_token_kl, next_token_logits, perplexity
+from alignscope.metrics import kl_divergence
 from alignscope.models.chat import encode_one
 from tests.evals.standins import AddVector
 from tests.reference import hf_logits_with_added, load_plain

@@ -192,9 +192,9 @@ def test_unsupported_sites_fall_back_to_the_bridge(tiny_lm) -> None:
         generate_detailed(lm, PROMPTS, max_new_tokens=N_NEW, intervention=iv, backend="native")
     with pytest.raises(InputError, match="cannot hook"):
         iv.attach(lm, target=NativeTarget(lm, native_model(lm)))  # type: ignore[arg-type]
-    other = AddVector("blocks.0.hook_resid_post", vec(42, lm.d_model))  # lists no hook names
+    other = AddVector("blocks.0.attn.hook_pattern", torch.zeros(1))  # a site the twin has no module for
     assert isinstance(generation_target(lm, other, "auto"), BridgeTarget)
-    with pytest.raises(InputError, match="hook_names"):
+    with pytest.raises(InputError, match="hook_pattern"):
         generate_detailed(lm, PROMPTS, intervention=other, backend="native")
     with pytest.raises(InputError, match="backend"):
         generate_detailed(lm, PROMPTS, backend="fast")

@@ -26,6 +26,7 @@ from alignscope.evals.refusal import Detector, phrase_detector
 from alignscope.metrics import refusal_logodds_metric, refusal_token_ids
 from alignscope.models.loader import LoadedModel
 from alignscope.stats import Rate, mean_ci, rate
+from alignscope.steering.interventions import Intervention
 
 UNLABELLED = "unlabelled"
 """Label used for prompts that carry none."""
@@ -124,7 +125,7 @@ def evaluate_refusal(
     lm: LoadedModel,
     prompts: PromptSet,
     *,
-    intervention: Any | None = None,
+    intervention: Intervention | None = None,
     chat: bool = True,
     max_new_tokens: int = 48,
     batch_size: int = 16,

@@ -26,8 +26,10 @@ from tqdm.auto import tqdm
 
 from alignscope.errors import InputError
 from alignscope.evals.generation import intervention_scope, length_batches
+from alignscope.metrics import kl_divergence
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.models.loader import LoadedModel
+from alignscope.steering.interventions import Intervention
 
 
 def next_token_logits(
@@ -36,7 +38,7 @@ def next_token_logits(
     *,
     chat: bool = True,
     batch_size: int = 16,
-    intervention: Any | None = None,
+    intervention: Intervention | None = None,
     progress: bool = False,
 ) -> Float[torch.Tensor, "n vocab"]:
     """Logits of the token after each prompt, ``(n, vocab)`` float32 on CPU, in input order."""
@@ -53,17 +55,10 @@ def next_token_logits(
     return out
 
 
-def kl_divergence(p_logits: Float[torch.Tensor, "n vocab"], q_logits: Float[torch.Tensor, "n vocab"]) -> Float[torch.Tensor, " n"]:
-    """``KL(softmax(p) || softmax(q))`` per row, in nats."""
-    logp = torch.log_softmax(p_logits.double(), dim=-1)
-    logq = torch.log_softmax(q_logits.double(), dim=-1)
-    return (logp.exp() * (logp - logq)).sum(-1).float()
-
-
 def first_token_kl(
     lm: LoadedModel,
     prompts: Sequence[str],
-    intervention: Any,
+    intervention: Intervention,
     *,
     chat: bool = True,
     batch_size: int = 16,
@@ -104,7 +99,7 @@ def kl_summary(values: Float[torch.Tensor, " n"], *, n_boot: int = 2000, seed: i
 def perplexity(
     lm: LoadedModel,
     texts: Sequence[str],
-    intervention: Any | None = None,
+    intervention: Intervention | None = None,
     *,
     batch_size: int = 8,
     progress: bool = False,
@@ -125,7 +120,7 @@ def perplexity(
 def token_nll(
     lm: LoadedModel,
     texts: Sequence[str],
-    intervention: Any | None = None,
+    intervention: Intervention | None = None,
     *,
     batch_size: int = 8,
     progress: bool = False,

@@ -5,8 +5,8 @@ with the KV cache. By default (``backend="auto"``) generation runs on the native
 (:func:`~alignscope.models.native.native_model`: the same weights in a plain HF module with fast
 attention), and the intervention's hooks go on the twin's modules
 (:class:`~alignscope.hooks.backends.NativeTarget`). Where the twin cannot serve (no twin for
-this model, an intervention on a site the twin lacks such as ``resid_mid``, an intervention that
-does not list its hooks, or hooks already attached to the bridge), generation runs
+this model, an intervention on a site the twin lacks such as ``resid_mid``, or hooks already
+attached to the bridge), generation runs
 ``lm.hf_model.generate`` through the TransformerBridge as before: the bridge wraps the HF modules
 in place, so hooks attached by ``intervention.apply(lm)`` fire on the prompt pass and on every
 cached decoding step.
@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from alignscope.errors import InputError
-from alignscope.hooks.backends import BACKENDS, BridgeTarget, HookTarget, select_target
+from alignscope.hooks.backends import HookTarget, select_target
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.models.loader import LoadedModel
+from alignscope.steering.interventions import Intervention
 
 
 @dataclass(frozen=True)
@@ -53,30 +54,21 @@ class Generations:
     first_logits: Float[torch.Tensor, "n vocab"]
 
 
-def intervention_scope(lm: LoadedModel, intervention: Any | None, target: HookTarget | None = None) -> contextlib.AbstractContextManager[Any]:
-    """``intervention.apply(lm)`` (on ``target`` when one is given) if there is an intervention, else a no-op context."""
+def intervention_scope(lm: LoadedModel, intervention: Intervention | None,
+                       target: HookTarget | None = None) -> contextlib.AbstractContextManager[Any]:
+    """``intervention.apply(lm, target)`` if there is an intervention, else a no-op context."""
     if intervention is None:
         return contextlib.nullcontext()
-    if target is None:
-        return intervention.apply(lm)  # type: ignore[no-any-return]
-    return intervention.apply(lm, target=target)  # type: ignore[no-any-return]
+    return intervention.apply(lm, target)
 
 
-def generation_target(lm: LoadedModel, intervention: Any | None, backend: str = "auto") -> HookTarget:
-    """The hook target to generate on: the native twin when ``backend`` and the intervention allow it.
-
-    An intervention takes the twin only if it lists its hooks (``hook_names(lm)``, as every
-    :class:`~alignscope.steering.interventions.HookIntervention` does) and the twin supports all of them.
+def generation_target(lm: LoadedModel, intervention: Intervention | None, backend: str = "auto") -> HookTarget:
+    """The hook target to generate on: the native twin when ``backend`` and the intervention's sites allow it.
 
     Raises:
         InputError: an unknown backend, or ``native`` where the twin cannot serve.
     """
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="backend")
-    names: list[str] | None = []
-    if intervention is not None:
-        lister = getattr(intervention, "hook_names", None)
-        names = list(lister(lm)) if callable(lister) and backend != "bridge" else None
+    names = [] if intervention is None else intervention.hook_names(lm)
     return select_target(lm, names, backend)
 
 
@@ -96,7 +88,7 @@ def generate_detailed(
     chat: bool = True,
     max_new_tokens: int = 48,
     batch_size: int = 16,
-    intervention: Any | None = None,
+    intervention: Intervention | None = None,
     progress: bool = False,
     system: str | None = None,
     min_new_tokens: int = 0,
@@ -110,8 +102,8 @@ def generate_detailed(
         chat: apply the chat template (``True``) or tokenise raw text as ``tokenizer(text)``.
         max_new_tokens: tokens to generate at most per prompt.
         batch_size: prompts per ``generate`` call.
-        intervention: any object with ``.apply(lm)`` returning a context manager; active for
-            the whole generation.
+        intervention: an :class:`~alignscope.steering.interventions.Intervention`, active for the
+            whole generation.
         progress: show a tqdm bar on stderr.
         system: optional system message (chat mode).
         min_new_tokens: suppress EOS until this many tokens exist (fixed-length runs, e.g. benchmarks).
@@ -135,7 +127,7 @@ def generate_detailed(
     first: list[torch.Tensor | None] = [None] * len(prompts)
     config = _greedy_config(lm, max_new_tokens, min_new_tokens)
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
-    with intervention_scope(lm, intervention, None if isinstance(target, BridgeTarget) else target), torch.no_grad():
+    with intervention_scope(lm, intervention, target), torch.no_grad():
         for batch in length_batches([len(e) for e in encoded], batch_size):
             new, logits = _generate_batch(lm, target.root, [encoded[i] for i in batch], config)
             for row, idx in enumerate(batch):
@@ -154,7 +146,7 @@ def generate(
     chat: bool = True,
     max_new_tokens: int = 48,
     batch_size: int = 16,
-    intervention: Any | None = None,
+    intervention: Intervention | None = None,
     progress: bool = False,
     backend: str = "auto",
 ) -> list[str]:

@@ -227,13 +227,12 @@ def _from_bridge(fn: Any) -> bool:
     return str(getattr(fn, "__module__", "") or "").startswith("transformer_lens") or is_compat_hook(fn)
 
 
-def select_target(lm: LoadedModel, hook_names: Iterable[str] | None, backend: str = "auto") -> HookTarget:
+def select_target(lm: LoadedModel, hook_names: Iterable[str], backend: str = "auto") -> HookTarget:
     """The target to run on: the native twin when it exists and supports every hook, else the bridge.
 
     Args:
         lm: the loaded model.
-        hook_names: the hooks that will be registered, or None when the caller cannot say (an
-            intervention of unknown shape), which rules the twin out.
+        hook_names: the hooks that will be registered (an intervention's ``hook_names(lm)``).
         backend: ``auto`` (the twin where possible), ``native`` (the twin or an error) or ``bridge``.
 
     Raises:
@@ -253,10 +252,8 @@ def select_target(lm: LoadedModel, hook_names: Iterable[str] | None, backend: st
     return BridgeTarget(lm)
 
 
-def _native_obstacle(lm: LoadedModel, hook_names: Iterable[str] | None, *, strict: bool) -> str | None:
+def _native_obstacle(lm: LoadedModel, hook_names: Iterable[str], *, strict: bool) -> str | None:
     """Why the twin cannot serve this call, or None when it can."""
-    if hook_names is None:
-        return "the intervention does not list its hook names (it has no hook_names(lm) method)"
     twin = native_model(lm)
     if twin is None:
         return f"no native twin for this model ({twin_unavailable_reason(lm)})"

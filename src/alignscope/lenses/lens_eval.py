@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from alignscope.lenses.logit_lens import resid_posts
 from alignscope.lenses.tuned_lens import TunedLens
 from alignscope.lenses.unembed import Unembedder
+from alignscope.metrics import kl_divergence
 from alignscope.models.loader import LoadedModel
 
 
@@ -61,9 +62,7 @@ def kl_per_layer(
     logits: Float[torch.Tensor, "layers tokens vocab"], target: Float[torch.Tensor, "tokens vocab"],
 ) -> Float[torch.Tensor, " layers"]:
     """Summed (not averaged) over tokens ``KL(softmax(target) || softmax(logits))`` per layer, float32."""
-    t = torch.log_softmax(target.float(), dim=-1)
-    q = torch.log_softmax(logits.float(), dim=-1)
-    return (t.exp() * (t - q)).sum(-1).sum(-1)
+    return kl_divergence(target, logits, dtype=torch.float32).sum(-1)
 
 
 def evaluate_lenses(

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.evals.behaviour import RefusalEval, evaluate_refusal
-from alignscope.evals.capability import kl_divergence, kl_summary
+from alignscope.evals.capability import kl_summary
 from alignscope.io import atomic_write_bytes, atomic_write_json, atomic_write_text, jsonable
+from alignscope.metrics import kl_divergence
 from alignscope.models.loader import resolve_source
 from alignscope.pipeline import steering_stages
 from alignscope.pipeline.context import Context, StageOutput
@@ -23,13 +24,14 @@ from alignscope.stats import rate
 from alignscope.steering.conditional import ConditionalSteering, gate_scores
 from alignscope.steering.directions import diff_in_means
 from alignscope.steering.intervention_io import load_intervention
+from alignscope.steering.interventions import Intervention
 
 log = logging.getLogger(__name__)
 
 INTERVENTION_FILE = "stages/intervene.intervention.safetensors"
 
 
-def _evaluate(ctx: Context, intervention: Any | None) -> RefusalEval:
+def _evaluate(ctx: Context, intervention: Intervention | None) -> RefusalEval:
     ev = ctx.cfg.evaluate
     return evaluate_refusal(ctx.lm, ctx.data.test_set(), intervention=intervention, chat=ctx.cfg.chat, max_new_tokens=ev.max_new_tokens,
                             batch_size=ev.batch_size, detector=ctx.detector(), progress=ctx.progress, judge=ctx.judge())
@@ -90,7 +92,7 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     return StageOutput({"eval": ev.to_json(), "records": records, "kl": kl, "comparisons": comparisons, "gate": gate})
 
 
-def _gate_rates(ctx: Context, iv: Any, ev: RefusalEval) -> dict[str, Any] | None:
+def _gate_rates(ctx: Context, iv: Intervention, ev: RefusalEval) -> dict[str, Any] | None:
     """For a conditional intervention: how often its gate fires on the test prompts, per label (n, Wilson CI).
 
     Also how often a gated prompt was refused (steering that worked) and an ungated one was

@@ -19,7 +19,7 @@ from alignscope.pipeline.store import StageRecord
 from alignscope.recipes.conscience import ConscienceConfig, fit_conscience
 from alignscope.steering.directions import MeanDiff
 from alignscope.steering.intervention_io import save_intervention
-from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
+from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention
 from alignscope.steering.selection import SelectionConfig, select_direction
 
 
@@ -122,7 +122,7 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord], coefficient: float = 1.0) -> Any:
+def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord], coefficient: float = 1.0) -> Intervention:
     """An unconditional intervention built from the selected direction, to compare against."""
 
     best = deps["select"].output["best"]

@@ -49,7 +49,7 @@ from alignscope.evals.refusal import phrase_detector
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.directions import suffix_contrast
-from alignscope.steering.interventions import ActivationAddition
+from alignscope.steering.interventions import ActivationAddition, Intervention
 from alignscope.steering.probes import (
     LinearProbe,
     Pooling,
@@ -149,7 +149,7 @@ def _texts(p: Texts | None) -> list[str]:
     return [] if p is None else (p.texts if isinstance(p, PromptSet) else list(p))
 
 
-def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Any, cfg: ConscienceConfig, progress: bool = False) -> float:
+def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Intervention, cfg: ConscienceConfig, progress: bool = False) -> float:
     detect = phrase_detector()
     texts = generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, intervention=iv, progress=progress)
     return sum(detect(t) for t in texts) / len(texts)

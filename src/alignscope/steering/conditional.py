@@ -41,8 +41,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,7 +49,8 @@ import torch
 from jaxtyping import Float
 
 from alignscope.errors import InputError
-from alignscope.hooks.backends import BridgeTarget, HookTarget
+from alignscope.hooks.backends import HookTarget
+from alignscope.hooks.handle import HookHandle
 from alignscope.models.hf_compat import cache_in_call, cache_length
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
@@ -59,11 +59,10 @@ from alignscope.steering.interventions import (
     DeviceCast,
     FieldReader,
     HookFn,
-    HookHandle,
     HookIntervention,
+    StartHook,
     check_fits,
     check_vector,
-    require_supported,
     unit,
 )
 from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens, probe_features
@@ -91,7 +90,7 @@ class GateHandle(HookHandle):
 
 
 @dataclass(frozen=True, eq=False)
-class ConditionalSteering(HookIntervention):
+class ConditionalSteering(HookIntervention[GateHandle]):
     """Add ``coefficient * vector`` at ``layers`` only for prompts whose probe score exceeds ``threshold``.
 
     Args:
@@ -139,45 +138,19 @@ class ConditionalSteering(HookIntervention):
         if self.off == "ablate":
             check_fits(lm, self.vector, range(lm.n_layers), ABLATION_COMPONENTS, "vector")
 
-    def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> GateHandle:
-        """Register the sequence-start pre-hook (on ``target.root``), the probe reads and the gated additions.
+    def new_handle(self) -> GateHandle:
+        """A :class:`GateHandle`: the per-sequence gate state the hooks share, and the last gate read back."""
+        return GateHandle()
 
-        Args:
-            lm: the loaded model.
-            target: where the hooks go (default: the bridge's hook points).
-        """
-        self.validate(lm)
-        target = BridgeTarget(lm) if target is None else target
-        handle = GateHandle()
-        hooks = self._hooks(handle, lm.n_layers)
-        require_supported(target, [name for name, _ in hooks])
-        try:
-            handle.add(target.root.register_forward_pre_hook(self._start_hook(target, handle), with_kwargs=True))
-            for name, fn in hooks:
-                handle.add(target.register(name, fn))
-        except BaseException:
-            handle.remove()
-            raise
-        return handle
+    def start_hooks(self, target: HookTarget, handle: GateHandle) -> list[StartHook]:
+        """The sequence-start pre-hook: resets the gate and, where needed, runs the look-ahead on ``target``."""
+        return [self._start_hook(target, handle)]
 
-    @contextmanager
-    def apply(self, lm: LoadedModel, target: HookTarget | None = None) -> Iterator[GateHandle]:  # type: ignore[override]
-        """Attach for the duration of a ``with`` block; yields the :class:`GateHandle`."""
-        handle = self.attach(lm, target)
-        try:
-            yield handle
-        finally:
-            handle.remove()
+    def hooks(self, lm: LoadedModel, handle: GateHandle) -> list[tuple[str, HookFn]]:
+        """Probe reads, gated additions, then the off-branch ablations, sharing ``handle``'s state."""
+        return self._hooks(handle, lm.n_layers)
 
-    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
-        """Not used on its own: the hooks share per-sequence state, see :meth:`attach`."""
-        raise NotImplementedError("ConditionalSteering keeps per-sequence state; use attach() or apply()")
-
-    def hook_names(self, lm: LoadedModel) -> list[str]:
-        """The hook names :meth:`attach` registers: probe reads, gated additions, then the off-branch ablations."""
-        return [name for name, _ in self._hooks(GateHandle(), lm.n_layers)]
-
-    def _start_hook(self, target: HookTarget, handle: GateHandle) -> Any:
+    def _start_hook(self, target: HookTarget, handle: GateHandle) -> StartHook:
         lookahead, stop = self.lookahead, max(self.probe.layers) + 1
 
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -31,63 +31,53 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from jaxtyping import Float
-from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import InputError
 from alignscope.hooks.backends import BridgeTarget, HookTarget
+from alignscope.hooks.handle import HookHandle
 from alignscope.hooks.writes import HookFn
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 
 ABLATION_COMPONENTS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out")
+StartHook = Callable[[torch.nn.Module, tuple[Any, ...], dict[str, Any]], Any]
+
+
+H = TypeVar("H", bound=HookHandle)
 
 
 @runtime_checkable
 class Intervention(Protocol):
-    """What every intervention offers (the cross-helper contract)."""
+    """The intervention family: what the whole library (``evals``, ``recipes``, the pipeline, the CLI) relies on.
 
-    kind: str
+    Every kind is a :class:`HookIntervention`; this protocol is its public face.
+    """
 
-    def apply(self, lm: LoadedModel) -> Any:
+    kind: ClassVar[str]
+
+    def hook_names(self, lm: LoadedModel) -> list[str]:
+        """The hook names :meth:`attach` registers on ``lm`` (so a caller can choose a back-end first)."""
+        ...
+
+    def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> HookHandle:
+        """Attach the hooks now (to ``target``, default the bridge); the handle's ``.remove()`` detaches them."""
+        ...
+
+    def apply(self, lm: LoadedModel, target: HookTarget | None = None) -> AbstractContextManager[HookHandle]:
         """Context manager: hooks attached on enter, removed on exit (exception-safe)."""
         ...
 
-    def attach(self, lm: LoadedModel) -> Any:
-        """Attach the hooks now; the returned handle's ``.remove()`` detaches them."""
-        ...
-
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """Tensors and string metadata for :func:`save_intervention`."""
+        """Tensors and string metadata for :func:`~alignscope.steering.intervention_io.save_intervention`."""
         ...
-
-
-class HookHandle:
-    """Removes a group of torch hook handles; ``remove()`` is idempotent."""
-
-    def __init__(self, handles: Sequence[RemovableHandle] = ()) -> None:
-        self._handles: list[RemovableHandle] = list(handles)
-
-    def add(self, handle: RemovableHandle) -> None:
-        """Track one more handle."""
-        self._handles.append(handle)
-
-    def remove(self) -> None:
-        """Detach every hook, last attached first."""
-        while self._handles:
-            self._handles.pop().remove()
-
-    @property
-    def active(self) -> bool:
-        """Whether any hook is still attached."""
-        return bool(self._handles)
 
 
 class DeviceCast:
@@ -110,23 +100,36 @@ def require_supported(target: HookTarget, hook_names: Sequence[str]) -> None:
         raise InputError(f"the {target.name} target cannot hook {', '.join(bad)}; use the bridge target", field="target")
 
 
-class HookIntervention(ABC):
-    """Base for interventions made of forward hooks on bridge hook points."""
+class HookIntervention(ABC, Generic[H]):
+    """Base of every intervention: forward hooks at sites, plus optional pre-hooks where a sequence starts.
+
+    A kind lists its hooks with :meth:`hooks`; a kind with per-sequence state (conditional
+    steering) returns its own handle from :meth:`new_handle`, which the hooks share, and may add
+    :meth:`start_hooks` on the model's root module. :meth:`attach` is the same for every kind.
+    """
 
     kind: ClassVar[str]
 
     @abstractmethod
-    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+    def new_handle(self) -> H:
+        """The handle :meth:`attach` returns (and :meth:`hooks` may keep state in)."""
+
+    @abstractmethod
+    def hooks(self, lm: LoadedModel, handle: H) -> list[tuple[str, HookFn]]:
         """``(hook name, forward hook)`` pairs, in the order they must run."""
 
-    def validate(self, lm: LoadedModel) -> None:  # noqa: B027 (optional override)
+    def start_hooks(self, target: HookTarget, handle: H) -> list[StartHook]:
+        """Forward pre-hooks (with kwargs) on ``target.root``, run where a sequence starts (none by default)."""
+        return []
+
+    def validate(self, lm: LoadedModel) -> None:
         """Raise a clear error if the intervention does not fit ``lm`` (no checks by default)."""
 
     def hook_names(self, lm: LoadedModel) -> list[str]:
         """The hook names :meth:`attach` registers on ``lm``, in order."""
-        return [name for name, _ in self.hooks(lm)]
+        return [name for name, _ in self.hooks(lm, self.new_handle())]
 
-    def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> HookHandle:
+    def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> H:
         """Register the hooks on ``target`` (default: the bridge); on any failure, remove the ones already registered.
 
         Raises:
@@ -134,10 +137,12 @@ class HookIntervention(ABC):
         """
         self.validate(lm)
         target = BridgeTarget(lm) if target is None else target
-        hooks = self.hooks(lm)
+        handle = self.new_handle()
+        hooks = self.hooks(lm, handle)
         require_supported(target, [name for name, _ in hooks])
-        handle = HookHandle()
         try:
+            for pre in self.start_hooks(target, handle):
+                handle.add(target.root.register_forward_pre_hook(pre, with_kwargs=True))
             for name, fn in hooks:
                 handle.add(target.register(name, fn))
         except BaseException:
@@ -146,8 +151,8 @@ class HookIntervention(ABC):
         return handle
 
     @contextmanager
-    def apply(self, lm: LoadedModel, target: HookTarget | None = None) -> Iterator[HookHandle]:
-        """Attach (to ``target``, default the bridge) for the duration of a ``with`` block."""
+    def apply(self, lm: LoadedModel, target: HookTarget | None = None) -> Iterator[H]:
+        """Attach (to ``target``, default the bridge) for the duration of a ``with`` block; yields the handle."""
         handle = self.attach(lm, target)
         try:
             yield handle
@@ -157,6 +162,14 @@ class HookIntervention(ABC):
     @abstractmethod
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """Tensors and string metadata (without ``kind``/``model``; :func:`save_intervention` adds them)."""
+
+
+class StatelessIntervention(HookIntervention[HookHandle]):
+    """A kind whose hooks keep no state between calls (addition, ablation, clamp): a plain :class:`HookHandle`."""
+
+    def new_handle(self) -> HookHandle:
+        """A plain handle."""
+        return HookHandle()
 
 
 def check_vector(vector: torch.Tensor, name: str) -> torch.Tensor:
@@ -200,7 +213,7 @@ def _project_out(direction: DeviceCast) -> HookFn:
 
 
 @dataclass(frozen=True, eq=False)
-class ActivationAddition(HookIntervention):
+class ActivationAddition(StatelessIntervention):
     """Add ``coefficient * vector`` to ``component`` at each of ``layers``, at every position.
 
     Args:
@@ -223,7 +236,7 @@ class ActivationAddition(HookIntervention):
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.vector, self.layers, (self.component,), "vector")
 
-    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[str, HookFn]]:
         delta = DeviceCast(self.vector * float(self.coefficient))
 
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
@@ -238,7 +251,7 @@ class ActivationAddition(HookIntervention):
 
 
 @dataclass(frozen=True, eq=False)
-class DirectionalAblation(HookIntervention):
+class DirectionalAblation(StatelessIntervention):
     """Project the unit direction out of ``resid_pre``, ``attn_out`` and ``mlp_out`` at every layer.
 
     With ``layers=None`` (the default) every layer is edited, which is what a weight edit
@@ -262,7 +275,7 @@ class DirectionalAblation(HookIntervention):
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.direction, self._layers(lm), self.components, "direction")
 
-    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[str, HookFn]]:
         fn = _project_out(DeviceCast(self.direction))
         return [(Site(layer, comp).hook_name, fn) for layer in self._layers(lm) for comp in self.components]
 
@@ -272,7 +285,7 @@ class DirectionalAblation(HookIntervention):
 
 
 @dataclass(frozen=True, eq=False)
-class ProjectionClamp(HookIntervention):
+class ProjectionClamp(StatelessIntervention):
     """Set the projection on the unit ``direction`` to ``value`` at ``layers``: ``x + (value - x.d) d``."""
 
     kind: ClassVar[str] = "clamp"
@@ -288,7 +301,7 @@ class ProjectionClamp(HookIntervention):
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.direction, self.layers, (self.component,), "direction")
 
-    def hooks(self, lm: LoadedModel) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[str, HookFn]]:
         direction = DeviceCast(self.direction)
         value = float(self.value)
 

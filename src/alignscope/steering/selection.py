@@ -44,11 +44,11 @@ from tqdm.auto import tqdm
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
-from alignscope.metrics import refusal_logodds_metric, refusal_token_ids
+from alignscope.metrics import kl_divergence, refusal_logodds_metric, refusal_token_ids
 from alignscope.models.chat import encode_one, left_pad
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.directions import MeanDiff
-from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
+from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention
 
 log = logging.getLogger(__name__)
 INDUCE_REFERENCES = ("harmful", "harmless", "absolute")
@@ -132,7 +132,7 @@ class _Scorer:
         self.batches = [left_pad(enc[i:i + cfg.batch_size], pad) for i in range(0, len(enc), cfg.batch_size)]
         self.metric = refusal_logodds_metric(refusal_token_ids(lm.tokenizer))
 
-    def logits(self, intervention: Any = None) -> torch.Tensor:
+    def logits(self, intervention: Intervention | None = None) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for ids, mask in self.batches:
@@ -145,11 +145,6 @@ class _Scorer:
 
     def refusal(self, logits: torch.Tensor) -> float:
         return float(self.metric(logits[:, None, :]).mean())
-
-
-def _kl(base: torch.Tensor, other: torch.Tensor) -> float:
-    lp, lq = torch.log_softmax(base.double(), -1), torch.log_softmax(other.double(), -1)
-    return float((lp.exp() * (lp - lq)).sum(-1).mean())
 
 
 def _texts(p: PromptSet | Sequence[str]) -> list[str]:
@@ -199,7 +194,7 @@ def select_direction(
             row["filtered"] = "zero"
             continue
         ablate = DirectionalAblation(vec)
-        row["kl"] = _kl(base_harmless, harmless.logits(ablate))
+        row["kl"] = float(kl_divergence(base_harmless, harmless.logits(ablate)).double().mean())
         row["bypass"] = harmful.refusal(harmful.logits(ablate))
         row["induce"] = harmless.refusal(harmless.logits(ActivationAddition(vec, (layer,), 1.0, candidates.component)))
         if row["kl"] > cfg.kl_threshold:
