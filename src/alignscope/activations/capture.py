@@ -17,13 +17,14 @@ Layouts returned per component (``L`` = number of captured layers):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from alignscope.activations.positions import PositionSpec, gather_positions, parse_positions
 from alignscope.errors import InputError
+from alignscope.hooks.read import read
 from alignscope.models.chat import Encoded, left_pad
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
@@ -61,20 +62,11 @@ def capture_batch(lm: LoadedModel, batch: Encoded, plan: CapturePlan) -> dict[st
     """Run one left-padded batch and return the planned activations (float32, on CPU)."""
     offsets = None if plan.positions.kind == "all" else plan.positions.offsets_from_end(batch.lengths, batch.n_post)
     mask = batch.attention_mask.bool()
-    grabbed: dict[tuple[str, int], torch.Tensor] = {}
-
-    def make_hook(comp: str, layer: int) -> Callable[[torch.Tensor, object], None]:
-        def hook(act: torch.Tensor, hook: object) -> None:
-            grabbed[(comp, layer)] = _select(act.detach(), comp, offsets, mask, plan.key_len)
-        return hook
-
-    hooks = [(Site(layer, comp).hook_name, make_hook(comp, layer)) for comp in plan.components for layer in plan.layers]
-    ids = batch.input_ids.to(lm.device)
-    with torch.no_grad():
-        lm.bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=batch.attention_mask.to(lm.device),
-                                 stop_at_layer=max(plan.layers) + 1)
+    sites = [Site(layer, comp) for comp in plan.components for layer in plan.layers]
+    got = read(lm, sites, batch.input_ids, batch.attention_mask, stop_at_layer=max(plan.layers) + 1,
+               select=lambda site, act: _select(act.detach(), site.component, offsets, mask, plan.key_len)).acts
     layer_axis = 1 if plan.positions.single or plan.positions.kind == "all" else 2
-    return {comp: torch.stack([grabbed[(comp, layer)] for layer in plan.layers], dim=layer_axis)
+    return {comp: torch.stack([got[Site(layer, comp)] for layer in plan.layers], dim=layer_axis)
             for comp in plan.components}
 
 

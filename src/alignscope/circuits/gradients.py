@@ -25,6 +25,7 @@ import torch
 
 from alignscope.circuits.replay import embed_input, hook_point, validate_components
 from alignscope.errors import InputError
+from alignscope.hooks.handle import HookHandle
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
@@ -65,7 +66,6 @@ def grab_activations(lm: LoadedModel, components: Sequence[str], run: Any,
         ``(component, layer) -> activation``, plus ``(hook_name, -1)`` for each of ``extra_hooks``.
     """
     grabbed: dict[Key, torch.Tensor] = {}
-    handles = []
 
     def keep(key: Key, isolate: bool) -> Any:
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor | None:
@@ -79,17 +79,14 @@ def grab_activations(lm: LoadedModel, components: Sequence[str], run: Any,
 
     validate_components(lm, components)
     table: dict[str, Any] = {}
-    for comp in components:
-        for layer in range(lm.n_layers):
-            point = hook_point(lm, Site(layer, comp).hook_name, table)
-            handles.append(point.register_forward_hook(keep((comp, layer), False)))
-    for name in extra_hooks:
-        handles.append(hook_point(lm, name, table).register_forward_hook(keep((name, -1), True)))
-    try:
+    with HookHandle() as handles:
+        for comp in components:
+            for layer in range(lm.n_layers):
+                point = hook_point(lm, Site(layer, comp).hook_name, table)
+                handles.add(point.register_forward_hook(keep((comp, layer), False)))
+        for name in extra_hooks:
+            handles.add(hook_point(lm, name, table).register_forward_hook(keep((name, -1), True)))
         run()
-    finally:
-        for h in handles:
-            h.remove()
     return grabbed
 
 
@@ -156,7 +153,6 @@ def _run_rows(lm: LoadedModel, ids: Sequence[int], hidden: torch.Tensor, compone
               metric: Metric, weights: torch.Tensor) -> dict[str, Any]:
     """Run the rows of ``hidden`` (the residual entering block 0) and backpropagate the weighted metric."""
     batch = torch.tensor([list(ids)], device=lm.device).expand(hidden.shape[0], -1)
-    swap = hook_point(lm, Site(0, "resid_pre").hook_name).register_forward_hook(lambda _m, _i, _o: hidden)
     out: dict[str, Any] = {}
     extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.hf_model.forward).parameters else {}
 
@@ -167,8 +163,7 @@ def _run_rows(lm: LoadedModel, ids: Sequence[int], hidden: torch.Tensor, compone
         if bool((weights > 0).any()):
             (m * weights.to(m.dtype)).sum().backward()
 
-    try:
+    with HookHandle() as swap:
+        swap.add(hook_point(lm, Site(0, "resid_pre").hook_name).register_forward_hook(lambda _m, _i, _o: hidden))
         out["acts"] = grab_activations(lm, components, run, extra_hooks)
-    finally:
-        swap.remove()
     return out

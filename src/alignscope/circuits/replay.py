@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from alignscope.errors import AlignscopeError, InputError
+from alignscope.hooks.handle import HookHandle
 from alignscope.hooks.writes import residual_write
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
@@ -167,16 +167,6 @@ def _strip_cache(value: Any) -> Any:
     return None if isinstance(value, Cache) else value
 
 
-@contextmanager
-def _handles(handles: list[Any]) -> Iterator[None]:
-    """Remove every hook handle on exit (the list is filled by the caller before the body runs)."""
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = ()) -> RunRecord:
     """Run one prompt through the bridge and record what :func:`replay` needs.
 
@@ -195,7 +185,6 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
     layers = decoder_layers(lm.hf_model)
     calls: dict[int, BlockCall] = {}
     acts: dict[ActKey, torch.Tensor] = {}
-    handles: list[Any] = []
 
     def grab_call(index: int) -> Any:
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -211,11 +200,11 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
     comps = list(dict.fromkeys(["resid_pre", *components]))
     validate_components(lm, comps)
     table: dict[str, Any] = {}
-    with _handles(handles):
+    with HookHandle() as handles:
         for i, layer in enumerate(layers):
-            handles.append(layer.register_forward_pre_hook(grab_call(i), with_kwargs=True))
+            handles.add(layer.register_forward_pre_hook(grab_call(i), with_kwargs=True))
             for comp in comps:
-                handles.append(hook_point(lm, Site(i, comp).hook_name, table).register_forward_hook(grab_act((comp, i))))
+                handles.add(hook_point(lm, Site(i, comp).hook_name, table).register_forward_hook(grab_act((comp, i))))
         input_ids = torch.tensor([list(ids)], device=lm.device)
         extra = {"logits_to_keep": 1} if _accepts(lm.hf_model.forward, "logits_to_keep") else {}
         with torch.no_grad():
@@ -358,13 +347,12 @@ def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
     for i, row in enumerate(rows):
         for p in row:
             masks.add(i, p)
-    handles: list[Any] = []
     table: dict[str, Any] = {}
-    with _handles(handles), torch.no_grad():
+    with HookHandle() as handles, torch.no_grad():
         for (layer, comp, source), mask in masks.masks.items():
             value = None if source == ZERO else sources[source][(comp, layer)]
             hook = residual_write(comp, _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads))
-            handles.append(hook_point(lm, Site(layer, comp).hook_name, table).register_forward_hook(hook))
+            handles.add(hook_point(lm, Site(layer, comp).hook_name, table).register_forward_hook(hook))
         hidden: torch.Tensor | None = None
         for layer in range(starts[0], n_layers):
             joining = sum(1 for s in starts if s == layer)

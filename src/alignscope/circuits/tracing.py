@@ -31,6 +31,7 @@ from jaxtyping import Float
 
 from alignscope.circuits.replay import Patch, check_replay, record_run, replay
 from alignscope.errors import InputError
+from alignscope.hooks.handle import HookHandle
 from alignscope.metrics import Metric, logit_diff_metric, single_token_id
 from alignscope.models.chat import encode_one, render_chat
 from alignscope.models.loader import LoadedModel
@@ -144,11 +145,9 @@ def embedding_noise(lm: LoadedModel, positions: Sequence[int], noise: torch.Tens
         out[:, index] += noise.to(out.device, out.dtype)
         return out
 
-    handle = embed.register_forward_hook(hook)
-    try:
+    with HookHandle() as handle:
+        handle.add(embed.register_forward_hook(hook))
         yield
-    finally:
-        handle.remove()
 
 
 def window_layers(layer: int, window: int, n_layers: int) -> list[int]:

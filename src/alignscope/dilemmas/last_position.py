@@ -22,45 +22,41 @@ import torch
 from jaxtyping import Float
 
 from alignscope.errors import InputError
+from alignscope.hooks.backends import BridgeTarget
+from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.read import read
+from alignscope.hooks.writes import HookFn
 from alignscope.metrics import Metric
 from alignscope.models.hf_compat import CACHE_KWARG, output_cache
 from alignscope.models.loader import LoadedModel
+from alignscope.sites import Site
 
 
 def _resid_pre_last(lm: LoadedModel, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(n_layers, d)`` resid_pre of the last token at every layer, and the last-position logits ``(1, 1, vocab)``."""
-    grabbed: dict[int, torch.Tensor] = {}
-
-    def grab(layer: int) -> Any:
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            grabbed[layer] = act[0, -1].detach().clone()
-        return hook
-
-    hooks = [(f"blocks.{layer}.hook_resid_pre", grab(layer)) for layer in range(lm.n_layers)]
-    with torch.no_grad():
-        logits = lm.bridge.run_with_hooks(torch.tensor([list(ids)], device=lm.device), fwd_hooks=hooks)
-    return torch.stack([grabbed[layer] for layer in range(lm.n_layers)]), logits[:, -1:]
+    sites = [Site(layer, "resid_pre") for layer in range(lm.n_layers)]
+    got = read(lm, sites, torch.tensor([list(ids)]), select=lambda _s, act: act[0, -1].detach().clone())
+    assert got.logits is not None
+    return torch.stack([got.acts[site] for site in sites]), got.logits[:, -1:]
 
 
 @contextmanager
 def _overwrite_rows(lm: LoadedModel, values: torch.Tensor) -> Iterator[None]:
     """While active, row ``l`` of a batch gets ``values[l]`` as its resid_pre at layer ``l`` (last position)."""
-    handles = []
-
-    def make(layer: int) -> Any:
+    def make(layer: int) -> HookFn:
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
             out = out.clone()
             out[layer, -1] = values[layer].to(out.dtype)
             return out
         return hook
 
-    for layer in range(lm.n_layers):
-        handles.append(lm.bridge.hook_dict[f"blocks.{layer}.hook_resid_pre"].register_forward_hook(make(layer)))
+    target, handle = BridgeTarget(lm), HookHandle()
     try:
+        for layer in range(lm.n_layers):
+            handle.add(target.register(Site(layer, "resid_pre").hook_name, make(layer)))
         yield
     finally:
-        for h in handles:
-            h.remove()
+        handle.remove()
 
 
 def last_position_patching(

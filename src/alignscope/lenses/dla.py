@@ -27,11 +27,13 @@ import torch
 from jaxtyping import Float
 
 from alignscope.errors import AlignscopeError
+from alignscope.hooks.read import read
 from alignscope.lenses.unembed import FrozenNorm, Unembedder, freeze_norm, native
 from alignscope.metrics import single_token_id
 from alignscope.models.chat import encode_one
 from alignscope.models.loader import LoadedModel
 from alignscope.models.registry import decoder_layers, get_arch, resolve_module
+from alignscope.sites import Site
 
 
 @dataclass(frozen=True)
@@ -126,23 +128,17 @@ def residual_parts(lm: LoadedModel, ids: Sequence[int], position: int = -1) -> R
         position: index counted from the end (``-1``: the last token).
     """
     n = lm.n_layers
-    names = ["blocks.0.hook_resid_pre", f"blocks.{n - 1}.hook_resid_post"]
-    names += [f"blocks.{layer}.{h}" for layer in range(n) for h in ("hook_attn_out", "hook_mlp_out", "attn.hook_z")]
-    grabbed: dict[str, torch.Tensor] = {}
-
-    def grab(name: str) -> Any:
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            grabbed[name] = act[0, position].detach().float()  # keyed by the asked name: aliases report another
-        return hook
-
-    with torch.no_grad():
-        logits = lm.bridge.run_with_hooks(torch.tensor([list(ids)], device=lm.device), fwd_hooks=[(nm, grab(nm)) for nm in names])
-    attn = torch.stack([grabbed[f"blocks.{layer}.hook_attn_out"] for layer in range(n)])
-    heads, head_bias = _split_heads(lm, [grabbed[f"blocks.{layer}.attn.hook_z"] for layer in range(n)])
+    embed, final = Site(0, "resid_pre"), Site(n - 1, "resid_post")
+    layers = [(Site(layer, "attn_out"), Site(layer, "mlp_out"), Site(layer, "head")) for layer in range(n)]
+    got = read(lm, [embed, final, *(s for trio in layers for s in trio)], torch.tensor([list(ids)]),
+               select=lambda _s, act: act[0, position].detach().float())
+    grabbed, logits = got.acts, got.logits
+    assert logits is not None
+    attn = torch.stack([grabbed[a] for a, _, _ in layers])
+    heads, head_bias = _split_heads(lm, [grabbed[h] for _, _, h in layers])
     return ResidualParts(
-        embed=grabbed["blocks.0.hook_resid_pre"], attn=attn,
-        mlp=torch.stack([grabbed[f"blocks.{layer}.hook_mlp_out"] for layer in range(n)]),
-        heads=heads, head_bias=head_bias, final=grabbed[f"blocks.{n - 1}.hook_resid_post"],
+        embed=grabbed[embed], attn=attn, mlp=torch.stack([grabbed[m] for _, m, _ in layers]),
+        heads=heads, head_bias=head_bias, final=grabbed[final],
         logits=logits[0, position].detach().float(),
     )
 

@@ -19,29 +19,23 @@ import torch
 from jaxtyping import Float, Int
 
 from alignscope.errors import InputError
+from alignscope.hooks.read import read
 from alignscope.lenses.tuned_lens import TunedLens
 from alignscope.lenses.unembed import Unembedder
 from alignscope.metrics import single_token_id
 from alignscope.models.chat import encode_one
 from alignscope.models.loader import LoadedModel
+from alignscope.sites import Site
 
 
 def resid_posts(
     lm: LoadedModel, input_ids: Int[torch.Tensor, "batch seq"], attention_mask: Int[torch.Tensor, "batch seq"] | None = None,
 ) -> tuple[Float[torch.Tensor, "layers batch seq d"], Float[torch.Tensor, "batch seq vocab"]]:
     """Every layer's ``resid_post`` and the model's final logits for one (left-padded) batch, without grad."""
-    acts: dict[int, torch.Tensor] = {}
-
-    def grab(layer: int) -> Any:
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            acts[layer] = act.detach()
-        return hook
-
-    hooks = [(f"blocks.{layer}.hook_resid_post", grab(layer)) for layer in range(lm.n_layers)]
-    kwargs = {} if attention_mask is None else {"attention_mask": attention_mask.to(lm.device)}
-    with torch.no_grad():
-        logits = lm.bridge.run_with_hooks(input_ids.to(lm.device), fwd_hooks=hooks, **kwargs)
-    return torch.stack([acts[layer] for layer in range(lm.n_layers)]), logits.detach()
+    sites = [Site(layer, "resid_post") for layer in range(lm.n_layers)]
+    got = read(lm, sites, input_ids, attention_mask)
+    assert got.logits is not None
+    return torch.stack([got.acts[site] for site in sites]), got.logits.detach()
 
 
 def lens_logits(

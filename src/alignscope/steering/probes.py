@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
+from alignscope.hooks.read import Select, read
 from alignscope.models.chat import encode_one, left_pad, render_chat
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
@@ -174,20 +175,17 @@ def probe_features(
     out = torch.empty(len(texts), len(order), lm.d_model)
     for start in tqdm(range(0, len(texts), batch_size), desc="probe features", disable=not progress, leave=False):
         ids, mask = left_pad(encoded[start:start + batch_size], int(lm.tokenizer.pad_token_id or 0))
-        got: dict[int, torch.Tensor] = {}
-
-        def grab(layer: int, m: torch.Tensor = mask, store: dict[int, torch.Tensor] = got) -> Any:
-            return lambda _mod, _i, o: store.__setitem__(layer, pool_tokens(o.detach(), m, pooling).cpu())
-
-        handles = [lm.bridge.hook_dict[Site(x, component).hook_name].register_forward_hook(grab(x)) for x in order]
-        try:
-            with torch.no_grad():
-                lm.bridge(ids.to(lm.device), attention_mask=mask.to(lm.device), stop_at_layer=max(order) + 1)
-        finally:
-            for h in handles:
-                h.remove()
-        out[start:start + len(ids)] = torch.stack([got[x] for x in order], dim=1)
+        got = read(lm, [Site(x, component) for x in order], ids, mask, stop_at_layer=max(order) + 1,
+                   select=_pooler(mask, pooling)).acts
+        out[start:start + len(ids)] = torch.stack([got[Site(x, component)] for x in order], dim=1)
     return out[:, [order.index(int(x)) for x in layers]]
+
+
+def _pooler(mask: torch.Tensor, pooling: Pooling) -> Select:
+    """A read ``select`` that pools each activation over the batch's real tokens, on CPU."""
+    def select(_site: Site, act: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(act.detach(), mask.to(act.device), pooling).cpu()
+    return select
 
 
 def mean_diff_probe(
