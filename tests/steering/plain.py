@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from alignscope.models.registry import decoder_layers, get_arch, resolve_module
+from tests.reference import assert_close_scaled
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -129,3 +130,21 @@ def add(v: torch.Tensor, rows: torch.Tensor | None = None) -> Edit:
     if rows is None:
         return lambda x: x + v
     return lambda x: x + rows.view(-1, 1, 1).to(x.dtype) * v
+
+
+def check_cases(lm: Any, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                cases: Sequence[tuple[Any, Sequence[tuple[int, str, Edit]]]], *, min_change: float = 1e-3, label: str = "") -> None:
+    """Each ``(intervention, plain edits)``: bridge logits under the intervention equal the plain model's under
+    the hand-written edits (real tokens), the intervention changes something, and no hook stays behind."""
+    real = mask.bool()
+    with torch.no_grad():
+        before = lm.bridge(ids, attention_mask=mask)
+    for iv, sites in cases:
+        with torch.no_grad(), iv.apply(lm):
+            got = lm.bridge(ids, attention_mask=mask)
+        with edits(model, sites):
+            want = plain_logits(model, ids, mask)
+        assert_close_scaled(got[real], want[real])
+        assert (got[real] - before[real]).abs().max() > min_change, f"{iv.kind} {label} changed nothing"
+        with torch.no_grad():
+            assert torch.equal(lm.bridge(ids, attention_mask=mask), before), f"{iv.kind} {label} left a hook behind"

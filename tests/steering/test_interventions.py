@@ -18,7 +18,7 @@ from alignscope.steering.interventions import (
     Intervention,
     ProjectionClamp,
 )
-from tests.reference import assert_close_scaled, load_plain
+from tests.reference import load_plain
 from tests.steering import plain
 
 SEQS = [[10, 11, 12, 13, 14, 15, 16, 17], [20, 21, 22], [30, 31, 32, 33, 34]]
@@ -50,21 +50,8 @@ def cases(n_layers: int) -> list[tuple[Intervention, list[tuple[int, str, plain.
 
 def test_logits_match_plain_hooks_and_restore(family, tiny_lm, tiny_dir) -> None:
     lm = tiny_lm(family)
-    ref_model = load_plain(tiny_dir(family))
     ids, mask = batch()
-    real = mask.bool()
-    with torch.no_grad():
-        before = lm.bridge(ids, attention_mask=mask)
-    for iv, sites in cases(lm.n_layers):
-        with torch.no_grad(), iv.apply(lm):
-            got = lm.bridge(ids, attention_mask=mask)
-        with plain.edits(ref_model, sites):
-            want = plain.plain_logits(ref_model, ids, mask)
-        assert_close_scaled(got[real], want[real])
-        assert (got[real] - before[real]).abs().max() > 1e-3, f"{iv.kind} changed nothing"
-        with torch.no_grad():
-            after = lm.bridge(ids, attention_mask=mask)
-        assert torch.equal(after, before), f"{iv.kind} left a hook behind"
+    plain.check_cases(lm, load_plain(tiny_dir(family)), ids, mask, cases(lm.n_layers))
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "falcon"])

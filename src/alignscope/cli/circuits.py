@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from alignscope.cli.common import (
+    ChatOpt,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -25,7 +26,6 @@ from alignscope.cli.common import (
     out_console,
 )
 
-ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat", help="Chat-template the prompts (default: raw, tokenizer(text)).")]
 CleanOpt = Annotated[str | None, typer.Option("--clean", help="Clean prompt text.")]
 CorruptOpt = Annotated[str | None, typer.Option("--corrupt", help="Corrupt prompt text (same number of tokens as --clean).")]
 AnswerOpt = Annotated[str | None, typer.Option("--answer", help="Answer token, e.g. ' Paris' (single token).")]

@@ -28,7 +28,8 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), c
 DeviceMapOpt = Annotated[str | None, typer.Option("--device-map", help="HF device_map for multi-GPU, e.g. auto.")]
 FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Quantise to 4-bit with bitsandbytes (needs CUDA).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
-ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat", help="Format prompts with the chat template, or tokenise raw text as tokenizer(text).")]
+ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat",
+                                       help="Chat-template the prompts (--chat) or tokenise raw text as tokenizer(text) (--no-chat).")]
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -83,7 +83,7 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     kl = {**kl_summary(kl_values, seed=ctx.cfg.seed), "values": kl_values.tolist()}
     comparisons = {}
     for kind in ctx.cfg.evaluate.compare:
-        other = steering_stages.comparison(ctx, kind, deps)
+        other = steering_stages.unconditional_intervention(ctx, kind, deps)
         comparisons[kind] = _evaluate(ctx, other).to_json()
     records, gate = ev.records(), _gate_rates(ctx, iv, ev)
     if gate is not None:

@@ -84,7 +84,7 @@ def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target
     if cfg.kind == "conditional":
         iv, output = _fit_conscience(ctx)
     else:
-        iv = comparison(ctx, cfg.kind, {"extract": extract, "select": selection}, coefficient=(cfg.coefficients or [1.0])[0])
+        iv = unconditional_intervention(ctx, cfg.kind, {"extract": extract, "select": selection}, coefficient=(cfg.coefficients or [1.0])[0])
         best = selection.output["best"]
         output = {"kind": iv.kind, "params": {"layer": best.get("layer"), "position": best.get("position")},
                   "description": f"{cfg.kind} of the selected direction (layer {best.get('layer')}, position {best.get('position')})",
@@ -122,8 +122,8 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-def comparison(ctx: Context, kind: str, deps: dict[str, StageRecord], coefficient: float = 1.0) -> Intervention:
-    """An unconditional intervention built from the selected direction, to compare against."""
+def unconditional_intervention(ctx: Context, kind: str, deps: dict[str, StageRecord], coefficient: float = 1.0) -> Intervention:
+    """An unconditional addition or ablation of the selected direction (the run's intervention for those kinds, and a comparison)."""
 
     best = deps["select"].output["best"]
     direction: torch.Tensor = deps["select"].tensors["direction"]
