@@ -27,10 +27,10 @@ def test_cache_kwarg_is_what_the_installed_forward_takes() -> None:
 def test_cache_in_call_reads_either_name_and_length() -> None:
     cache = DynamicCache()
     cache.update(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), 0)
-    assert cache_in_call((), {"cache": cache}) is cache
-    assert cache_in_call((), {"past_key_values": cache}) is cache
-    assert cache_in_call((), {"cache": None, "past_key_values": cache}) is cache
-    assert cache_in_call((), {}) is None
+    assert cache_in_call({"cache": cache}) is cache
+    assert cache_in_call({"past_key_values": cache}) is cache
+    assert cache_in_call({"cache": None, "past_key_values": cache}) is cache
+    assert cache_in_call({}) is None
     assert cache_length(cache) == 3
     assert cache_length(None) == 0
     assert cache_length(DynamicCache()) == 0

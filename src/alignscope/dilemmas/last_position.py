@@ -50,13 +50,11 @@ def _overwrite_rows(lm: LoadedModel, values: torch.Tensor) -> Iterator[None]:
             return out
         return hook
 
-    target, handle = BridgeTarget(lm), HookHandle()
-    try:
+    target = BridgeTarget(lm)
+    with HookHandle() as handle:
         for layer in range(lm.n_layers):
             handle.add(target.register(Site(layer, "resid_pre").hook_name, make(layer)))
         yield
-    finally:
-        handle.remove()
 
 
 def last_position_patching(

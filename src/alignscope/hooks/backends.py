@@ -73,16 +73,23 @@ class BridgeTarget:
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
+        self._table: dict[str, torch.nn.Module] | None = None
 
     @property
     def root(self) -> torch.nn.Module:
         """``lm.hf_model``, the bridge-wrapped HF module."""
         return self.lm.hf_model
 
+    @property
+    def table(self) -> dict[str, torch.nn.Module]:
+        """The bridge's hook points by name, taken once per target (the bridge rebuilds ``hook_dict`` on every access)."""
+        if self._table is None:
+            self._table = self.lm.bridge.hook_dict
+        return self._table
+
     def supports(self, hook_names: Iterable[str]) -> bool:
         """Every name must be one of the bridge's hook points."""
-        hooks = self.lm.bridge.hook_dict
-        return all(name in hooks for name in hook_names)
+        return all(name in self.table for name in hook_names)
 
     def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
         """``lm.bridge.hook_dict[hook_name].register_forward_hook(fn)``, writing in place where the site needs it.
@@ -91,7 +98,7 @@ class BridgeTarget:
         """
         site = site_of_hook(hook_name)
         hook = fn if site is None else residual_write(site.component, fn)
-        return self.lm.bridge.hook_dict[hook_name].register_forward_hook(hook)  # type: ignore[no-any-return]
+        return self.table[hook_name].register_forward_hook(hook)
 
     def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
         """``lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)``."""

@@ -46,12 +46,8 @@ def _cache_kwarg() -> str:
 CACHE_KWARG: str = _cache_kwarg()
 
 
-def cache_in_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The KV cache a module was called with (under either name), or None.
-
-    ``args`` is accepted for symmetry with forward pre-hooks; HF passes the cache by keyword.
-    """
-    del args
+def cache_in_call(kwargs: dict[str, Any]) -> Any:
+    """The KV cache a module was called with (under either name; HF passes it by keyword), or None."""
     for name in CACHE_NAMES:
         value = kwargs.get(name)
         if value is not None:

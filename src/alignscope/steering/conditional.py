@@ -154,7 +154,7 @@ class ConditionalSteering(HookIntervention[GateHandle]):
         lookahead, stop = self.lookahead, max(self.probe.layers) + 1
 
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if handle.busy or cache_length(cache_in_call(args, kwargs)) != 0:
+            if handle.busy or cache_length(cache_in_call(kwargs)) != 0:
                 return
             mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
             mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
