@@ -22,6 +22,7 @@ import torch
 from alignscope.circuits.gradients import path_gradients
 from alignscope.circuits.pairs import check_aligned
 from alignscope.errors import InputError
+from alignscope.hooks.points import hook_table
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
 from alignscope.models.registry import get_arch
@@ -74,7 +75,7 @@ def edge_attribution(lm: LoadedModel, clean_ids: Sequence[int], corrupt_ids: Seq
     Raises:
         InputError: a parallel-attention architecture (no separate MLP input).
     """
-    if get_arch(lm.model_type).parallel_attn or "blocks.0.ln2.hook_in" not in lm.bridge.hook_dict:
+    if get_arch(lm.model_type).parallel_attn or "blocks.0.ln2.hook_in" not in hook_table(lm):
         raise InputError(f"edge attribution needs sequential attention and MLP; {lm.model_type!r} runs them in parallel", field="edges")
     start = time.perf_counter()
     check_aligned(lm.tokenizer, clean_ids, corrupt_ids)

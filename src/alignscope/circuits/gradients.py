@@ -23,9 +23,11 @@ from typing import Any
 
 import torch
 
-from alignscope.circuits.replay import embed_input, hook_point, validate_components
+from alignscope.circuits.replay import embed_input, validate_components
 from alignscope.errors import InputError
 from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.points import hook_point, hook_table
+from alignscope.hooks.read import reading
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
@@ -65,29 +67,22 @@ def grab_activations(lm: LoadedModel, components: Sequence[str], run: Any,
     Returns:
         ``(component, layer) -> activation``, plus ``(hook_name, -1)`` for each of ``extra_hooks``.
     """
-    grabbed: dict[Key, torch.Tensor] = {}
-
-    def keep(key: Key, isolate: bool) -> Any:
-        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor | None:
-            if isolate:
-                out = out.clone()
-            if out.requires_grad:
-                out.retain_grad()
-            grabbed[key] = out
-            return out if isolate else None
-        return hook
-
     validate_components(lm, components)
-    table: dict[str, Any] = {}
-    with HookHandle() as handles:
-        for comp in components:
-            for layer in range(lm.n_layers):
-                point = hook_point(lm, Site(layer, comp).hook_name, table)
-                handles.add(point.register_forward_hook(keep((comp, layer), False)))
-        for name in extra_hooks:
-            handles.add(hook_point(lm, name, table).register_forward_hook(keep((name, -1), True)))
+    table = hook_table(lm)
+    sites = [Site(layer, comp) for comp in components for layer in range(lm.n_layers)]
+    with reading(lm, sites, select=_keep_grad, convert=False, table=table) as acts, \
+            reading(lm, extra_hooks, select=_keep_grad, convert=False, isolate=True, table=table) as isolated:
         run()
+    grabbed: dict[Key, torch.Tensor] = {(site.component, site.layer): act for site, act in acts.items()}
+    grabbed.update({(name, -1): act for name, act in isolated.items()})
     return grabbed
+
+
+def _keep_grad(_point: object, act: torch.Tensor) -> torch.Tensor:
+    """Keep the activation itself, asking autograd to fill its ``.grad``."""
+    if act.requires_grad:
+        act.retain_grad()
+    return act
 
 
 @dataclass(frozen=True)
@@ -164,6 +159,6 @@ def _run_rows(lm: LoadedModel, ids: Sequence[int], hidden: torch.Tensor, compone
             (m * weights.to(m.dtype)).sum().backward()
 
     with HookHandle() as swap:
-        swap.add(hook_point(lm, Site(0, "resid_pre").hook_name).register_forward_hook(lambda _m, _i, _o: hidden))
+        swap.add(hook_point(lm, hook_table(lm), Site(0, "resid_pre")).register_forward_hook(lambda _m, _i, _o: hidden))
         out["acts"] = grab_activations(lm, components, run, extra_hooks)
     return out

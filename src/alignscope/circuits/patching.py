@@ -32,8 +32,10 @@ from alignscope.circuits.pairs import check_aligned
 from alignscope.circuits.replay import Patch, RunRecord, check_replay, record_run, replay
 from alignscope.circuits.summaries import right_aligned_mean
 from alignscope.errors import InputError
+from alignscope.hooks.points import hook_table
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
+from alignscope.sites import Site
 
 PATCH_COMPONENTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head")
 DIRECTIONS = ("denoise", "noise")
@@ -87,7 +89,7 @@ def validate_options(lm: LoadedModel, component: str, direction: str) -> None:
         raise InputError(f"unknown site {component!r}; choose one of {', '.join(PATCH_COMPONENTS)}", field="site")
     if direction not in DIRECTIONS:
         raise InputError(f"unknown direction {direction!r}; choose denoise or noise", field="direction")
-    if component == "resid_mid" and f"blocks.0.hook_{component}" not in lm.bridge.hook_dict:
+    if component == "resid_mid" and Site(0, component).hook_name not in hook_table(lm):
         raise InputError(f"{lm.model_type!r} has parallel attention: there is no resid_mid site", field="site")
 
 

@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 
 from alignscope.errors import AlignscopeError, InputError
 from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.points import hook_point, hook_table
+from alignscope.hooks.read import reading
 from alignscope.hooks.writes import residual_write
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
@@ -127,15 +129,6 @@ class _Masks:
             self.masks[key][row, pos] = True
 
 
-def hook_point(lm: LoadedModel, name: str, cache: dict[str, Any] | None = None) -> Any:
-    """The bridge's hook point ``name``; pass a ``cache`` dict to build the bridge's hook table only once."""
-    if cache is None:
-        cache = {}
-    if "table" not in cache:
-        cache["table"] = lm.bridge.hook_dict  # rebuilt by the bridge on every access: slow
-    return cache["table"][name]
-
-
 def validate_components(lm: LoadedModel, components: Sequence[str]) -> None:
     """Check each component exists on ``lm`` (all layers have the same components)."""
     for comp in dict.fromkeys(components):
@@ -184,7 +177,6 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
         raise InputError("cannot patch an empty prompt", field="prompt")
     layers = decoder_layers(lm.hf_model)
     calls: dict[int, BlockCall] = {}
-    acts: dict[ActKey, torch.Tensor] = {}
 
     def grab_call(index: int) -> Any:
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -192,19 +184,12 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
                                      {k: _strip_cache(v) for k, v in kwargs.items()})
         return pre
 
-    def grab_act(key: ActKey) -> Any:
-        def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> None:
-            acts[key] = out[0].detach()
-        return hook
-
     comps = list(dict.fromkeys(["resid_pre", *components]))
     validate_components(lm, comps)
-    table: dict[str, Any] = {}
-    with HookHandle() as handles:
+    sites = [Site(i, comp) for i in range(len(layers)) for comp in comps]
+    with HookHandle() as handles, reading(lm, sites, select=lambda _s, a: a[0].detach()) as got:
         for i, layer in enumerate(layers):
             handles.add(layer.register_forward_pre_hook(grab_call(i), with_kwargs=True))
-            for comp in comps:
-                handles.add(hook_point(lm, Site(i, comp).hook_name, table).register_forward_hook(grab_act((comp, i))))
         input_ids = torch.tensor([list(ids)], device=lm.device)
         extra = {"logits_to_keep": 1} if _accepts(lm.hf_model.forward, "logits_to_keep") else {}
         with torch.no_grad():
@@ -212,6 +197,8 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
     for i in range(len(layers)):
         if "use_cache" in calls[i].kwargs:
             calls[i].kwargs["use_cache"] = False
+    acts: dict[ActKey, torch.Tensor] = {(site.component, site.layer): act for site, act in got.items()}
+    for i in range(len(layers)):
         if ("head", i) in acts:
             acts[("head", i)] = acts[("head", i)].reshape(len(ids), lm.n_heads, -1)
     resid = torch.stack([acts[("resid_pre", i)] for i in range(len(layers))])
@@ -347,12 +334,12 @@ def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
     for i, row in enumerate(rows):
         for p in row:
             masks.add(i, p)
-    table: dict[str, Any] = {}
+    table = hook_table(lm)
     with HookHandle() as handles, torch.no_grad():
         for (layer, comp, source), mask in masks.masks.items():
             value = None if source == ZERO else sources[source][(comp, layer)]
             hook = residual_write(comp, _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads))
-            handles.add(hook_point(lm, Site(layer, comp).hook_name, table).register_forward_hook(hook))
+            handles.add(hook_point(lm, table, Site(layer, comp)).register_forward_hook(hook))
         hidden: torch.Tensor | None = None
         for layer in range(starts[0], n_layers):
             joining = sum(1 for s in starts if s == layer)

@@ -31,6 +31,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import AlignscopeError, InputError
+from alignscope.hooks.points import HookTable, hook_table
 from alignscope.hooks.writes import HookFn, residual_write
 from alignscope.models.hf_compat import is_compat_hook
 from alignscope.models.loader import LoadedModel
@@ -73,7 +74,7 @@ class BridgeTarget:
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
-        self._table: dict[str, torch.nn.Module] | None = None
+        self._table: HookTable | None = None
 
     @property
     def root(self) -> torch.nn.Module:
@@ -81,10 +82,10 @@ class BridgeTarget:
         return self.lm.hf_model
 
     @property
-    def table(self) -> dict[str, torch.nn.Module]:
-        """The bridge's hook points by name, taken once per target (the bridge rebuilds ``hook_dict`` on every access)."""
+    def table(self) -> HookTable:
+        """The bridge's hook points by name, taken once per target."""
         if self._table is None:
-            self._table = self.lm.bridge.hook_dict
+            self._table = hook_table(self.lm)
         return self._table
 
     def supports(self, hook_names: Iterable[str]) -> bool:
@@ -221,7 +222,7 @@ def bridge_is_hooked(lm: LoadedModel) -> bool:
     bridge hook point counts; elsewhere, the bridge's own internal hooks (defined in
     ``transformer_lens``, wired on its first forward pass) and the loader's compatibility hooks do not.
     """
-    points = {id(h) for h in lm.bridge.hook_dict.values()}
+    points = {id(h) for h in hook_table(lm).values()}
     for module in lm.hf_model.modules():
         hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
         if hooks and (id(module) in points or any(not _from_bridge(fn) for fn in hooks)):

@@ -9,8 +9,10 @@ residual-width sites, ``(batch, seq, n_heads, d_head)`` for ``head``, ``(batch, 
 for ``pattern``.
 
 ``select`` reduces an activation as soon as it exists (pick positions, pool, move to CPU), so
-only what a caller keeps stays in memory. Capture, probe features, the logit lens, DLA and the
-dilemma patching all read through here.
+only what a caller keeps stays in memory. :func:`reading` is the same read hooks around any
+forward passes the caller runs itself: patching records (which also record each block's call)
+and path gradients (which keep the autograd graph) use it. Capture, probe features, the logit
+lens, DLA, patching, gradients and the dilemma patching all read through here.
 
 Example:
     >>> got = read(lm, [Site(3, "resid_post")], ids, mask, select=lambda s, a: a[:, -1].cpu())   # doctest: +SKIP
@@ -20,7 +22,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +31,15 @@ import torch
 from jaxtyping import Float, Int
 
 from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.points import HookTable, Point, hook_point, hook_table
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 
-Select = Callable[[Site, torch.Tensor], torch.Tensor]
+Select = Callable[[Any, torch.Tensor], torch.Tensor]
+"""``select(point, activation) -> kept``: what a read keeps of each activation."""
 
 
-def detached(_site: Site, act: torch.Tensor) -> torch.Tensor:
+def detached(_point: Any, act: torch.Tensor) -> torch.Tensor:
     """The default ``select``: the activation itself, detached (no copy)."""
     return act.detach()
 
@@ -77,30 +82,62 @@ def read(
     Raises:
         SiteError: a site that does not exist on this model (the message lists the valid ones).
     """
-    wanted = list(dict.fromkeys(sites))
-    table = lm.bridge.hook_dict  # the bridge rebuilds this mapping on every access: take it once
-    acts: dict[Site, torch.Tensor] = {}
-    handle = HookHandle()
-    try:
-        for site in wanted:
-            if site.hook_name not in table:
-                site.validate(lm)  # raises the error that names the valid components and layers
-            point = table[site.hook_name]
-            handle.add(point.register_forward_hook(_reader(site, point, select, acts)))
-        kwargs: dict[str, Any] = {} if attention_mask is None else {"attention_mask": attention_mask.to(lm.device)}
-        if stop_at_layer is not None:
-            kwargs["stop_at_layer"] = stop_at_layer
-        with torch.set_grad_enabled(grad):
-            out = lm.bridge(input_ids.to(lm.device), **kwargs)
-    finally:
-        handle.remove()
-    return Reading(acts, None if stop_at_layer is not None else out)
+    kwargs: dict[str, Any] = {} if attention_mask is None else {"attention_mask": attention_mask.to(lm.device)}
+    if stop_at_layer is not None:
+        kwargs["stop_at_layer"] = stop_at_layer
+    with reading(lm, sites, select=select) as acts, torch.set_grad_enabled(grad):
+        out = lm.bridge(input_ids.to(lm.device), **kwargs)
+    return Reading(dict(acts), None if stop_at_layer is not None else out)
 
 
-def _reader(site: Site, point: torch.nn.Module, select: Select, acts: dict[Site, torch.Tensor]) -> Any:
-    convert = getattr(point, "hook_conversion", None)
+@contextmanager
+def reading(
+    lm: LoadedModel,
+    points: Iterable[Point],
+    *,
+    select: Select = detached,
+    convert: bool = True,
+    isolate: bool = False,
+    table: HookTable | None = None,
+) -> Iterator[MutableMapping[Any, torch.Tensor]]:
+    """Read ``points`` during whatever forward passes the ``with`` body runs; the hooks go when it ends.
 
-    def hook(_m: torch.nn.Module, _inputs: Any, out: torch.Tensor) -> None:
-        acts[site] = select(site, out if convert is None else convert.convert(out))
+    The yielded mapping fills as the body runs: ``point -> select(point, activation)`` (a later
+    pass overwrites an earlier one). :func:`read` is this around one bridge forward; patching
+    records and gradients use it around their own calls.
+
+    Args:
+        lm: the loaded model.
+        points: typed sites, or names of bridge-internal hook points (duplicates are read once).
+        select: reduces each activation before it is kept.
+        convert: apply the hook point's own layout conversion (``head`` to ``(..., n_heads, d_head)``),
+            as ``run_with_hooks`` does; ``False`` keeps the tensor the model itself computes with, which
+            is the one that receives gradients.
+        isolate: hand the model a copy of the activation, so that what ``select`` keeps has gradients
+            only from this point's own consumer (not from other users of the same tensor, such as
+            the residual connection). The value is unchanged.
+        table: the bridge's hook table when the caller already holds it.
+
+    Raises:
+        SiteError: a point that does not exist on this model.
+    """
+    table = hook_table(lm) if table is None else table
+    acts: dict[Any, torch.Tensor] = {}
+    with HookHandle() as handle:
+        for point in dict.fromkeys(points):
+            module = hook_point(lm, table, point)
+            handle.add(module.register_forward_hook(_reader(point, module, select, acts, convert, isolate)))
+        yield acts
+
+
+def _reader(point: Point, module: torch.nn.Module, select: Select, acts: dict[Any, torch.Tensor],
+            convert: bool, isolate: bool) -> Any:
+    conversion = getattr(module, "hook_conversion", None) if convert else None
+
+    def hook(_m: torch.nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor | None:
+        if isolate:
+            out = out.clone()
+        acts[point] = select(point, out if conversion is None else conversion.convert(out))
+        return out if isolate else None
 
     return hook
