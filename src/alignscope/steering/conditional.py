@@ -26,6 +26,13 @@ decoding step.
 (e.g. the native twin): the sequence-start hook on ``target.root``, the probe reads and additions
 on the target's hook points, and the look-ahead through ``target.run_prefix``.
 
+The intervention is a composition: a :class:`ProbeGate` (the probe reads, which decide a
+per-row gate held in a :class:`GateHandle`), an
+:class:`~alignscope.steering.interventions.ActivationAddition` whose writes are kept in the rows
+where the gate is on, and optionally a
+:class:`~alignscope.steering.interventions.DirectionalAblation` whose writes are kept where it is
+off (:func:`gated`). Each part's hooks are the part's own.
+
 Limitation: ``generate(..., use_cache=False)`` re-runs the whole sequence each step, so each
 step would be a new sequence and the probe would read generated tokens; use the KV cache (the
 default).
@@ -51,19 +58,18 @@ from jaxtyping import Float
 from alignscope.errors import InputError
 from alignscope.hooks.backends import HookTarget
 from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.writes import HookFn
 from alignscope.models.hf_compat import cache_in_call, cache_length
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 from alignscope.steering.interventions import (
-    ABLATION_COMPONENTS,
-    DeviceCast,
+    ActivationAddition,
+    DirectionalAblation,
     FieldReader,
-    HookFn,
     HookIntervention,
     StartHook,
     check_fits,
     check_vector,
-    unit,
 )
 from alignscope.steering.probes import LinearProbe, Pooling, pool_tokens, probe_features
 
@@ -73,7 +79,7 @@ OFF_MODES = ("none", "ablate")
 
 
 class GateHandle(HookHandle):
-    """Hook handle that also exposes the last sequence's probe scores and gate (on CPU)."""
+    """Hook handle that also holds the gate: the last sequence's probe scores and per-row gate (on CPU)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,17 +87,105 @@ class GateHandle(HookHandle):
         self.feats: dict[int, torch.Tensor] = {}
         self.scores: torch.Tensor | None = None
         self.gate: torch.Tensor | None = None
-        self._gate_dev: torch.Tensor | None = None
+        self._on: torch.Tensor | None = None
         self.busy = False
 
     def reset(self, mask: torch.Tensor | None) -> None:
         """Forget the previous sequence's state (a new sequence begins)."""
-        self.mask, self.feats, self.scores, self.gate, self._gate_dev = mask, {}, None, None, None
+        self.mask, self.feats, self.scores, self.gate, self._on = mask, {}, None, None, None
+
+    def decide(self, scores: torch.Tensor, threshold: float) -> None:
+        """Set this sequence's gate from the probe scores: on where ``score > threshold``."""
+        self.scores = scores.detach().cpu()
+        self._on = scores > threshold
+        self.gate = self._on.float().cpu()
+
+    def rows_on(self, act: torch.Tensor) -> torch.Tensor:
+        """``(batch, 1, ...)`` bool: which rows of ``act`` the gate turned on.
+
+        Raises:
+            RuntimeError: a gated write ran before the gate was computed (a bug in the hook order).
+            InputError: the batch size changed within one sequence (beam search).
+        """
+        if self._on is None:
+            raise RuntimeError("conditional steering: the gate was not computed before a steered layer ran")
+        if self._on.shape[0] != act.shape[0]:
+            raise InputError(f"batch size changed from {self._on.shape[0]} to {act.shape[0]} within one sequence "
+                             "(beam search is not supported)", field="batch")
+        return self._on.to(act.device).view(-1, *([1] * (act.ndim - 1)))
+
+
+def gated(fn: HookFn, handle: GateHandle, *, on: bool) -> HookFn:
+    """``fn``'s write, kept only in the rows where the gate is ``on`` (or off); the look-ahead pass writes nothing."""
+
+    def hook(module: torch.nn.Module, inputs: Any, act: torch.Tensor) -> torch.Tensor | None:
+        if handle.busy:  # the look-ahead pass only reads
+            return None
+        new = fn(module, inputs, act)
+        if new is None:
+            return None
+        rows = handle.rows_on(act)
+        return torch.where(rows if on else ~rows, new, act)
+
+    return hook
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeGate:
+    """The condition: a probe read on a sequence's prompt pass, on where its score exceeds ``threshold``.
+
+    It writes nothing; it fills a :class:`GateHandle` that the gated writes read.
+    """
+
+    probe: LinearProbe
+    threshold: float = 0.0
+
+    def read_hooks(self, handle: GateHandle) -> list[tuple[str, HookFn]]:
+        """Hooks that pool the probe's layers while the gate is unknown, then score and decide."""
+        probe, n_read = self.probe, len(self.probe.layers)
+
+        def read(layer: int) -> HookFn:
+            def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> None:
+                if handle.gate is not None:
+                    return
+                handle.feats[layer] = pool_tokens(out, handle.mask, probe.pooling)
+                if len(handle.feats) == n_read:
+                    handle.decide(probe.score(torch.stack([handle.feats[x] for x in probe.layers], dim=1)), self.threshold)
+            return hook
+
+        return [(Site(x, probe.component).hook_name, read(x)) for x in dict.fromkeys(probe.layers)]
+
+    def start_hook(self, target: HookTarget, handle: GateHandle, lookahead: bool) -> StartHook:
+        """The sequence-start pre-hook: resets the gate and, with ``lookahead``, reads the probe by a partial pass on ``target``."""
+        stop = max(self.probe.layers) + 1
+
+        def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if handle.busy or cache_length(cache_in_call(kwargs)) != 0:
+                return
+            mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+            mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            handle.reset(mask)
+            if lookahead:
+                ids = kwargs.get("input_ids", args[0] if args else None)
+                if not isinstance(ids, torch.Tensor) or ids.is_floating_point():
+                    raise InputError("conditional steering with a look-ahead needs token ids (not inputs_embeds)", field="input")
+                handle.busy = True
+                try:
+                    with torch.no_grad():
+                        target.run_prefix(ids, mask, stop)
+                finally:
+                    handle.busy = False
+        return pre
 
 
 @dataclass(frozen=True, eq=False)
 class ConditionalSteering(HookIntervention[GateHandle]):
     """Add ``coefficient * vector`` at ``layers`` only for prompts whose probe score exceeds ``threshold``.
+
+    It is composed of three parts: the :attr:`gate` (a :class:`ProbeGate`), the :attr:`addition`
+    (an :class:`~alignscope.steering.interventions.ActivationAddition` kept in the rows where the
+    gate is on) and the optional :attr:`off_branch` (a
+    :class:`~alignscope.steering.interventions.DirectionalAblation` kept where it is off).
 
     Args:
         probe: the condition (its layers, component and pooling say what it reads).
@@ -124,6 +218,21 @@ class ConditionalSteering(HookIntervention[GateHandle]):
             raise InputError("no layers given", field="layers")
 
     @property
+    def gate(self) -> ProbeGate:
+        """The condition."""
+        return ProbeGate(self.probe, self.threshold)
+
+    @property
+    def addition(self) -> ActivationAddition:
+        """What is added where the gate is on."""
+        return ActivationAddition(self.vector, self.layers, self.coefficient, self.component)
+
+    @property
+    def off_branch(self) -> DirectionalAblation | None:
+        """What is done where the gate is off: ablation of the vector's direction at every layer, or nothing."""
+        return DirectionalAblation(self.vector) if self.off == "ablate" else None
+
+    @property
     def lookahead(self) -> bool:
         """Whether the gate needs a look-ahead pass (some steered layer precedes the deepest probe read)."""
         last_read = (max(self.probe.layers), _ORDER[self.probe.component])
@@ -133,86 +242,25 @@ class ConditionalSteering(HookIntervention[GateHandle]):
         return any(site < last_read for site in edited)
 
     def validate(self, lm: LoadedModel) -> None:
-        check_fits(lm, self.vector, self.layers, (self.component,), "vector")
+        self.addition.validate(lm)
         check_fits(lm, self.probe.weight[0], self.probe.layers, (self.probe.component,), "probe_weight")
-        if self.off == "ablate":
-            check_fits(lm, self.vector, range(lm.n_layers), ABLATION_COMPONENTS, "vector")
+        if (off := self.off_branch) is not None:
+            off.validate(lm)
 
     def new_handle(self) -> GateHandle:
         """A :class:`GateHandle`: the per-sequence gate state the hooks share, and the last gate read back."""
         return GateHandle()
 
     def start_hooks(self, target: HookTarget, handle: GateHandle) -> list[StartHook]:
-        """The sequence-start pre-hook: resets the gate and, where needed, runs the look-ahead on ``target``."""
-        return [self._start_hook(target, handle)]
+        """The gate's sequence-start pre-hook (reset, and the look-ahead where needed)."""
+        return [self.gate.start_hook(target, handle, self.lookahead)]
 
     def hooks(self, lm: LoadedModel, handle: GateHandle) -> list[tuple[str, HookFn]]:
-        """Probe reads, gated additions, then the off-branch ablations, sharing ``handle``'s state."""
-        return self._hooks(handle, lm.n_layers)
-
-    def _start_hook(self, target: HookTarget, handle: GateHandle) -> StartHook:
-        lookahead, stop = self.lookahead, max(self.probe.layers) + 1
-
-        def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if handle.busy or cache_length(cache_in_call(kwargs)) != 0:
-                return
-            mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-            mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
-            handle.reset(mask)
-            if lookahead:
-                ids = kwargs.get("input_ids", args[0] if args else None)
-                if not isinstance(ids, torch.Tensor) or ids.is_floating_point():
-                    raise InputError("conditional steering with a look-ahead needs token ids (not inputs_embeds)", field="input")
-                handle.busy = True
-                try:
-                    with torch.no_grad():
-                        target.run_prefix(ids, mask, stop)
-                finally:
-                    handle.busy = False
-        return pre
-
-    def _hooks(self, handle: GateHandle, n_layers: int) -> list[tuple[str, HookFn]]:
-        probe, n_layers_read = self.probe, len(self.probe.layers)
-
-        def read(layer: int) -> HookFn:
-            def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> None:
-                if handle.gate is not None:
-                    return
-                handle.feats[layer] = pool_tokens(out, handle.mask, probe.pooling)
-                if len(handle.feats) == n_layers_read:
-                    feats = torch.stack([handle.feats[x] for x in probe.layers], dim=1)
-                    scores = probe.score(feats)
-                    handle.scores = scores.detach().cpu()
-                    handle._gate_dev = (scores > self.threshold).to(out.dtype)
-                    handle.gate = handle._gate_dev.detach().cpu()
-            return hook
-
-        delta = DeviceCast(self.vector * float(self.coefficient))
-        direction = DeviceCast(unit(self.vector, "vector"))
-
-        def row_gate(out: torch.Tensor) -> torch.Tensor:
-            gate = handle._gate_dev
-            if gate is None:
-                raise RuntimeError("conditional steering: the gate was not computed before a steered layer ran")
-            if gate.shape[0] != out.shape[0]:
-                raise InputError(f"batch size changed from {gate.shape[0]} to {out.shape[0]} within one sequence "
-                                 "(beam search is not supported)", field="batch")
-            return gate.to(out.device, out.dtype).view(-1, *([1] * (out.ndim - 1)))
-
-        def add(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
-            if handle.busy:  # the look-ahead pass only reads
-                return out
-            return out + row_gate(out) * delta.like(out)
-
-        def ablate_off(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
-            if handle.busy:
-                return out
-            d = direction.like(out)
-            return out - (1.0 - row_gate(out)) * (out @ d).unsqueeze(-1) * d
-
-        reads = [(Site(x, probe.component).hook_name, read(x)) for x in dict.fromkeys(probe.layers)]
-        off = [(Site(x, c).hook_name, ablate_off) for x in range(n_layers) for c in ABLATION_COMPONENTS] if self.off == "ablate" else []
-        return reads + [(Site(x, self.component).hook_name, add) for x in self.layers] + off
+        """The gate's probe reads, then the addition where it is on, then the off branch where it is off."""
+        on = [(name, gated(fn, handle, on=True)) for name, fn in self.addition.hooks(lm, handle)]
+        off_branch = self.off_branch
+        off = [] if off_branch is None else [(name, gated(fn, handle, on=False)) for name, fn in off_branch.hooks(lm, handle)]
+        return self.gate.read_hooks(handle) + on + off
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         p = self.probe
