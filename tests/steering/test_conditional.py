@@ -11,6 +11,7 @@ from alignscope.errors import InputError
 from alignscope.models.chat import left_pad
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.intervention_io import load_intervention, save_intervention
+from alignscope.steering.interventions import ActivationAddition, DirectionalAblation
 from alignscope.steering.probes import LinearProbe, Pooling
 from tests.reference import assert_close_scaled, load_plain
 from tests.steering import plain
@@ -215,3 +216,22 @@ def test_gate_scores_equal_the_hooks_gate(tiny_lm) -> None:
     assert handle.scores is not None and handle.gate is not None
     torch.testing.assert_close(scores, handle.scores, atol=1e-4, rtol=1e-5)
     assert torch.equal(fired, handle.gate) and 0 < fired.sum() < len(prompts)
+
+
+def test_composed_of_addition_and_ablation_bit_for_bit(tiny_lm) -> None:
+    """Gate on everywhere: exactly the ActivationAddition; gate off everywhere with ablate: exactly the DirectionalAblation."""
+    lm = tiny_lm("llama")
+    ids, mask = left_pad(SEQS, 3)
+    g = torch.Generator().manual_seed(3)
+    vector = torch.randn(lm.d_model, generator=g)
+    probe = LinearProbe(torch.randn(1, lm.d_model, generator=g), 0.0, (1,), pooling=Pooling("tail", n_read=2))
+
+    def run(iv: object) -> torch.Tensor:
+        with torch.no_grad(), iv.apply(lm):  # type: ignore[attr-defined]
+            return lm.bridge(ids, attention_mask=mask)
+
+    always = ConditionalSteering(probe, vector, (0, 1), 2.0, threshold=-1e9, off="ablate")
+    never = ConditionalSteering(probe, vector, (0, 1), 2.0, threshold=1e9, off="ablate")
+    assert torch.equal(run(always), run(ActivationAddition(vector, (0, 1), 2.0)))
+    assert torch.equal(run(never), run(DirectionalAblation(vector)))
+    assert always.addition.layers == (0, 1) and never.off_branch is not None

@@ -25,7 +25,8 @@ import torch
 from alignscope.activations.positions import PositionSpec, gather_positions, parse_positions
 from alignscope.errors import InputError
 from alignscope.hooks.read import read
-from alignscope.models.chat import Encoded, left_pad
+from alignscope.models.batches import padded_batches
+from alignscope.models.chat import Encoded
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 
@@ -92,12 +93,9 @@ def _right_align_keys(pattern: torch.Tensor, key_len: int) -> torch.Tensor:
 
 
 def batches(token_ids: Sequence[Sequence[int]], n_post: Sequence[int], batch_size: int, pad_id: int) -> list[Encoded]:
-    """Split pre-tokenised prompts into left-padded :class:`Encoded` batches, in order."""
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}", field="batch_size")
-    out = []
-    for start in range(0, len(token_ids), batch_size):
-        chunk = token_ids[start:start + batch_size]
-        ids, mask = left_pad(chunk, pad_id)
-        out.append(Encoded(ids, mask, [len(c) for c in chunk], list(n_post[start:start + batch_size])))
-    return out
+    """Split pre-tokenised prompts into left-padded :class:`Encoded` batches, in input order.
+
+    The order is kept (no length sorting): the on-disk store resumes batch by batch.
+    """
+    return [Encoded(b.input_ids, b.attention_mask, [len(token_ids[i]) for i in b.index], [n_post[i] for i in b.index])
+            for b in padded_batches(token_ids, batch_size, pad_id, sort=False)]

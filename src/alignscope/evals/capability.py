@@ -5,8 +5,10 @@
 * :func:`perplexity` is the token-weighted perplexity of raw texts (every token after the
   first is predicted), with or without an intervention.
 
-Both run padded batches through the TransformerBridge, whose forward takes the attention mask
-and derives position ids from it, so padding does not change the numbers.
+Both run left-padded batches (:mod:`alignscope.models.batches`) on one hook target, chosen once
+per call as generation chooses it (the native twin where it can serve, else the bridge), so the
+steered and unsteered passes of one KL go through the same code path. Position ids come from the
+attention mask on either back-end, so padding does not change the numbers.
 
 Example:
     >>> kl = first_token_kl(lm, harmless_texts, intervention)   # doctest: +SKIP
@@ -22,12 +24,14 @@ from typing import Any
 
 import torch
 from jaxtyping import Float
-from tqdm.auto import tqdm
 
 from alignscope.errors import InputError
-from alignscope.evals.generation import intervention_scope, length_batches
+from alignscope.evals.generation import generation_target, intervention_scope
+from alignscope.hooks.backends import HookTarget
+from alignscope.hooks.forward import next_token_logits as target_logits
+from alignscope.hooks.forward import run_batches
 from alignscope.metrics import kl_divergence
-from alignscope.models.chat import encode_one, left_pad
+from alignscope.models.batches import encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.interventions import Intervention
 
@@ -40,19 +44,18 @@ def next_token_logits(
     batch_size: int = 16,
     intervention: Intervention | None = None,
     progress: bool = False,
+    target: HookTarget | None = None,
 ) -> Float[torch.Tensor, "n vocab"]:
-    """Logits of the token after each prompt, ``(n, vocab)`` float32 on CPU, in input order."""
+    """Logits of the token after each prompt, ``(n, vocab)`` float32 on CPU, in input order.
+
+    ``target`` is the back-end to run on (default: chosen for ``intervention`` as generation chooses).
+    """
     if not prompts:
         raise InputError("no prompts given", field="prompts")
-    encoded = [encode_one(lm.tokenizer, p, chat=chat)[0] for p in prompts]
-    out = torch.empty(len(prompts), lm.vocab_size)
-    pad = int(lm.tokenizer.pad_token_id)
-    with intervention_scope(lm, intervention), torch.no_grad():
-        for batch in tqdm(list(length_batches([len(e) for e in encoded], batch_size)), desc="logits", disable=not progress, leave=False):
-            ids, mask = left_pad([encoded[i] for i in batch], pad)
-            logits = lm.bridge(ids.to(lm.device), attention_mask=mask.to(lm.device))
-            out[batch] = logits[:, -1].float().cpu()
-    return out
+    target = generation_target(lm, intervention) if target is None else target
+    batches = padded_batches(encode_prompts(lm.tokenizer, prompts, chat=chat), batch_size, pad_id(lm.tokenizer))
+    with intervention_scope(lm, intervention, target):
+        return target_logits(lm, target, batches, progress=progress)
 
 
 def first_token_kl(
@@ -73,9 +76,13 @@ def first_token_kl(
         chat: chat-format the prompts.
         batch_size: prompts per forward pass.
         progress: tqdm bar on stderr.
+
+    Both passes run on the back-end chosen for the intervention.
     """
-    base = next_token_logits(lm, prompts, chat=chat, batch_size=batch_size, progress=progress)
-    steered = next_token_logits(lm, prompts, chat=chat, batch_size=batch_size, intervention=intervention, progress=progress)
+    target = generation_target(lm, intervention)
+    base = next_token_logits(lm, prompts, chat=chat, batch_size=batch_size, progress=progress, target=target)
+    steered = next_token_logits(lm, prompts, chat=chat, batch_size=batch_size, intervention=intervention, progress=progress,
+                                target=target)
     return kl_divergence(base, steered)
 
 
@@ -126,16 +133,16 @@ def token_nll(
     progress: bool = False,
 ) -> tuple[float, int]:
     """Summed next-token negative log-likelihood over ``texts`` and the number of predicted tokens."""
-    encoded = [list(lm.tokenizer(t)["input_ids"]) for t in texts]
+    batches = padded_batches([list(lm.tokenizer(t)["input_ids"]) for t in texts], batch_size, pad_id(lm.tokenizer))
     total, count = 0.0, 0
-    pad = int(lm.tokenizer.pad_token_id)
-    with intervention_scope(lm, intervention), torch.no_grad():
-        for batch in tqdm(list(length_batches([len(e) for e in encoded], batch_size)), desc="perplexity", disable=not progress, leave=False):
-            ids, mask = left_pad([encoded[i] for i in batch], pad)
-            logits = lm.bridge(ids.to(lm.device), attention_mask=mask.to(lm.device)).float().cpu()
+    target = generation_target(lm, intervention)
+    with intervention_scope(lm, intervention, target):
+        for batch, out in run_batches(lm, target, batches, desc="perplexity", progress=progress):
+            logits = out.float().cpu()
             logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-            target = ids[:, 1:]
-            picked = logp.gather(-1, target[..., None])[..., 0]
+            target_ids = batch.input_ids[:, 1:]
+            picked = logp.gather(-1, target_ids[..., None])[..., 0]
+            mask = batch.attention_mask
             valid = (mask[:, 1:] * mask[:, :-1]).bool()
             total -= float(picked[valid].sum())
             count += int(valid.sum())

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from transformers import GenerationConfig
 
 from alignscope.errors import InputError
 from alignscope.hooks.backends import HookTarget, select_target
-from alignscope.models.chat import encode_one, left_pad
+from alignscope.models.batches import Batch, encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.interventions import Intervention
 
@@ -70,15 +70,6 @@ def generation_target(lm: LoadedModel, intervention: Intervention | None, backen
     """
     names = [] if intervention is None else intervention.hook_names(lm)
     return select_target(lm, names, backend)
-
-
-def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Index batches of at most ``batch_size``, grouping prompts of similar length (stable order)."""
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}", field="batch_size")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
 
 
 def generate_detailed(
@@ -121,20 +112,20 @@ def generate_detailed(
     target = generation_target(lm, intervention, backend)
     if not prompts:
         return Generations([], [], torch.empty(0, lm.vocab_size))
-    encoded = [encode_one(lm.tokenizer, p, chat=chat, system=system)[0] for p in prompts]
+    batches = padded_batches(encode_prompts(lm.tokenizer, prompts, chat=chat, system=system), batch_size, pad_id(lm.tokenizer))
     texts: list[str] = [""] * len(prompts)
     token_ids: list[list[int]] = [[] for _ in prompts]
     first: list[torch.Tensor | None] = [None] * len(prompts)
     config = _greedy_config(lm, max_new_tokens, min_new_tokens)
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
     with intervention_scope(lm, intervention, target), torch.no_grad():
-        for batch in length_batches([len(e) for e in encoded], batch_size):
-            new, logits = _generate_batch(lm, target.root, [encoded[i] for i in batch], config)
-            for row, idx in enumerate(batch):
+        for batch in batches:
+            new, logits = _generate_batch(lm, target.root, batch, config)
+            for row, idx in enumerate(batch.index):
                 token_ids[idx] = new[row]
                 texts[idx] = str(lm.tokenizer.decode(new[row], skip_special_tokens=True))
                 first[idx] = logits[row]
-            bar.update(len(batch))
+            bar.update(len(batch.index))
     bar.close()
     return Generations(texts, token_ids, torch.stack([t for t in first if t is not None]))
 
@@ -171,12 +162,11 @@ def _greedy_config(lm: LoadedModel, max_new_tokens: int, min_new_tokens: int = 0
                             output_logits=True, return_dict_in_generate=True)
 
 
-def _generate_batch(lm: LoadedModel, model: torch.nn.Module, sequences: Sequence[Sequence[int]],
+def _generate_batch(lm: LoadedModel, model: torch.nn.Module, batch: Batch,
                     config: GenerationConfig) -> tuple[list[list[int]], torch.Tensor]:
     """Generate for one batch on ``model``; returns the new ids per row (cut at EOS) and first-step logits ``(b, vocab)``."""
-    ids, mask = left_pad(sequences, int(config.pad_token_id))
-    out = model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),  # type: ignore[operator]
-                         generation_config=config)
+    ids, mask = batch.to(lm.device)
+    out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)  # type: ignore[operator]
     new = out.sequences[:, ids.shape[1]:].tolist()
     eos = config.eos_token_id
     stops = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()

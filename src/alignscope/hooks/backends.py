@@ -66,6 +66,10 @@ class HookTarget(Protocol):
         """Run blocks ``0 .. stop_at_layer - 1`` on a prompt (no cache), firing their hooks."""
         ...
 
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(batch, seq, vocab)`` logits of a left-padded batch (no cache), firing the hooks."""
+        ...
+
 
 class BridgeTarget:
     """The TransformerBridge's hook points (what every intervention used before targets existed)."""
@@ -104,6 +108,10 @@ class BridgeTarget:
     def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
         """``lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)``."""
         self.lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``lm.bridge(ids, attention_mask=mask)`` (the bridge derives position ids from the mask)."""
+        return self.lm.bridge(ids, attention_mask=mask)  # type: ignore[no-any-return]
 
 
 class _StopPrefix(Exception):
@@ -199,9 +207,7 @@ class NativeTarget:
         if not 1 <= stop_at_layer <= len(self.layers):
             raise InputError(f"stop_at_layer must be in 1..{len(self.layers)}, got {stop_at_layer}", field="stop_at_layer")
         base: torch.nn.Module = getattr(self.twin, "base_model", self.twin)
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
-        if mask is not None and "position_ids" in inspect.signature(base.forward).parameters:
-            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        kwargs = _padded_call(base, ids, mask)
 
         def stop(_m: torch.nn.Module, _i: Any, _o: Any) -> None:
             raise _StopPrefix
@@ -213,6 +219,21 @@ class NativeTarget:
             pass
         finally:
             handle.remove()
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The twin's logits on a left-padded batch, with position ids from the mask."""
+        return self.twin(**_padded_call(self.twin, ids, mask)).logits  # type: ignore[no-any-return]
+
+
+def _padded_call(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor | None) -> dict[str, Any]:
+    """Keyword arguments for one no-cache call of a plain HF module on a left-padded batch.
+
+    Position ids come from the mask, as ``generate`` (and the bridge) derive them for left padding.
+    """
+    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+    if mask is not None and "position_ids" in inspect.signature(model.forward).parameters:
+        kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    return kwargs
 
 
 def bridge_is_hooked(lm: LoadedModel) -> bool:
@@ -250,29 +271,27 @@ def select_target(lm: LoadedModel, hook_names: Iterable[str], backend: str = "au
         raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="backend")
     if backend == "bridge":
         return BridgeTarget(lm)
-    why = _native_obstacle(lm, hook_names, strict=backend == "native")
-    if why is None:
-        twin = native_model(lm)
-        assert twin is not None
-        return NativeTarget(lm, twin)
+    native, why = _native_target(lm, hook_names, strict=backend == "native")
+    if native is not None:
+        return native
     if backend == "native":
         raise InputError(f"the native backend cannot run this: {why}; use backend='bridge' or 'auto'", field="backend")
     return BridgeTarget(lm)
 
 
-def _native_obstacle(lm: LoadedModel, hook_names: Iterable[str], *, strict: bool) -> str | None:
-    """Why the twin cannot serve this call, or None when it can."""
+def _native_target(lm: LoadedModel, hook_names: Iterable[str], *, strict: bool) -> tuple[NativeTarget | None, str]:
+    """The twin's target when it can serve this call, else None and why not (the twin is looked up once)."""
     twin = native_model(lm)
     if twin is None:
-        return f"no native twin for this model ({twin_unavailable_reason(lm)})"
+        return None, f"no native twin for this model ({twin_unavailable_reason(lm)})"
     try:
         target = NativeTarget(lm, twin)
     except AlignscopeError as exc:
-        return str(exc)
+        return None, str(exc)
     names = list(hook_names)
     if not target.supports(names):
         bad = [n for n in names if not target.supports([n])]
-        return f"hooks the twin does not support: {', '.join(bad)} (supported: {', '.join(NATIVE_COMPONENTS)})"
+        return None, f"hooks the twin does not support: {', '.join(bad)} (supported: {', '.join(NATIVE_COMPONENTS)})"
     if not strict and bridge_is_hooked(lm):
-        return "hooks are attached to the bridge model outside this call"
-    return None
+        return None, "hooks are attached to the bridge model outside this call"
+    return target, ""

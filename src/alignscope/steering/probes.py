@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
 from alignscope.hooks.read import Select, read
-from alignscope.models.chat import encode_one, left_pad, render_chat
+from alignscope.models.batches import Batch, encode_prompts, gather, pad_id, padded_batches
+from alignscope.models.chat import encode_one, render_chat
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 
@@ -171,13 +172,15 @@ def probe_features(
     order = list(dict.fromkeys(int(x) for x in layers))
     for layer in order:
         Site(layer, component).validate(lm)
-    encoded = [encode_one(lm.tokenizer, t, chat=chat)[0] for t in texts]
-    out = torch.empty(len(texts), len(order), lm.d_model)
-    for start in tqdm(range(0, len(texts), batch_size), desc="probe features", disable=not progress, leave=False):
-        ids, mask = left_pad(encoded[start:start + batch_size], int(lm.tokenizer.pad_token_id or 0))
-        got = read(lm, [Site(x, component) for x in order], ids, mask, stop_at_layer=max(order) + 1,
-                   select=_pooler(mask, pooling)).acts
-        out[start:start + len(ids)] = torch.stack([got[Site(x, component)] for x in order], dim=1)
+    sites = [Site(x, component) for x in order]
+
+    def features(batch: Batch) -> torch.Tensor:
+        got = read(lm, sites, batch.input_ids, batch.attention_mask, stop_at_layer=max(order) + 1,
+                   select=_pooler(batch.attention_mask, pooling)).acts
+        return torch.stack([got[site] for site in sites], dim=1)
+
+    batches = padded_batches(encode_prompts(lm.tokenizer, texts, chat=chat), batch_size, pad_id(lm.tokenizer))
+    out = gather(len(texts), ((b.index, features(b)) for b in tqdm(batches, desc="probe features", disable=not progress, leave=False)))
     return out[:, [order.index(int(x)) for x in layers]]
 
 

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -44,8 +45,10 @@ from tqdm.auto import tqdm
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
+from alignscope.hooks.backends import HookTarget, select_target
+from alignscope.hooks.forward import next_token_logits
 from alignscope.metrics import kl_divergence, refusal_logodds_metric, refusal_token_ids
-from alignscope.models.chat import encode_one, left_pad
+from alignscope.models.batches import encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.directions import MeanDiff
 from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention
@@ -123,28 +126,27 @@ class Selection:
 
 
 class _Scorer:
-    """Last-position logits of fixed prompt batches, with or without an intervention."""
+    """Last-position logits of fixed prompt batches on one hook target, with or without an intervention."""
 
-    def __init__(self, lm: LoadedModel, prompts: Sequence[str], cfg: SelectionConfig) -> None:
-        self.lm = lm
-        enc = [encode_one(lm.tokenizer, p, chat=cfg.chat)[0] for p in prompts]
-        pad = int(lm.tokenizer.pad_token_id or 0)
-        self.batches = [left_pad(enc[i:i + cfg.batch_size], pad) for i in range(0, len(enc), cfg.batch_size)]
+    def __init__(self, lm: LoadedModel, prompts: Sequence[str], cfg: SelectionConfig, target: HookTarget) -> None:
+        self.lm, self.target = lm, target
+        self.batches = padded_batches(encode_prompts(lm.tokenizer, prompts, chat=cfg.chat), cfg.batch_size, pad_id(lm.tokenizer))
         self.metric = refusal_logodds_metric(refusal_token_ids(lm.tokenizer))
 
     def logits(self, intervention: Intervention | None = None) -> torch.Tensor:
-        out = []
-        with torch.no_grad():
-            for ids, mask in self.batches:
-                if intervention is None:
-                    out.append(self.lm.bridge(ids.to(self.lm.device), attention_mask=mask.to(self.lm.device))[:, -1].float().cpu())
-                else:
-                    with intervention.apply(self.lm):
-                        out.append(self.lm.bridge(ids.to(self.lm.device), attention_mask=mask.to(self.lm.device))[:, -1].float().cpu())
-        return torch.cat(out)
+        with contextlib.nullcontext() if intervention is None else intervention.apply(self.lm, self.target):
+            return next_token_logits(self.lm, self.target, self.batches)
 
     def refusal(self, logits: torch.Tensor) -> float:
         return float(self.metric(logits[:, None, :]).mean())
+
+
+def scoring_target(lm: LoadedModel, component: str) -> HookTarget:
+    """The one back-end every scoring pass of a selection runs on: the native twin when it can hook
+    both candidate edits (ablation at every layer, addition at ``component``), else the bridge."""
+    probe = torch.ones(lm.d_model)
+    names = DirectionalAblation(probe).hook_names(lm) + ActivationAddition(probe, tuple(range(lm.n_layers)), 1.0, component).hook_names(lm)
+    return select_target(lm, names, "auto")
 
 
 def _texts(p: PromptSet | Sequence[str]) -> list[str]:
@@ -174,7 +176,8 @@ def select_direction(
     start = time.perf_counter()
     if not _texts(harmful_val) or not _texts(harmless_val):
         raise InputError("selection needs harmful and harmless validation prompts", field="prompts")
-    harmful, harmless = _Scorer(lm, _texts(harmful_val), cfg), _Scorer(lm, _texts(harmless_val), cfg)
+    target = scoring_target(lm, candidates.component)
+    harmful, harmless = _Scorer(lm, _texts(harmful_val), cfg, target), _Scorer(lm, _texts(harmless_val), cfg, target)
     base_harmless = harmless.logits()
     baseline = {"harmful": harmful.refusal(harmful.logits()), "harmless": harmless.refusal(base_harmless)}
     baseline["induce_reference"] = 0.0 if cfg.induce_relative_to == "absolute" else baseline[cfg.induce_relative_to]
