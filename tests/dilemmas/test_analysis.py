@@ -74,7 +74,8 @@ def test_dilemmas_cli_two_models(tiny_dir, tmp_path: Path) -> None:
     summary = data["models"][0]
     assert summary["consistent"]["n"] == 2 and len(summary["consistent"]["ci95"]) == 2
     assert len(summary["mean_patch_profile"]) == 2 and summary["max_dla_error"] < 1e-4
-    assert (out / "comparison.csv").read_text().count("\n") == 3
+    comparison = (out / "comparison.csv").read_bytes()
+    assert comparison.count(b"\n") == 3 and b"\r" not in comparison  # one writer for every CSV: lines end in \n
     files = {Path(f).name for f in summary["files"]}
     assert {"pairs.csv", "pairs.json", "summary.json", "patch_profiles.png", "dla_by_layer.png", "lens_options.png"} <= files
     assert all(Path(f).is_file() for f in summary["files"])

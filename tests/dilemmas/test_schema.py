@@ -62,7 +62,7 @@ def test_moralchoice_fixture(tmp_path: Path) -> None:
     assert "A) I swim out to help." in pair.base.prompt and pair.base.ethical_option == "A"
     assert "B) I swim out to help." in pair.counterfactual.prompt and pair.counterfactual.ethical_option == "B"
     csv_path.write_text("scenario_id,context,action1\nC,x,y\n", encoding="utf-8")
-    with pytest.raises(InputError, match="missing columns action2"):
+    with pytest.raises(InputError, match=r"mc\.csv, line 1, field 'action2': missing required column"):
         load_moralchoice(csv_path)
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,13 @@ def test_file_split_is_seeded_and_labels_filled(tmp_path: Path) -> None:
 def test_builtin_with_split_is_rejected() -> None:
     with pytest.raises(InputError, match="fixed train/val/test"):
         split_source("builtin:harmful:test", 0)
+
+
+def test_hf_source_is_split_like_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [{"prompt": f"p{i}"} for i in range(10)]
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda name, split: records))
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    from_hf, from_file = split_source("hf:org/set", 3), split_source(str(path), 3)
+    assert {s: ps.texts for s, ps in from_hf.items()} == {s: ps.texts for s, ps in from_file.items()}
+    assert from_hf["val"].source == "hf:org/set:val"

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from alignscope.errors import InputError
 from alignscope.metrics import single_token_id
 from alignscope.models.chat import encode_one
+from alignscope.tables import parse_json, parse_jsonl, read_jsonl, read_text
 
 PAIR_FIELDS = ("clean", "corrupt", "answer", "foil")
 
@@ -70,18 +70,8 @@ def load_pairs(path: str | Path) -> list[PromptPair]:
             names the file, the line and the field.
     """
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read pair file: {exc.strerror or exc}", path=p) from None
     pairs = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", path=p, line=number) from None
+    for number, record in read_jsonl(p, what="pair file"):
         if not isinstance(record, dict):
             raise InputError("expected a JSON object with fields clean, corrupt, answer, foil", path=p, line=number)
         values = {}
@@ -152,33 +142,24 @@ def load_trace_items(path: str | Path) -> list[TraceItem]:
         InputError: naming the file, the line (or item) and the field.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read prompt file: {exc.strerror or exc}", path=p) from None
-    records: list[tuple[int, object]] = []
+    text = read_text(p, what="prompt file", empty="expected JSONL or a JSON list of objects")
+    # (message prefix, line) per record: a JSON list's items have no line of their own
+    records: list[tuple[str, int | None, object]]
     if text.lstrip().startswith("["):
-        try:
-            records = list(enumerate(json.loads(text), start=1))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", path=p, line=exc.lineno) from None
+        data = parse_json(text, p)
+        records = [(f"item {i}: ", None, rec) for i, rec in enumerate(data, start=1)]
     else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append((number, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"invalid JSON: {exc.msg}", path=p, line=number) from None
+        records = [("", number, rec) for number, rec in parse_jsonl(text, p)]
     items = []
-    for number, rec in records:
+    for loc, number, rec in records:
         if not isinstance(rec, dict):
-            raise InputError("expected an object with fields prompt and subject", path=p, line=number)
+            raise InputError(f"{loc}expected an object with fields prompt and subject", path=p, line=number)
         for name in ("prompt", "subject"):
             if not isinstance(rec.get(name), str) or not rec[name]:
-                raise InputError("missing or empty string field", path=p, line=number, field=name)
+                raise InputError(f"{loc}missing or empty string field", path=p, line=number, field=name)
         for name in ("answer", "foil"):
             if rec.get(name) is not None and not isinstance(rec[name], str):
-                raise InputError("must be a string", path=p, line=number, field=name)
+                raise InputError(f"{loc}must be a string", path=p, line=number, field=name)
         rid = rec.get("id", rec.get("known_id"))
         items.append(TraceItem(rec["prompt"], rec["subject"], rec.get("answer"), rec.get("foil"), None if rid is None else str(rid)))
     if not items:

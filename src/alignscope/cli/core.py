@@ -91,10 +91,10 @@ def capture_cmd(
 ) -> None:
     """Capture activations for a prompt file into a resumable on-disk store."""
     from alignscope.activations.store import capture
-    from alignscope.data.prompts import load_prompts
+    from alignscope.data.sources import load_source
     from alignscope.errors import InputError
 
-    pset = load_prompts(prompts)
+    pset = load_source(prompts)
     try:
         layer_list = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
     except ValueError:

@@ -57,9 +57,9 @@ def eval_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure refusal per label and per category (n, rate, 95% Wilson interval), optionally under an intervention."""
+    from alignscope.data.sources import load_sources
     from alignscope.evals.behaviour import evaluate_refusal
     from alignscope.evals.refusal import load_phrases, phrase_detector
-    from alignscope.evals.sources import load_sources
     from alignscope.reports.evals import write_eval_outputs
 
     pset = load_sources(prompts)

@@ -64,12 +64,12 @@ def directions_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Difference-in-means of two prompt sets at every layer; save one (layer, position) as a direction file."""
-    from alignscope.data.prompts import load_prompts
+    from alignscope.data.sources import load_source
     from alignscope.models.loader import load_model
     from alignscope.steering.direction_io import save_direction
     from alignscope.steering.directions import diff_in_means
 
-    pos_set, neg_set = load_prompts(positive), load_prompts(negative)
+    pos_set, neg_set = load_source(positive), load_source(negative)
     lm = load_model(model, dtype=dtype, device=device)
     md = diff_in_means(lm, pos_set, neg_set, component=component, positions=positions, chat=chat, batch_size=batch_size,
                        progress=True)

@@ -19,13 +19,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from alignscope.data.prompts import Prompt, PromptSet, load_prompts
+from alignscope.data.prompts import Prompt, PromptSet
 from alignscope.errors import InputError
+from alignscope.tables import read_jsonl
 
 BUILTIN_SETS = ("harmful", "harmless", "lookalike")
 SPLITS = ("train", "val", "test")
@@ -50,12 +50,10 @@ def builtin_path(name: str) -> Path:
 @cache
 def _load(name: str) -> tuple[PromptSet, dict[str, str]]:
     path = builtin_path(name)
-    prompts = load_prompts(path)
+    records = list(read_jsonl(path, what="built-in prompt file"))
+    prompts = PromptSet.from_records((record for _, record in records), source=str(path))
     splits: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = json.loads(line)  # load_prompts has already validated the JSON
+    for lineno, record in records:
         split, pid = record.get("split"), record.get("id")
         if split not in SPLITS:
             raise InputError(f"expected one of {list(SPLITS)}, got {split!r}", path=path, line=lineno, field="split")

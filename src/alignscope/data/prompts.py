@@ -1,8 +1,8 @@
 """Prompt sets: a list of prompts with optional label, category and id, loaded from files.
 
 Supported files: JSONL (one object per line), JSON (a list of objects, or an object with a
-``prompts`` list), CSV (a header row), and Hugging Face ``datasets`` (``hf:NAME[:SPLIT]``,
-when the library is installed and the data is in the local cache). The schema is:
+``prompts`` list) and CSV/TSV (a header row); :mod:`alignscope.data.sources` adds the built-in
+sets and Hugging Face datasets. The schema is:
 
 * ``prompt`` (required, non-empty string)
 * ``label``, ``category``, ``id`` (optional strings)
@@ -17,18 +17,15 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
-import io
 import json
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from alignscope.errors import InputError
+from alignscope.tables import parse_csv, parse_json, parse_jsonl, read_text
 
 OPTIONAL_FIELDS = ("label", "category", "id")
 
@@ -103,57 +100,37 @@ class PromptSet(Sequence[Prompt]):
 
 
 def load_prompts(path: str | Path, *, prompt_field: str = "prompt") -> PromptSet:
-    """Load a prompt set from a JSONL, JSON or CSV file, or ``hf:NAME[:SPLIT]``.
+    """Load a prompt set from a JSONL, JSON or CSV/TSV file.
+
+    ``hf:NAME[:SPLIT]`` and ``builtin:NAME[:SPLIT]`` are prompt sources, not files: load them
+    with :func:`alignscope.data.sources.load_source`.
 
     Args:
-        path: file path, or ``hf:`` followed by a dataset name and optional split.
+        path: the file.
         prompt_field: name of the column holding the prompt text.
 
     Raises:
         InputError: missing or empty file, invalid UTF-8, a missing column, or a bad record;
             the message names the file, line and field.
     """
-    text_path = str(path)
-    if text_path.startswith("hf:"):
-        return _load_hf(text_path[3:], prompt_field)
     file = Path(path)
-    text = read_text_file(file, what="prompt file", empty="expected at least one prompt")
+    what = "prompt file"
+    if str(path).startswith(("hf:", "builtin:")) and not file.exists():
+        what += " (for hf: and builtin: sources use alignscope.data.load_source)"
+    text = read_text(file, what=what, empty="expected at least one prompt")
     suffix = file.suffix.lower()
     if suffix == ".jsonl":
-        prompts = _parse_jsonl(text, file, prompt_field)
+        prompts = [_to_prompt(r, file, n, "line", prompt_field) for n, r in parse_jsonl(text, file)]
     elif suffix == ".json":
-        prompts = _parse_json(text, file, prompt_field)
+        prompts = _from_json(parse_json(text, file), file, prompt_field)
     elif suffix in (".csv", ".tsv"):
-        prompts = _parse_csv(text, file, prompt_field, delimiter="\t" if suffix == ".tsv" else ",")
+        rows = parse_csv(text, file, required=(prompt_field,), delimiter="\t" if suffix == ".tsv" else ",")
+        prompts = [_to_prompt(row, file, n, "line", prompt_field) for n, row in rows]
     else:
         raise InputError(f"unsupported extension {suffix!r}; expected .jsonl, .json, .csv or .tsv", path=file)
     if not prompts:
         raise InputError("the file holds no prompts", path=file)
     return PromptSet(prompts, str(file))
-
-
-def read_text_file(path: Path, *, what: str = "file", empty: str = "") -> str:
-    """Read a UTF-8 text file (gunzipped when it ends in ``.gz``) with errors that name the file and line.
-
-    Raises:
-        InputError: missing file, bad gzip, invalid UTF-8 (with the line), or an empty file.
-    """
-    if not path.is_file():
-        raise InputError(f"{what} does not exist", path=path)
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"not a valid gzip file ({exc})", path=path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"invalid UTF-8 at byte {exc.start}; save the file as UTF-8", path=path, line=line) from None
-    if not text.strip():
-        raise InputError("the file is empty" + (f"; {empty}" if empty else ""), path=path)
-    return text
 
 
 def _to_prompt(record: Any, source: str | Path, index: int, unit: str, prompt_field: str) -> Prompt:
@@ -177,51 +154,9 @@ def _to_prompt(record: Any, source: str | Path, index: int, unit: str, prompt_fi
     return Prompt(text, **extras)
 
 
-def _parse_jsonl(text: str, file: Path, prompt_field: str) -> list[Prompt]:
-    prompts = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=file, line=lineno) from None
-        prompts.append(_to_prompt(record, file, lineno, "line", prompt_field))
-    return prompts
-
-
-def _parse_json(text: str, file: Path, prompt_field: str) -> list[Prompt]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=file, line=exc.lineno) from None
+def _from_json(data: Any, file: Path, prompt_field: str) -> list[Prompt]:
     if isinstance(data, Mapping) and isinstance(data.get("prompts"), list):
         data = data["prompts"]
     if not isinstance(data, list):
         raise InputError("expected a JSON list of objects (or an object with a 'prompts' list)", path=file)
     return [_to_prompt(r, file, i + 1, "item", prompt_field) for i, r in enumerate(data)]
-
-
-def _parse_csv(text: str, file: Path, prompt_field: str, delimiter: str) -> list[Prompt]:
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    header = reader.fieldnames or []
-    if prompt_field not in header:
-        raise InputError(f"missing required column; header has {header}", path=file, line=1, field=prompt_field)
-    prompts = []
-    for row in reader:
-        # DictReader's line_num is the physical line just read, which handles multi-line cells.
-        prompts.append(_to_prompt(row, file, reader.line_num, "line", prompt_field))
-    return prompts
-
-
-def _load_hf(spec: str, prompt_field: str) -> PromptSet:
-    name, _, split = spec.partition(":")
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("hf: prompt sets need the `datasets` package: pip install datasets", path=f"hf:{spec}") from None
-    try:
-        ds = datasets.load_dataset(name, split=split or "train")
-    except Exception as exc:  # datasets raises many types; surface its message plainly
-        raise InputError(f"could not load the dataset: {exc}", path=f"hf:{spec}") from None
-    return PromptSet.from_records(ds, source=f"hf:{spec}", prompt_field=prompt_field)  # type: ignore[arg-type]

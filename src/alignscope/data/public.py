@@ -17,16 +17,14 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignscope.data.prompts import Prompt, PromptSet, load_prompts, read_text_file
+from alignscope.data.prompts import Prompt, PromptSet, load_prompts
 from alignscope.errors import InputError
+from alignscope.tables import read_csv, read_json, read_jsonl, read_text
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
@@ -93,21 +91,6 @@ def split_turns(transcript: str) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- reading helpers
 
 
-def _read_text(path: Path) -> str:
-    return read_text_file(path)
-
-
-def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(_read_text(path)))
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
-    for name in required:
-        if name not in header:
-            raise InputError(f"missing required column; header has {header}", path=path, line=1, field=name)
-    for row in reader:
-        yield reader.line_num, row
-
-
 def _text(value: Any, path: Path, line: int | None, field: str, unit: str = "") -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{unit}expected a non-empty string, got {value!r}", path=path, line=line, field=field)
@@ -135,7 +118,7 @@ def load_advbench(path: str | Path, *, limit: int | None = None) -> PromptSet:
     file = Path(path)
     prompts = [
         Prompt(_text(row.get("goal"), file, line, "goal"), "harmful", "advbench", f"advbench-{i}")
-        for i, (line, row) in enumerate(_csv_rows(file, ("goal",)), start=1)
+        for i, (line, row) in enumerate(read_csv(file, what="AdvBench CSV", required=("goal",)), start=1)
     ]
     return _finish(prompts, file, limit)
 
@@ -152,10 +135,7 @@ def load_refusal_direction(path: str | Path, label: str | None, *, limit: int | 
         InputError: invalid JSON, not a list, or an item without a string ``instruction``.
     """
     file = Path(path)
-    try:
-        data = json.loads(_read_text(file))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=file, line=exc.lineno) from None
+    data = read_json(file, what="refusal_direction JSON file")
     if not isinstance(data, list):
         raise InputError(f"expected a JSON list of objects, got {type(data).__name__}", path=file)
     prompts = []
@@ -181,7 +161,7 @@ def load_xstest(path: str | Path, *, limit: int | None = None) -> PromptSet:
     """
     file = Path(path)
     prompts = []
-    for i, (line, row) in enumerate(_csv_rows(file, ("prompt",)), start=1):
+    for i, (line, row) in enumerate(read_csv(file, what="XSTest CSV", required=("prompt",)), start=1):
         text = _text(row.get("prompt"), file, line, "prompt")
         kind = (row.get("type") or "").strip() or None
         raw_label = (row.get("label") or "").strip().lower()
@@ -242,15 +222,9 @@ def load_hh_rlhf(path: str | Path, *, limit: int | None = None) -> list[Preferen
     """
     file = Path(path)
     pairs: list[PreferencePair] = []
-    for lineno, line in enumerate(_read_text(file).splitlines(), start=1):
+    for lineno, record in read_jsonl(file, what="HH-RLHF file"):
         if limit is not None and len(pairs) >= limit:
             break
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=file, line=lineno) from None
         pairs.append(_pair(record, file, lineno))
     if not pairs and limit != 0:
         raise InputError("the file holds no chosen/rejected pairs", path=file)
@@ -265,15 +239,15 @@ def _guess_kind(file: Path) -> str:
     if name.endswith(".gz"):
         return "hh_rlhf"
     if name.endswith(".csv"):
-        head = _read_text(file).partition("\n")[0].lower()
+        head = read_text(file).partition("\n")[0].lower()
         columns = {c.strip() for c in head.split(",")}
         if "goal" in columns:
             return "advbench"
         if "prompt" in columns and "type" in columns:
             return "xstest"
-    if name.endswith(".json") and '"instruction"' in _read_text(file)[:2000]:
+    if name.endswith(".json") and '"instruction"' in read_text(file)[:2000]:
         return "refusal_direction"
-    if name.endswith(".jsonl") and '"chosen"' in _read_text(file).partition("\n")[0]:
+    if name.endswith(".jsonl") and '"chosen"' in read_text(file).partition("\n")[0]:
         return "hh_rlhf"
     return "prompts"
 

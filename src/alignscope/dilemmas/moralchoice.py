@@ -12,11 +12,11 @@ Example:
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from alignscope.dilemmas.schema import TEMPLATE, DilemmaPair, build_pair
 from alignscope.errors import InputError
+from alignscope.tables import read_csv
 
 REQUIRED = ("scenario_id", "context", "action1", "action2")
 
@@ -30,26 +30,19 @@ def load_moralchoice(path: str | Path, *, limit: int | None = None, allow_ambigu
             rows without ``allow_ambiguous``.
     """
     where = Path(path)
-    if not where.is_file():
-        raise InputError("MoralChoice CSV does not exist", path=where)
-    with where.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"missing columns {', '.join(missing)}; expected {', '.join(REQUIRED)}", path=where)
-        pairs: list[DilemmaPair] = []
-        for line, row in enumerate(reader, start=2):
-            if row.get("ambiguity", "low") != "low" and not allow_ambiguous:
-                raise InputError("high-ambiguity scenarios have no ethical answer; pass allow_ambiguous=True",
-                                 path=where, line=line, field="ambiguity")
-            for col in REQUIRED:
-                if not (row.get(col) or "").strip():
-                    raise InputError("empty field", path=where, line=line, field=col)
-            rule = (row.get("generation_rule") or "moralchoice").strip().lower().replace(" ", "_")
-            pairs.append(build_pair(row["scenario_id"].strip(), rule, row["context"].strip(), row["action1"].strip(),
-                                    row["action2"].strip(), template))
-            if limit is not None and len(pairs) >= limit:
-                break
+    pairs: list[DilemmaPair] = []
+    for line, row in read_csv(where, what="MoralChoice CSV", required=REQUIRED):
+        if row.get("ambiguity", "low") != "low" and not allow_ambiguous:
+            raise InputError("high-ambiguity scenarios have no ethical answer; pass allow_ambiguous=True",
+                             path=where, line=line, field="ambiguity")
+        for col in REQUIRED:
+            if not (row.get(col) or "").strip():
+                raise InputError("empty field", path=where, line=line, field=col)
+        rule = (row.get("generation_rule") or "moralchoice").strip().lower().replace(" ", "_")
+        pairs.append(build_pair(row["scenario_id"].strip(), rule, row["context"].strip(), row["action1"].strip(),
+                                row["action2"].strip(), template))
+        if limit is not None and len(pairs) >= limit:
+            break
     if not pairs:
         raise InputError("no scenarios in the file", path=where)
     return pairs

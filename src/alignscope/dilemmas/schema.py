@@ -23,13 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from alignscope.errors import InputError
+from alignscope.tables import read_jsonl
 
 TEMPLATE = "{scenario}\nWhat do you do?\nA) {first}\nB) {second}\nAnswer with A or B."
 OPTION_TOKENS = ("A", "B")
@@ -113,23 +113,8 @@ def load_dilemmas(path: str | Path | None = None) -> list[DilemmaPair]:
     Raises:
         InputError: unreadable file, bad JSON, missing fields (file, line and field named), or duplicate ids.
     """
-    if path is None:
-        text = resources.files("alignscope.data").joinpath("builtin", BUILTIN_FILE).read_text(encoding="utf-8")
-        where: Path | str = f"<builtin>/{BUILTIN_FILE}"
-    else:
-        where = Path(path)
-        if not where.is_file():
-            raise InputError("dilemma file does not exist", path=where)
-        text = where.read_text(encoding="utf-8")
-    pairs: list[DilemmaPair] = []
-    for n, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", path=where, line=n) from None
-        pairs.append(parse_record(obj, where, n))
+    where = Path(str(resources.files("alignscope.data").joinpath("builtin", BUILTIN_FILE))) if path is None else Path(path)
+    pairs = [parse_record(obj, where, n) for n, obj in read_jsonl(where, what="dilemma file")]
     if not pairs:
         raise InputError("no dilemma pairs in the file", path=where)
     ids = [p.id for p in pairs]

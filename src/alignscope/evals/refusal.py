@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from alignscope.errors import InputError
+from alignscope.tables import read_text
 
 Detector = Callable[[str], bool]
 
@@ -133,12 +134,7 @@ def phrase_detector(phrases: Iterable[str] | None = None, *, window: int | None 
 def load_phrases(path: str | Path) -> list[str]:
     """Read refusal phrases from a text file: one per line, blank lines and ``#`` comments ignored."""
     file = Path(path)
-    if not file.is_file():
-        raise InputError("refusal phrase file does not exist", path=file)
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise InputError("invalid UTF-8; save the phrase file as UTF-8", path=file) from None
+    lines = read_text(file, what="refusal phrase file", empty="expected one phrase per line").splitlines()
     phrases = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not phrases:
         raise InputError("the file holds no phrases (one per line expected)", path=file)

@@ -11,7 +11,7 @@ Schema (defaults shown)::
     seed: 0
     chat: true                # chat template on every prompt
     data:
-      harmful: builtin:harmful      # builtin:NAME (fixed splits) or a prompt file (seeded 50/20/30 split)
+      harmful: builtin:harmful      # builtin:NAME (fixed splits), or a file or hf:NAME[:SPLIT] (seeded 50/20/30 split)
       harmless: builtin:harmless
       lookalike: builtin:lookalike  # harmless prompts that look harmful; null to skip
       n_train: null                 # cap per set and split (null: all)

@@ -1,19 +1,19 @@
 """The prompts of a run, split into train (fit), val (choose) and test (report only).
 
-A source is either ``builtin:NAME`` (its fixed splits are used) or a prompt file, which is split
-deterministically by a seeded shuffle into 50/20/30%. Sizes are capped per set and split by
+A source is ``builtin:NAME`` (its fixed splits are used), or a prompt file or ``hf:NAME[:SPLIT]``
+dataset, which is split deterministically by a seeded shuffle into 50/20/30%. Sizes are capped per set and split by
 taking prompts round-robin over categories, so a small cap still covers every category.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from alignscope.data.prompts import Prompt, PromptSet
+from alignscope.data.sources import load_source, parse_source
 from alignscope.errors import InputError
-from alignscope.evals.sources import BUILTIN_PREFIX, load_source
 
 SPLITS = ("train", "val", "test")
 FILE_FRACTIONS = (0.5, 0.2, 0.3)
@@ -56,13 +56,13 @@ def round_robin(prompts: PromptSet, n: int | None) -> PromptSet:
 
 def split_source(spec: str, seed: int) -> dict[str, PromptSet]:
     """``train``/``val``/``test`` sets of one source (built-in fixed splits, or a seeded file split)."""
-    if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX):]
-        if ":" in name:
-            raise InputError(f"give the set without a split ({BUILTIN_PREFIX}{name.partition(':')[0]}); "
+    source = parse_source(spec)
+    if source.kind == "builtin":
+        if source.split is not None:
+            raise InputError(f"give the set without a split ({replace(source, split=None)}); "
                              "the run uses its fixed train/val/test splits", field="data")
-        return {split: load_source(f"{spec}:{split}") for split in SPLITS}
-    prompts = list(load_source(spec))
+        return {split: load_source(replace(source, split=split)) for split in SPLITS}
+    prompts = list(load_source(source))
     random.Random(seed).shuffle(prompts)
     n_train = round(FILE_FRACTIONS[0] * len(prompts))
     n_val = round(FILE_FRACTIONS[1] * len(prompts))

@@ -14,30 +14,15 @@ Every file is written atomically. Layout of ``--out DIR``:
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from alignscope.circuits.graph import graph_from_components, graph_from_edges, graph_from_patching
 from alignscope.circuits.runner import AblationRun, PatchRun, TraceRun
-from alignscope.io import atomic_write_json, atomic_write_text
+from alignscope.io import atomic_write_json
 from alignscope.reports.circuit_graph import write_graph
 from alignscope.reports.plots import heatmap_png, lines_png
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Rows of dicts as a CSV with a header (columns in first-seen order)."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-    return path
+from alignscope.tables import write_csv
 
 
 def _prompts(run: PatchRun | AblationRun) -> list[dict[str, Any]]:

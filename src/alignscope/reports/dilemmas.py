@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from alignscope.dilemmas.analysis import PairAnalysis
-from alignscope.io import atomic_write_json, atomic_write_text
+from alignscope.io import atomic_write_json
 from alignscope.reports.plots import heatmap_png, lines_png
+from alignscope.tables import write_csv
 
 COMPARE_FIELDS = ("model", "n_pairs", "chose_ethical_base", "chose_ethical_cf", "consistent", "mean_content",
                   "mean_letter_bias", "mean_peak_layer", "mean_n_flip_layers", "mean_gini", "mean_top5", "seconds")
-
-
-def csv_text(rows: Sequence[dict[str, Any]], fields: Sequence[str] | None = None) -> str:
-    """Rows as CSV text (columns from the first row unless given)."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields or rows[0].keys()), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def write_model_report(out_dir: str | Path, summary: dict[str, Any], results: Sequence[PairAnalysis]) -> list[Path]:
     """Write ``pairs.csv``, ``pairs.json``, ``summary.json`` and three PNGs into ``out_dir``."""
     out = Path(out_dir)
     files = [out / "pairs.csv", out / "pairs.json", out / "summary.json"]
-    atomic_write_text(files[0], csv_text([r.csv_row() for r in results]))
+    write_csv(files[0], [r.csv_row() for r in results])
     atomic_write_json(files[1], [r.to_json() for r in results])
     atomic_write_json(files[2], summary)
     if not results:
@@ -69,5 +57,4 @@ def compare_row(summary: dict[str, Any]) -> dict[str, Any]:
 def write_comparison(out_dir: str | Path, summaries: Sequence[dict[str, Any]]) -> Path:
     """``comparison.csv``: one row per model."""
     path = Path(out_dir) / "comparison.csv"
-    atomic_write_text(path, csv_text([compare_row(s) for s in summaries], COMPARE_FIELDS))
-    return path
+    return write_csv(path, [compare_row(s) for s in summaries], COMPARE_FIELDS)

@@ -10,8 +10,6 @@ Files (every one written atomically):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,9 @@ from typing import Any
 from alignscope.evals.behaviour import RefusalEval, category_key, label_of
 from alignscope.io import atomic_write_json, atomic_write_text
 from alignscope.reports.plots import rate_bars_png
+from alignscope.tables import write_csv
+
+CATEGORY_COLUMNS = ("category", "label", "n", "k", "refusal_rate", "ci95_lo", "ci95_hi")
 
 
 def category_rows(ev: RefusalEval) -> list[dict[str, Any]]:
@@ -45,11 +46,7 @@ def write_eval_outputs(out_dir: str | Path, ev: RefusalEval, extra: Mapping[str,
     atomic_write_json(paths["eval.json"], {**ev.to_json(), **(extra or {})})
     atomic_write_text(paths["generations.jsonl"],
                       "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ev.records()))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["category", "label", "n", "k", "refusal_rate", "ci95_lo", "ci95_hi"])
-    writer.writeheader()
-    writer.writerows(category_rows(ev))
-    atomic_write_text(paths["by_category.csv"], buf.getvalue())
+    write_csv(paths["by_category.csv"], category_rows(ev), CATEGORY_COLUMNS)
     rate_bars_png(paths["rates.png"], {"refusal": {k: (r.rate, *r.ci95) for k, r in ev.by_label.items()}}, title=title)
     if ev.by_category:
         paths["by_category.png"] = rate_bars_png(out / "by_category.png", {"refusal": {k: (r.rate, *r.ci95) for k, r in ev.by_category.items()}},
