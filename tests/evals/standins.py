@@ -8,6 +8,7 @@ import torch
 
 from alignscope.hooks.handle import HookHandle
 from alignscope.hooks.writes import HookFn
+from alignscope.sites import Site
 from alignscope.steering.interventions import StatelessIntervention
 
 
@@ -16,17 +17,17 @@ class AddVector(StatelessIntervention):
 
     kind = "test_add"
 
-    def __init__(self, hook_name: str, vector: torch.Tensor) -> None:
-        self.hook_name = hook_name
+    def __init__(self, site: Site, vector: torch.Tensor) -> None:
+        self.site = site
         self.vector = vector
         self.calls = 0
 
-    def hooks(self, lm: Any, handle: HookHandle) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: Any, handle: HookHandle) -> list[tuple[Site, HookFn]]:
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
             self.calls += 1
             return output + self.vector.to(output.dtype)
 
-        return [(self.hook_name, hook)]
+        return [(self.site, hook)]
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        return {"vector": self.vector}, {"kind": self.kind, "hook": self.hook_name}
+        return {"vector": self.vector}, {"kind": self.kind, "site": str(self.site)}

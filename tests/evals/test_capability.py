@@ -8,6 +8,7 @@ import torch
 from alignscope.evals.capability import first_token_kl, next_token_logits, perplexity
 from alignscope.metrics import kl_divergence
 from alignscope.models.chat import encode_one
+from alignscope.sites import Site
 from tests.evals.standins import AddVector
 from tests.reference import hf_logits_with_added, load_plain
 
@@ -30,7 +31,7 @@ def test_first_token_kl_matches_plain_hf(tiny_lm, tiny_dir) -> None:
     lm = tiny_lm("mistral")
     plain = load_plain(tiny_dir("mistral"))
     vector = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(1))
-    iv = AddVector("blocks.1.hook_resid_post", vector)
+    iv = AddVector(Site(1, "resid_post"), vector)
     kl = first_token_kl(lm, PROMPTS, iv, batch_size=2)
     assert kl.shape == (3,) and bool((kl > 0).all())
     for i, prompt in enumerate(PROMPTS):
@@ -56,7 +57,7 @@ def test_perplexity_matches_plain_loss(tiny_lm, tiny_dir) -> None:
         total += float(loss) * (ids.shape[1] - 1)
         count += ids.shape[1] - 1
     assert math.isclose(perplexity(lm, texts, batch_size=2), math.exp(total / count), rel_tol=1e-4)
-    iv = AddVector("blocks.0.hook_resid_post", torch.ones(lm.d_model) * 5)
+    iv = AddVector(Site(0, "resid_post"), torch.ones(lm.d_model) * 5)
     assert perplexity(lm, texts, iv) != perplexity(lm, texts)
 
 

@@ -6,6 +6,7 @@ import torch
 from alignscope.evals.generation import generate, generate_detailed
 from alignscope.models.chat import encode_one
 from alignscope.models.registry import decoder_layers
+from alignscope.sites import Site
 from tests.evals.standins import AddVector
 from tests.reference import load_plain
 
@@ -62,7 +63,7 @@ def test_intervention_is_active_inside_generate_with_cache(tiny_lm, tiny_dir) ->
     lm = tiny_lm("llama")
     plain = load_plain(tiny_dir("llama"))
     vector = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0)) * 3
-    iv = AddVector("blocks.0.hook_resid_post", vector)
+    iv = AddVector(Site(0, "resid_post"), vector)
     steered = generate_detailed(lm, PROMPTS, chat=True, max_new_tokens=6, batch_size=4, intervention=iv)
     base = generate(lm, PROMPTS, chat=True, max_new_tokens=6, batch_size=4)
     assert iv.calls > 0

@@ -11,6 +11,7 @@ from alignscope.hooks.forward import next_token_logits
 from alignscope.metrics import kl_divergence
 from alignscope.models.batches import encode_prompts, pad_id, padded_batches
 from alignscope.models.native import native_model
+from alignscope.sites import Site
 from tests.evals.standins import AddVector
 from tests.reference import assert_close_scaled, load_plain
 
@@ -30,7 +31,7 @@ def test_next_token_logits_same_on_every_target(family, tiny_lm, tiny_dir) -> No
 
 def test_first_token_kl_runs_both_passes_on_one_target(tiny_lm, monkeypatch) -> None:
     lm = tiny_lm("llama")
-    iv = AddVector("blocks.1.hook_resid_post", torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0)))
+    iv = AddVector(Site(1, "resid_post"), torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0)))
     seen: list[str] = []
     original = NativeTarget.forward
 

@@ -53,7 +53,7 @@ def _overwrite_rows(lm: LoadedModel, values: torch.Tensor) -> Iterator[None]:
     target = BridgeTarget(lm)
     with HookHandle() as handle:
         for layer in range(lm.n_layers):
-            handle.add(target.register(Site(layer, "resid_pre").hook_name, make(layer)))
+            handle.add(target.register(Site(layer, "resid_pre"), make(layer)))
         yield
 
 

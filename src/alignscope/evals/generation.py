@@ -68,8 +68,8 @@ def generation_target(lm: LoadedModel, intervention: Intervention | None, backen
     Raises:
         InputError: an unknown backend, or ``native`` where the twin cannot serve.
     """
-    names = [] if intervention is None else intervention.hook_names(lm)
-    return select_target(lm, names, backend)
+    sites = [] if intervention is None else intervention.sites(lm)
+    return select_target(lm, sites, backend)
 
 
 def generate_detailed(

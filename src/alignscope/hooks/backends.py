@@ -1,6 +1,6 @@
 """Where intervention hooks go: the bridge's hook points, or the native twin's modules.
 
-A hook target maps site hook names (``blocks.{l}.hook_resid_pre`` ...) to torch modules and
+A hook target maps typed :class:`~alignscope.sites.Site` s to torch modules and
 registers a forward hook ``fn(module, input, activation) -> activation | None`` there, the
 signature every intervention uses. It also names the module whose call starts a sequence
 (``root``) and runs a prompt prefix up to a layer (the conditional look-ahead).
@@ -16,7 +16,7 @@ signature every intervention uses. It also names the module whose call starts a 
   bridge.
 
 Example:
-    >>> target = select_target(lm, iv.hook_names(lm), "auto")   # doctest: +SKIP
+    >>> target = select_target(lm, iv.sites(lm), "auto")   # doctest: +SKIP
     >>> with iv.apply(lm, target=target):                       # doctest: +SKIP
     ...     target.root.generate(input_ids=ids, attention_mask=mask)
 """
@@ -31,13 +31,13 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from alignscope.errors import AlignscopeError, InputError
-from alignscope.hooks.points import HookTable, hook_table
+from alignscope.hooks.points import HookTable, hook_point, hook_table
 from alignscope.hooks.writes import HookFn, residual_write
 from alignscope.models.hf_compat import is_compat_hook
 from alignscope.models.loader import LoadedModel
 from alignscope.models.native import native_model, twin_unavailable_reason
 from alignscope.models.registry import get_arch, resolve_module
-from alignscope.sites import site_of_hook
+from alignscope.sites import Site
 
 Backend = Literal["auto", "native", "bridge"]
 BACKENDS: tuple[str, ...] = ("auto", "native", "bridge")
@@ -54,12 +54,12 @@ class HookTarget(Protocol):
         """The causal-LM module whose call starts a sequence (``generate`` runs it each step)."""
         ...
 
-    def supports(self, hook_names: Iterable[str]) -> bool:
-        """Whether every hook name can be registered on this target."""
+    def supports(self, sites: Iterable[Site]) -> bool:
+        """Whether every site can be hooked on this target."""
         ...
 
-    def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
-        """Register ``fn`` as a forward hook at ``hook_name``; the handle removes it."""
+    def register(self, site: Site, fn: HookFn) -> RemovableHandle:
+        """Register ``fn`` as a forward hook at ``site``; the handle removes it."""
         ...
 
     def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
@@ -92,18 +92,19 @@ class BridgeTarget:
             self._table = hook_table(self.lm)
         return self._table
 
-    def supports(self, hook_names: Iterable[str]) -> bool:
-        """Every name must be one of the bridge's hook points."""
-        return all(name in self.table for name in hook_names)
+    def supports(self, sites: Iterable[Site]) -> bool:
+        """Every site must have a hook point on the bridge."""
+        return all(site.hook_name in self.table for site in sites)
 
-    def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
-        """``lm.bridge.hook_dict[hook_name].register_forward_hook(fn)``, writing in place where the site needs it.
+    def register(self, site: Site, fn: HookFn) -> RemovableHandle:
+        """A forward hook on the site's hook point, writing in place where the site needs it.
 
         See :func:`~alignscope.hooks.writes.residual_write` (``resid_mid``).
+
+        Raises:
+            SiteError: the site does not exist on this model (the message lists the valid ones).
         """
-        site = site_of_hook(hook_name)
-        hook = fn if site is None else residual_write(site.component, fn)
-        return self.table[hook_name].register_forward_hook(hook)
+        return hook_point(self.lm, self.table, site).register_forward_hook(residual_write(site.component, fn))
 
     def run_prefix(self, ids: torch.Tensor, mask: torch.Tensor | None, stop_at_layer: int) -> None:
         """``lm.bridge(ids, attention_mask=mask, stop_at_layer=stop_at_layer)``."""
@@ -171,27 +172,23 @@ class NativeTarget:
         """The twin causal-LM module."""
         return self.twin
 
-    def supports(self, hook_names: Iterable[str]) -> bool:
-        """Every name must be ``resid_pre``, ``resid_post``, ``attn_out`` or ``mlp_out`` at an existing layer."""
-        return all(self._site(name) is not None for name in hook_names)
+    def supports(self, sites: Iterable[Site]) -> bool:
+        """Every site must be ``resid_pre``, ``resid_post``, ``attn_out`` or ``mlp_out`` at an existing layer."""
+        return all(self._has(site) for site in sites)
 
-    def _site(self, hook_name: str) -> tuple[int, str] | None:
-        site = site_of_hook(hook_name)
-        if site is None or site.component not in NATIVE_COMPONENTS or not 0 <= site.layer < len(self.layers):
-            return None
-        return site.layer, site.component
+    def _has(self, site: Site) -> bool:
+        return site.component in NATIVE_COMPONENTS and 0 <= site.layer < len(self.layers)
 
-    def register(self, hook_name: str, fn: HookFn) -> RemovableHandle:
-        """Register ``fn`` on the native module behind ``hook_name``.
+    def register(self, site: Site, fn: HookFn) -> RemovableHandle:
+        """Register ``fn`` on the native module behind ``site``.
 
         Raises:
-            InputError: the twin has no module for ``hook_name`` (use the bridge target).
+            InputError: the twin has no module for ``site`` (use the bridge target).
         """
-        site = self._site(hook_name)
-        if site is None:
-            raise InputError(f"the native twin cannot hook {hook_name!r}; it supports "
+        if not self._has(site):
+            raise InputError(f"the native twin cannot hook {site}; it supports "
                              f"{', '.join(NATIVE_COMPONENTS)} at layers 0..{len(self.layers) - 1}", field="hook")
-        layer, component = site
+        layer, component = site.layer, site.component
         block = self.layers[layer]
         if component == "resid_pre":
             return block.register_forward_pre_hook(_pre_hook(fn), with_kwargs=True)
@@ -256,12 +253,12 @@ def _from_bridge(fn: Any) -> bool:
     return str(getattr(fn, "__module__", "") or "").startswith("transformer_lens") or is_compat_hook(fn)
 
 
-def select_target(lm: LoadedModel, hook_names: Iterable[str], backend: str = "auto") -> HookTarget:
+def select_target(lm: LoadedModel, sites: Iterable[Site], backend: str = "auto") -> HookTarget:
     """The target to run on: the native twin when it exists and supports every hook, else the bridge.
 
     Args:
         lm: the loaded model.
-        hook_names: the hooks that will be registered (an intervention's ``hook_names(lm)``).
+        sites: where hooks will be registered (an intervention's ``sites(lm)``).
         backend: ``auto`` (the twin where possible), ``native`` (the twin or an error) or ``bridge``.
 
     Raises:
@@ -271,7 +268,7 @@ def select_target(lm: LoadedModel, hook_names: Iterable[str], backend: str = "au
         raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="backend")
     if backend == "bridge":
         return BridgeTarget(lm)
-    native, why = _native_target(lm, hook_names, strict=backend == "native")
+    native, why = _native_target(lm, sites, strict=backend == "native")
     if native is not None:
         return native
     if backend == "native":
@@ -279,7 +276,7 @@ def select_target(lm: LoadedModel, hook_names: Iterable[str], backend: str = "au
     return BridgeTarget(lm)
 
 
-def _native_target(lm: LoadedModel, hook_names: Iterable[str], *, strict: bool) -> tuple[NativeTarget | None, str]:
+def _native_target(lm: LoadedModel, sites: Iterable[Site], *, strict: bool) -> tuple[NativeTarget | None, str]:
     """The twin's target when it can serve this call, else None and why not (the twin is looked up once)."""
     twin = native_model(lm)
     if twin is None:
@@ -288,10 +285,10 @@ def _native_target(lm: LoadedModel, hook_names: Iterable[str], *, strict: bool) 
         target = NativeTarget(lm, twin)
     except AlignscopeError as exc:
         return None, str(exc)
-    names = list(hook_names)
-    if not target.supports(names):
-        bad = [n for n in names if not target.supports([n])]
-        return None, f"hooks the twin does not support: {', '.join(bad)} (supported: {', '.join(NATIVE_COMPONENTS)})"
+    wanted = list(sites)
+    if not target.supports(wanted):
+        bad = [str(site) for site in wanted if not target.supports([site])]
+        return None, f"sites the twin cannot hook: {', '.join(bad)} (supported: {', '.join(NATIVE_COMPONENTS)})"
     if not strict and bridge_is_hooked(lm):
         return None, "hooks are attached to the bridge model outside this call"
     return target, ""

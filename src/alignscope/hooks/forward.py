@@ -6,7 +6,7 @@ its batches through :func:`run_batches`; first-token KL compares two such runs o
 the steered and unsteered distributions come from the same code path as generation.
 
 Example:
-    >>> target = select_target(lm, iv.hook_names(lm), "auto")                       # doctest: +SKIP
+    >>> target = select_target(lm, iv.sites(lm), "auto")                       # doctest: +SKIP
     >>> with iv.apply(lm, target):                                                  # doctest: +SKIP
     ...     logits = next_token_logits(lm, target, padded_batches(seqs, 16, pad))
 """

@@ -140,7 +140,7 @@ class ProbeGate:
     probe: LinearProbe
     threshold: float = 0.0
 
-    def read_hooks(self, handle: GateHandle) -> list[tuple[str, HookFn]]:
+    def read_hooks(self, handle: GateHandle) -> list[tuple[Site, HookFn]]:
         """Hooks that pool the probe's layers while the gate is unknown, then score and decide."""
         probe, n_read = self.probe, len(self.probe.layers)
 
@@ -153,7 +153,7 @@ class ProbeGate:
                     handle.decide(probe.score(torch.stack([handle.feats[x] for x in probe.layers], dim=1)), self.threshold)
             return hook
 
-        return [(Site(x, probe.component).hook_name, read(x)) for x in dict.fromkeys(probe.layers)]
+        return [(Site(x, probe.component), read(x)) for x in dict.fromkeys(probe.layers)]
 
     def start_hook(self, target: HookTarget, handle: GateHandle, lookahead: bool) -> StartHook:
         """The sequence-start pre-hook: resets the gate and, with ``lookahead``, reads the probe by a partial pass on ``target``."""
@@ -255,11 +255,11 @@ class ConditionalSteering(HookIntervention[GateHandle]):
         """The gate's sequence-start pre-hook (reset, and the look-ahead where needed)."""
         return [self.gate.start_hook(target, handle, self.lookahead)]
 
-    def hooks(self, lm: LoadedModel, handle: GateHandle) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: GateHandle) -> list[tuple[Site, HookFn]]:
         """The gate's probe reads, then the addition where it is on, then the off branch where it is off."""
-        on = [(name, gated(fn, handle, on=True)) for name, fn in self.addition.hooks(lm, handle)]
+        on = [(site, gated(fn, handle, on=True)) for site, fn in self.addition.hooks(lm, handle)]
         off_branch = self.off_branch
-        off = [] if off_branch is None else [(name, gated(fn, handle, on=False)) for name, fn in off_branch.hooks(lm, handle)]
+        off = [] if off_branch is None else [(site, gated(fn, handle, on=False)) for site, fn in off_branch.hooks(lm, handle)]
         return self.gate.read_hooks(handle) + on + off
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

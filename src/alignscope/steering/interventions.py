@@ -9,8 +9,8 @@ each position independently, so left padding does not change real tokens' result
 
 ``attach(lm, target=...)``/``apply(lm, target=...)`` put the same hooks on another
 :class:`~alignscope.hooks.backends.HookTarget`, e.g. the native twin
-(:class:`~alignscope.hooks.backends.NativeTarget`), which generates faster; ``hook_names(lm)``
-lists the hooks so that a caller can check the target supports them first.
+(:class:`~alignscope.hooks.backends.NativeTarget`), which generates faster; ``sites(lm)``
+lists the hooked sites so that a caller can check the target supports them first.
 
 Kinds:
 
@@ -63,8 +63,8 @@ class Intervention(Protocol):
 
     kind: ClassVar[str]
 
-    def hook_names(self, lm: LoadedModel) -> list[str]:
-        """The hook names :meth:`attach` registers on ``lm`` (so a caller can choose a back-end first)."""
+    def sites(self, lm: LoadedModel) -> list[Site]:
+        """The sites :meth:`attach` hooks on ``lm`` (so a caller can choose a back-end first)."""
         ...
 
     def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> HookHandle:
@@ -93,9 +93,9 @@ class DeviceCast:
         return self._cached
 
 
-def require_supported(target: HookTarget, hook_names: Sequence[str]) -> None:
-    """Raise a clear error when ``target`` cannot register one of ``hook_names``."""
-    bad = [name for name in hook_names if not target.supports([name])]
+def require_supported(target: HookTarget, sites: Sequence[Site]) -> None:
+    """Raise a clear error when ``target`` cannot hook one of ``sites``."""
+    bad = [str(site) for site in sites if not target.supports([site])]
     if bad:
         raise InputError(f"the {target.name} target cannot hook {', '.join(bad)}; use the bridge target", field="target")
 
@@ -115,8 +115,8 @@ class HookIntervention(ABC, Generic[H]):
         """The handle :meth:`attach` returns (and :meth:`hooks` may keep state in)."""
 
     @abstractmethod
-    def hooks(self, lm: LoadedModel, handle: H) -> list[tuple[str, HookFn]]:
-        """``(hook name, forward hook)`` pairs, in the order they must run."""
+    def hooks(self, lm: LoadedModel, handle: H) -> list[tuple[Site, HookFn]]:
+        """``(site, forward hook)`` pairs, in the order they must run."""
 
     def start_hooks(self, target: HookTarget, handle: H) -> list[StartHook]:
         """Forward pre-hooks (with kwargs) on ``target.root``, run where a sequence starts (none by default)."""
@@ -125,9 +125,9 @@ class HookIntervention(ABC, Generic[H]):
     def validate(self, lm: LoadedModel) -> None:
         """Raise a clear error if the intervention does not fit ``lm`` (no checks by default)."""
 
-    def hook_names(self, lm: LoadedModel) -> list[str]:
-        """The hook names :meth:`attach` registers on ``lm``, in order."""
-        return [name for name, _ in self.hooks(lm, self.new_handle())]
+    def sites(self, lm: LoadedModel) -> list[Site]:
+        """The sites :meth:`attach` hooks on ``lm``, in order."""
+        return [site for site, _ in self.hooks(lm, self.new_handle())]
 
     def attach(self, lm: LoadedModel, target: HookTarget | None = None) -> H:
         """Register the hooks on ``target`` (default: the bridge); on any failure, remove the ones already registered.
@@ -139,12 +139,12 @@ class HookIntervention(ABC, Generic[H]):
         target = BridgeTarget(lm) if target is None else target
         handle = self.new_handle()
         hooks = self.hooks(lm, handle)
-        require_supported(target, [name for name, _ in hooks])
+        require_supported(target, [site for site, _ in hooks])
         try:
             for pre in self.start_hooks(target, handle):
                 handle.add(target.root.register_forward_pre_hook(pre, with_kwargs=True))
-            for name, fn in hooks:
-                handle.add(target.register(name, fn))
+            for site, fn in hooks:
+                handle.add(target.register(site, fn))
         except BaseException:
             handle.remove()
             raise
@@ -236,13 +236,13 @@ class ActivationAddition(StatelessIntervention):
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.vector, self.layers, (self.component,), "vector")
 
-    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[Site, HookFn]]:
         delta = DeviceCast(self.vector * float(self.coefficient))
 
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
             return out + delta.like(out)
 
-        return [(Site(layer, self.component).hook_name, hook) for layer in self.layers]
+        return [(Site(layer, self.component), hook) for layer in self.layers]
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return {"vector": self.vector}, {"layers": json.dumps(list(self.layers)),
@@ -275,9 +275,9 @@ class DirectionalAblation(StatelessIntervention):
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.direction, self._layers(lm), self.components, "direction")
 
-    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[Site, HookFn]]:
         fn = _project_out(DeviceCast(self.direction))
-        return [(Site(layer, comp).hook_name, fn) for layer in self._layers(lm) for comp in self.components]
+        return [(Site(layer, comp), fn) for layer in self._layers(lm) for comp in self.components]
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return {"direction": self.direction}, {"layers": json.dumps(None if self.layers is None else list(self.layers)),
@@ -301,7 +301,7 @@ class ProjectionClamp(StatelessIntervention):
     def validate(self, lm: LoadedModel) -> None:
         check_fits(lm, self.direction, self.layers, (self.component,), "direction")
 
-    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[str, HookFn]]:
+    def hooks(self, lm: LoadedModel, handle: HookHandle) -> list[tuple[Site, HookFn]]:
         direction = DeviceCast(self.direction)
         value = float(self.value)
 
@@ -309,7 +309,7 @@ class ProjectionClamp(StatelessIntervention):
             d = direction.like(out)
             return out + (value - out @ d).unsqueeze(-1) * d
 
-        return [(Site(layer, self.component).hook_name, hook) for layer in self.layers]
+        return [(Site(layer, self.component), hook) for layer in self.layers]
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return {"direction": self.direction}, {"layers": json.dumps(list(self.layers)), "value": repr(float(self.value)),

@@ -145,8 +145,8 @@ def scoring_target(lm: LoadedModel, component: str) -> HookTarget:
     """The one back-end every scoring pass of a selection runs on: the native twin when it can hook
     both candidate edits (ablation at every layer, addition at ``component``), else the bridge."""
     probe = torch.ones(lm.d_model)
-    names = DirectionalAblation(probe).hook_names(lm) + ActivationAddition(probe, tuple(range(lm.n_layers)), 1.0, component).hook_names(lm)
-    return select_target(lm, names, "auto")
+    sites = DirectionalAblation(probe).sites(lm) + ActivationAddition(probe, tuple(range(lm.n_layers)), 1.0, component).sites(lm)
+    return select_target(lm, sites, "auto")
 
 
 def _texts(p: PromptSet | Sequence[str]) -> list[str]:
