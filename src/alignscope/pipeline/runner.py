@@ -73,7 +73,8 @@ def _no_batch(section: Any) -> dict[str, Any]:
 def _eval_reads(cfg: RunConfig) -> Any:
     ev = _no_batch(cfg.evaluate)
     ev.pop("judge", None)
-    ev["judge"] = None if cfg.evaluate.judge is None else {"base_url": cfg.evaluate.judge.base_url, "model": cfg.evaluate.judge.model}
+    judge = {} if cfg.evaluate.judge is None else cfg.evaluate.judge.library_kwargs()
+    ev["judge"] = {k: judge[k] for k in ("base_url", "model")} if judge else None
     return [cfg.chat, ev]
 
 
