@@ -1,15 +1,15 @@
 """On-disk activation store: one ``activations.safetensors`` plus ``index.json`` per run.
 
 While capturing, each finished batch is written atomically to ``.parts/`` beside a
-fingerprint of the inputs (the model's :func:`~alignscope.models.identity.resume_key`, i.e. its
-weights hash and dtype, not its name; prompts, sites, positions, chat, batch size), kept as
-:mod:`alignscope.resume` does. A rerun with the same inputs skips finished batches; a rerun
-with different inputs stops with a ``ResumeMismatchError`` rather than mixing runs. At the end the parts are
-streamed into one safetensors file (one part in memory at a time) and removed.
+fingerprint of the inputs (the model's :func:`~alignscope.models.identity.resume_key`, i.e.
+its weights hash and dtype, not its name; prompts, sites, positions, chat, batch size), kept
+as :mod:`alignscope.resume` does. A rerun with the same inputs skips finished batches; a rerun
+with different inputs stops with a ``ResumeMismatchError`` rather than mixing runs. At the end
+the parts are streamed into one safetensors file (one part in memory at a time) and removed.
 
 ``index.json`` holds: ``format_version``, ``model`` (the name), ``model_type``, ``n_layers``,
-``d_model``, ``dtype``, ``weights_sha256``, ``components``, ``layers``, ``positions``, ``layout`` (``single``, ``multi`` or
-``all``), ``offsets_from_end`` (for single/multi), ``chat``, ``prompts`` (records),
+``d_model``, ``dtype``, ``weights_sha256``, ``components``, ``layers``, ``positions``,
+``layout`` (``single``, ``multi`` or ``all``), ``offsets_from_end`` (for single/multi), ``chat``, ``prompts`` (records),
 ``token_ids``, ``tokens`` (strings), ``n_post``, ``shapes``, ``fingerprint``, ``seconds``.
 """
 
@@ -157,16 +157,16 @@ def _index(lm: LoadedModel, pset: PromptSet, plan: CapturePlan, chat: bool, toke
     offsets = None if spec.kind == "all" else spec.offsets_from_end([len(t) for t in token_ids], n_post)
     model = model_identity(lm)
     inputs = {
-        "model": model.key(), "components": list(plan.components), "layers": list(plan.layers), "positions": str(spec),
+        "components": list(plan.components), "layers": list(plan.layers), "positions": str(spec),
         "chat": chat, "prompts_sha256": pset.content_hash(), "batch_size": batch_size,
     }
     return {
-        "format_version": FORMAT_VERSION, "alignscope_version": __version__, **inputs,
+        "format_version": FORMAT_VERSION, "alignscope_version": __version__,
         "model": model.name, "model_type": model.model_type, "n_layers": model.n_layers, "d_model": model.d_model,
-        "dtype": model.dtype, "weights_sha256": model.weights_sha256,
+        "dtype": model.dtype, "weights_sha256": model.weights_sha256, **inputs,
         "layout": layout, "offsets_from_end": offsets, "n_prompts": len(pset), "prompts": pset.records(),
         "token_ids": token_ids, "tokens": [lm.tokenizer.convert_ids_to_tokens(t) for t in token_ids],
-        "n_post": n_post, "fingerprint": sha256_json(inputs),
+        "n_post": n_post, "fingerprint": sha256_json({"model": model.key(), **inputs}),
     }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,6 @@ class ModelIdentity:
     def key(self) -> dict[str, Any]:
         """What resume fingerprints hash (:func:`resume_key`); the name and shapes are only recorded."""
         return resume_key(self.weights_sha256, self.dtype)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 def resume_key(weights_sha256: str, dtype: str) -> dict[str, Any]:
