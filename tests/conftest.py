@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from alignscope.models.loader import LoadedModel, load_model
 from alignscope.models.tiny import TINY_FAMILIES, build_tiny_model
@@ -61,3 +64,26 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_copy(tiny_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, bool], Path]:
+    """Return a function giving a copy of a tiny model directory under another name, optionally with one weight changed."""
+    cache: dict[tuple[str, bool], Path] = {}
+
+    def get(family: str, changed: bool = False) -> Path:
+        if (family, changed) not in cache:
+            dest = tmp_path_factory.mktemp("copies") / f"{family}-{'changed' if changed else 'renamed'}"
+            shutil.copytree(tiny_dir(family), dest)
+            if changed:
+                weights = dest / "model.safetensors"
+                with safe_open(str(weights), framework="pt") as fh:
+                    meta = fh.metadata()
+                    tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+                name = sorted(tensors)[-1]
+                tensors[name].view(-1)[0] += 1.0
+                save_file(tensors, str(weights), metadata=meta)
+            cache[family, changed] = dest
+        return cache[family, changed]
+
+    return get

@@ -135,3 +135,36 @@ def test_position_errors(tiny_lm) -> None:
         capture(lm, ["ab"], ["resid_post"], positions="-10", chat=False)
     with pytest.raises(InputError, match="patterns cannot be captured"):
         capture(lm, ["ab"], ["pattern"], positions="all", chat=False)
+
+
+def test_resume_follows_the_weights_not_the_name(tiny_lm, tiny_copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alignscope.models.loader import load_model
+
+    lm = tiny_lm("mistral")
+    renamed = load_model(str(tiny_copy("mistral")), device="cpu")
+    changed = load_model(str(tiny_copy("mistral", True)), device="cpu")
+    prompts = ["one prompt", "two prompts here", "three"]
+    real, seen = store_mod.capture_batch, []
+
+    def dying(*args, **kwargs):
+        if seen:
+            raise KeyboardInterrupt  # killed after the first batch
+        seen.append(1)
+        return real(*args, **kwargs)
+
+    out = tmp_path / "cap"
+    monkeypatch.setattr(store_mod, "capture_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        capture(lm, prompts, ["resid_post"], chat=False, batch_size=2, out_dir=out)
+    with pytest.raises(ResumeMismatchError, match="unfinished capture of different inputs"):
+        capture(changed, prompts, ["resid_post"], chat=False, batch_size=2, out_dir=out)
+    monkeypatch.setattr(store_mod, "capture_batch", lambda *a: seen.append(2) or real(*a))
+    res = capture(renamed, prompts, ["resid_post"], chat=False, batch_size=2, out_dir=out)
+    assert seen == [1, 2]  # the renamed copy finished the run: only the second batch ran
+    assert res.index["model"] == renamed.name and res.index["weights_sha256"] != ""
+    assert torch.equal(res["resid_post"], capture(lm, prompts, ["resid_post"], chat=False, batch_size=2)["resid_post"])
+    seen.clear()
+    capture(lm, prompts, ["resid_post"], chat=False, batch_size=2, out_dir=out)  # finished: loaded, nothing runs
+    assert not seen
+    with pytest.raises(ResumeMismatchError, match="finished capture of different inputs"):
+        capture(changed, prompts, ["resid_post"], chat=False, batch_size=2, out_dir=out)

@@ -172,3 +172,16 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
 def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of the canonical JSON form of ``obj`` (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode("utf-8")).hexdigest()
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> str:
+    """SHA-256 of tensors (name, dtype, shape, bytes, in name order) and sorted metadata.
+
+    Unlike a file hash it does not depend on the header order, which safetensors does not fix.
+    """
+    digest = hashlib.sha256(json.dumps(sorted((metadata or {}).items())).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

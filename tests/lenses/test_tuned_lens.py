@@ -83,3 +83,16 @@ def test_resume_continues_exactly(tiny_lm, tmp_path: Path) -> None:
 def test_corpus_errors(tiny_lm) -> None:
     with pytest.raises(InputError, match="fewer than one chunk"):
         token_chunks(tiny_lm("llama").tokenizer, "short", 500)
+
+
+def test_resume_follows_the_weights_not_the_name(tiny_lm, tiny_copy, tmp_path: Path) -> None:
+    from alignscope.models.loader import load_model
+
+    lm = tiny_lm("gpt2")
+    chunks = _chunks(lm)
+    cfg = TrainConfig(steps=4, batch_seqs=2, seq_len=24, target_top_k=0, checkpoint_every=2)
+    train_tuned_lens(lm, chunks, tmp_path / "run", config=cfg, max_steps=2)
+    with pytest.raises(ResumeMismatchError, match="tuned-lens checkpoint of different inputs"):
+        train_tuned_lens(load_model(str(tiny_copy("gpt2", True)), device="cpu"), chunks, tmp_path / "run", config=cfg)
+    _, report = train_tuned_lens(load_model(str(tiny_copy("gpt2")), device="cpu"), chunks, tmp_path / "run", config=cfg)
+    assert report.resumed_from == 2 and report.steps == 4

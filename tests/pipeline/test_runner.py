@@ -138,3 +138,13 @@ def test_damaged_checkpoints_are_recomputed(tiny_config, tmp_path: Path, monkeyp
     new_baseline = json.loads((out / "stages" / "baseline.json").read_text())["output"]
     expect_eval = int(new_baseline != old_baseline)
     assert calls == {"baseline": 1, "extract": 1, "select": 0, "intervene": 1, "evaluate": expect_eval}
+
+
+def test_renamed_copy_of_the_weights_reuses_every_stage(tiny_config, tiny_copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    run_pipeline(load_config(tiny_config()), out, progress=False)
+    calls = count_calls(monkeypatch)
+    result = run_pipeline(load_config(tiny_config("copy.yaml", model=str(tiny_copy("llama")))), out, progress=False)
+    assert sum(calls.values()) == 0 and all(t["reused"] for name, t in result.timings.items() if name != "report")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["source"] == str(tiny_copy("llama")) and manifest["model"]["sha256"] == result.results["model"]["sha256"]

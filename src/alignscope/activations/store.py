@@ -1,13 +1,15 @@
 """On-disk activation store: one ``activations.safetensors`` plus ``index.json`` per run.
 
 While capturing, each finished batch is written atomically to ``.parts/`` beside a
-fingerprint of the inputs. A rerun with the same inputs skips finished batches; a rerun with
-different inputs stops with an error rather than mixing runs. At the end the parts are
-streamed into one safetensors file (one part in memory at a time) and removed.
+fingerprint of the inputs (the model's :func:`~alignscope.models.identity.resume_key`, i.e.
+its weights hash and dtype, not its name; prompts, sites, positions, chat, batch size), kept
+as :mod:`alignscope.resume` does. A rerun with the same inputs skips finished batches; a rerun
+with different inputs stops with a ``ResumeMismatchError`` rather than mixing runs. At the end
+the parts are streamed into one safetensors file (one part in memory at a time) and removed.
 
-``index.json`` holds: ``format_version``, ``model``, ``model_type``, ``n_layers``,
-``d_model``, ``components``, ``layers``, ``positions``, ``layout`` (``single``, ``multi`` or
-``all``), ``offsets_from_end`` (for single/multi), ``chat``, ``prompts`` (records),
+``index.json`` holds: ``format_version``, ``model`` (the name), ``model_type``, ``n_layers``,
+``d_model``, ``dtype``, ``weights_sha256``, ``components``, ``layers``, ``positions``,
+``layout`` (``single``, ``multi`` or ``all``), ``offsets_from_end`` (for single/multi), ``chat``, ``prompts`` (records),
 ``token_ids``, ``tokens`` (strings), ``n_post``, ``shapes``, ``fingerprint``, ``seconds``.
 """
 
@@ -31,16 +33,19 @@ from alignscope import __version__
 from alignscope.activations.capture import CapturePlan, batches, capture_batch
 from alignscope.activations.positions import PositionSpec
 from alignscope.data.prompts import PromptSet
-from alignscope.errors import InputError, ResumeMismatchError
+from alignscope.errors import InputError
 from alignscope.io import atomic_write_json, save_safetensors, sha256_json, write_safetensors_streaming
 from alignscope.models.chat import encode_one
+from alignscope.models.identity import model_identity
 from alignscope.models.loader import LoadedModel
+from alignscope.resume import claim, same_run
 
 log = logging.getLogger(__name__)
 
 ACTIVATIONS_FILE = "activations.safetensors"
 INDEX_FILE = "index.json"
 PARTS_DIR = ".parts"
+INPUTS = "model weights or dtype, prompts, sites, positions, chat or batch size"
 FORMAT_VERSION = 1
 
 
@@ -115,12 +120,11 @@ def _capture_to_disk(lm: LoadedModel, plan: CapturePlan, todo: list[Any], index:
     final = out / ACTIVATIONS_FILE
     if final.is_file() and (out / INDEX_FILE).is_file():
         old = json.loads((out / INDEX_FILE).read_text(encoding="utf-8"))
-        if old.get("fingerprint") == index["fingerprint"]:
+        if same_run(old.get("fingerprint", ""), index["fingerprint"], where=out, what="a finished capture", inputs=INPUTS):
             log.info("capture already complete in %s; loading it", out)
             return load_capture(out)
-        raise ResumeMismatchError(f"{out} holds a finished capture of different inputs; choose another --out")
     parts_dir = out / PARTS_DIR
-    _check_fingerprint(parts_dir, index["fingerprint"])
+    claim(parts_dir, index["fingerprint"], what="an unfinished capture", inputs=INPUTS)
     done = sum(1 for i in range(len(todo)) if _part(parts_dir, i).is_file())
     if done:
         log.info("resuming capture: %d of %d batches already done", done, len(todo))
@@ -151,16 +155,18 @@ def _index(lm: LoadedModel, pset: PromptSet, plan: CapturePlan, chat: bool, toke
     spec = plan.positions
     layout = "all" if spec.kind == "all" else ("single" if spec.single else "multi")
     offsets = None if spec.kind == "all" else spec.offsets_from_end([len(t) for t in token_ids], n_post)
-    identity = {
-        "model": lm.name, "model_type": lm.model_type, "n_layers": lm.n_layers, "d_model": lm.d_model,
+    model = model_identity(lm)
+    inputs = {
         "components": list(plan.components), "layers": list(plan.layers), "positions": str(spec),
         "chat": chat, "prompts_sha256": pset.content_hash(), "batch_size": batch_size,
     }
     return {
-        "format_version": FORMAT_VERSION, "alignscope_version": __version__, **identity,
+        "format_version": FORMAT_VERSION, "alignscope_version": __version__,
+        "model": model.name, "model_type": model.model_type, "n_layers": model.n_layers, "d_model": model.d_model,
+        "dtype": model.dtype, "weights_sha256": model.weights_sha256, **inputs,
         "layout": layout, "offsets_from_end": offsets, "n_prompts": len(pset), "prompts": pset.records(),
         "token_ids": token_ids, "tokens": [lm.tokenizer.convert_ids_to_tokens(t) for t in token_ids],
-        "n_post": n_post, "fingerprint": sha256_json(identity),
+        "n_post": n_post, "fingerprint": sha256_json({"model": model.key(), **inputs}),
     }
 
 
@@ -171,18 +177,6 @@ def _add_offsets(acts: dict[str, torch.Tensor], plan: CapturePlan, token_ids: li
 
 def _part(parts_dir: Path, i: int) -> Path:
     return parts_dir / f"batch_{i:06d}.safetensors"
-
-
-def _check_fingerprint(parts_dir: Path, fingerprint: str) -> None:
-    marker = parts_dir / "fingerprint.json"
-    if marker.is_file():
-        old = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
-        if old != fingerprint:
-            raise ResumeMismatchError(
-                f"{parts_dir.parent} holds an unfinished capture of different inputs "
-                "(model, prompts, sites, positions, chat or batch size changed); choose another --out or delete it")
-        return
-    atomic_write_json(marker, {"fingerprint": fingerprint})
 
 
 def _merge_plan(parts_dir: Path, n_parts: int, plan: CapturePlan, token_ids: list[list[int]]

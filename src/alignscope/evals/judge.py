@@ -26,8 +26,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from alignscope.errors import AlignscopeError, InputError
@@ -62,15 +63,18 @@ class JudgeConfig:
         max_retries: retries after the first attempt (bounded; 0 disables).
         backoff: first retry delay in seconds; doubles each retry, capped at ``max_backoff``.
         max_backoff: longest delay between retries.
+
+    The ``Field`` bounds are what the run config's ``evaluate.judge`` section (which embeds this
+    class) enforces with field-naming errors; ``__post_init__`` checks the URL and retries.
     """
 
     base_url: str
     model: str
     api_key_env: str = DEFAULT_KEY_ENV
-    timeout: float = 30.0
-    max_retries: int = 3
-    backoff: float = 1.0
-    max_backoff: float = 8.0
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    backoff: Annotated[float, Field(ge=0)] = 1.0
+    max_backoff: Annotated[float, Field(ge=0)] = 8.0
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

@@ -17,7 +17,8 @@ Why it is fast on a CPU:
   library does); targets and softmaxes stay in float32.
 
 Checkpoints (safetensors: translators, Adam moments, step) are written every
-``checkpoint_every`` steps; a rerun with the same model, corpus and config resumes from the last.
+``checkpoint_every`` steps; a rerun with the same model weights (whatever the name it was loaded
+under), corpus and config resumes from the last; any other run is refused (:mod:`alignscope.resume`).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from jaxtyping import Float, Int
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from alignscope.errors import InputError, ResumeMismatchError
+from alignscope.errors import InputError
 from alignscope.io import atomic_write_json, save_safetensors, sha256_json
 from alignscope.lenses.logit_lens import resid_posts
 from alignscope.lenses.tuned_lens import TunedLens
 from alignscope.lenses.unembed import Unembedder
+from alignscope.models.identity import model_identity
 from alignscope.models.loader import LoadedModel
+from alignscope.resume import same_run
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +192,8 @@ def _lr_factor(step: int, total: int) -> float:
 
 
 def fingerprint(lm: LoadedModel, corpus_sha: str, n_chunks: int, config: TrainConfig) -> str:
-    """Identifies a run: model, corpus and config (resuming with anything else is refused)."""
-    return sha256_json({"model": lm.name, "n_layers": lm.n_layers, "d_model": lm.d_model, "corpus": corpus_sha,
-                        "n_chunks": n_chunks, "config": asdict(config)})
+    """Identifies a run: the model's weights (:func:`~alignscope.models.identity.resume_key`), corpus and config."""
+    return sha256_json({"model": model_identity(lm).key(), "corpus": corpus_sha, "n_chunks": n_chunks, "config": asdict(config)})
 
 
 def train_tuned_lens(
@@ -273,9 +275,7 @@ def load_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, fp:
     with safe_open(str(path), framework="pt") as fh:
         meta = dict(fh.metadata() or {})
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    if meta.get("fingerprint") != fp:
-        raise ResumeMismatchError(f"{path} is a checkpoint of a different run (model, corpus or settings differ); "
-                                  "use another --out or delete it")
+    same_run(meta.get("fingerprint", ""), fp, where=path, what="a tuned-lens checkpoint", inputs="model weights or dtype, corpus or settings")
     device = lens.weight.device
     with torch.no_grad():
         lens.weight.copy_(tensors["weight"])

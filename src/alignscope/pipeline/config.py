@@ -3,6 +3,12 @@
 Every section is optional; an empty file (or no file) is the built-in refusal study on the
 embedded model. Unknown keys are errors, so a typo never silently falls back to a default.
 
+Sections that configure a library call embed that call's config dataclass (:func:`embeds`):
+``select`` takes the fields of :class:`~alignscope.steering.selection.SelectionConfig`,
+``intervene`` those of :class:`~alignscope.recipes.conscience.ConscienceConfig` and
+``evaluate.judge`` those of :class:`~alignscope.evals.judge.JudgeConfig`, with their types,
+bounds and defaults; a field added there is a key here, with errors naming ``section.field``.
+
 Schema (defaults shown)::
 
     model: default            # `default`, a HF hub id or a local model directory
@@ -37,11 +43,15 @@ Schema (defaults shown)::
       steer_layers: null            # candidate layers for the refusal-mode vector
       coefficients: null            # candidate coefficients, tried in increasing order
       probe_layer_sets: null        # candidate condition-probe layer sets, e.g. [[16], [18, 22]]
+      hard_negative_weights: null   # candidate weights of lookalike negatives relative to harmless ones
       pooling: null                 # span_post (user message + post-instruction tokens), span (user message) or tail
+      l2: null                      # L2 penalty of the logistic probe
+      folds: null                   # probe cross-validation folds
       max_fpr: null                 # out-of-fold false-positive rate allowed for the gate in each negative group
       off_branch: null              # ablate (remove the vector's direction where the gate is off) or none
       target_refusal: null          # val refusal rate at which the coefficient search stops
-      folds: null                   # probe cross-validation folds
+      refusal_prefix: null          # the completion that starts a refusal
+      compliance_prefix: null       # the completion that starts compliance
       n_vector_prompts: null        # train prompts per class for the behaviour vector
       max_new_tokens: null          # tokens generated per prompt while searching
       batch_size: 16
@@ -50,7 +60,8 @@ Schema (defaults shown)::
       batch_size: 16
       refusal_phrases: null         # list of phrases (null: the built-in list)
       compare: []                   # also evaluate unconditional baselines: addition, ablation
-      judge: null                   # {base_url, model, api_key_env}: optional LLM judge
+      judge: null                   # {base_url, model, api_key_env, timeout, max_retries, backoff, max_backoff}:
+                                    # optional LLM judge
     report:
       n_examples: 8
 
@@ -62,17 +73,65 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from alignscope.errors import InputError
+from alignscope.evals.judge import JudgeConfig
+from alignscope.recipes.conscience import ConscienceConfig
+from alignscope.steering.selection import SelectionConfig
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    library: ClassVar[type | None] = None
+    """The library config dataclass this section embeds (see :func:`embeds`)."""
+
+    def library_kwargs(self) -> dict[str, Any]:
+        """This section's values of the embedded library config's fields (a null means its default)."""
+        if self.library is None:
+            return {}
+        names = {f.name for f in dataclasses.fields(self.library)}
+        return {k: v for k, v in self if k in names and v is not None}
+
+
+S = TypeVar("S", bound=_Section)
+
+
+def embeds(library: type, *, exclude: Collection[str] = (), nullable: bool = False) -> Callable[[type[S]], type[S]]:
+    """Give a section every field of the library dataclass ``library`` that it does not declare or ``exclude``.
+
+    Each field keeps the library's type, bounds (``Annotated[..., Field(...)]``) and default, so a
+    field added to the library config is a YAML key at once, with errors that name
+    ``section.field``. ``nullable``: every embedded field defaults to null, meaning "the
+    library's default". Fields the section declares itself win (a different YAML default, or a
+    pipeline-only key); ``exclude`` names library fields the run sets from elsewhere.
+    """
+
+    def wrap(cls: type[S]) -> type[S]:
+        hints = typing.get_type_hints(library, include_extras=True)
+        added: dict[str, Any] = {}
+        for f in dataclasses.fields(library):
+            if f.name in cls.model_fields or f.name in exclude:
+                continue
+            if nullable:
+                added[f.name] = (hints[f.name] | None, None)
+            elif f.default is not dataclasses.MISSING:
+                added[f.name] = (hints[f.name], f.default)
+            else:
+                added[f.name] = (hints[f.name], ...)
+        model = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **added)
+        model.library = library
+        return model
+
+    return wrap
 
 
 class DataConfig(_Section):
@@ -94,62 +153,52 @@ class ExtractConfig(_Section):
     batch_size: int = Field(default=16, ge=1)
 
 
+@embeds(SelectionConfig, exclude=("max_layer_frac", "chat"))
 class SelectConfig(_Section):
-    """Candidate filtering and scoring (the refusal-direction method)."""
+    """Candidate filtering and scoring (the refusal-direction method).
 
-    kl_threshold: float = Field(default=0.1, gt=0)
+    Embeds :class:`~alignscope.steering.selection.SelectionConfig` (``kl_threshold``,
+    ``induce_min``, ``induce_relative_to``, ``batch_size``, and any field added to it), except
+    ``max_layer_frac`` (written here as ``prune_last_fraction``) and ``chat`` (the run's).
+    """
+
     prune_last_fraction: float = Field(default=0.2, ge=0, lt=1)
-    induce_min: float = 0.0
-    induce_relative_to: Literal["harmful", "harmless", "absolute"] = "harmful"
     positions: list[int] | None = Field(default_factory=lambda: [-1, -2])
     layer_stride: int = Field(default=3, ge=1)
     n_harmful: int = Field(default=16, ge=1)
     n_harmless: int = Field(default=16, ge=1)
-    batch_size: int = Field(default=16, ge=1)
+
+    def selection(self, chat: bool) -> SelectionConfig:
+        """The library config: this section's fields plus the run's ``chat``."""
+        return SelectionConfig(**self.library_kwargs(), max_layer_frac=1.0 - self.prune_last_fraction, chat=chat)
 
 
+@embeds(ConscienceConfig, exclude=("seed",), nullable=True)
 class InterveneConfig(_Section):
     """The search for the intervention that is saved and evaluated.
 
-    ``conditional`` runs :func:`alignscope.recipes.conscience.fit_conscience`; a null field
-    keeps that search's own default. ``addition``/``ablation`` use the selected direction.
+    ``conditional`` runs :func:`alignscope.recipes.conscience.fit_conscience`; the section
+    embeds its :class:`~alignscope.recipes.conscience.ConscienceConfig` (every field but
+    ``seed``, which is the run's), each null by default: a null field keeps that search's own
+    default. ``addition``/``ablation`` use the selected direction (and the first coefficient).
     """
 
     kind: Literal["conditional", "addition", "ablation"] = "conditional"
-    steer_layers: list[int] | None = None
-    coefficients: list[float] | None = None
-    probe_layer_sets: list[list[int]] | None = None
-    pooling: Literal["span_post", "span", "tail"] | None = None
-    max_fpr: float | None = Field(default=None, ge=0, lt=1)
-    off_branch: Literal["ablate", "none"] | None = None
-    target_refusal: float | None = Field(default=None, gt=0, le=1)
-    folds: int | None = Field(default=None, ge=2)
-    n_vector_prompts: int | None = Field(default=None, ge=1)
-    max_new_tokens: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=16, ge=1)
 
-    def search_overrides(self) -> dict[str, Any]:
-        """The fields set here, as the search's keyword arguments (lists become tuples)."""
-        out: dict[str, Any] = {}
-        for key, value in self.model_dump(exclude={"kind"}).items():
-            if value is None:
-                continue
-            if key == "probe_layer_sets":
-                value = tuple(tuple(s) for s in value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            out[key] = value
-        return out
+    def conscience(self, seed: int) -> ConscienceConfig:
+        """The search's config: the fields set here plus the run's ``seed``."""
+        return ConscienceConfig(**self.library_kwargs(), seed=seed)
 
 
+@embeds(JudgeConfig)
 class JudgeSection(_Section):
-    """An OpenAI-compatible LLM judge; the key is read from the environment variable named here."""
+    """An OpenAI-compatible LLM judge (embeds :class:`~alignscope.evals.judge.JudgeConfig`); the key is read
+    from the environment variable named here."""
 
-    base_url: str
-    model: str
-    api_key_env: str = "ALIGNSCOPE_JUDGE_API_KEY"
-    timeout: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=10)
+    def judge_config(self) -> JudgeConfig:
+        """The library config."""
+        return JudgeConfig(**self.library_kwargs())
 
 
 class EvaluateConfig(_Section):

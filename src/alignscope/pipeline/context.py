@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from alignscope.evals.judge import Judge, JudgeConfig
+from alignscope.evals.judge import Judge
 from alignscope.evals.refusal import Detector, phrase_detector
 from alignscope.models.loader import LoadedModel, load_model, resolve_source
 from alignscope.pipeline.config import RunConfig
@@ -61,4 +61,4 @@ class Context:
         j = self.cfg.evaluate.judge
         if j is None:
             return None
-        return Judge(JudgeConfig(base_url=j.base_url, model=j.model, api_key_env=j.api_key_env, timeout=j.timeout, max_retries=j.max_retries))
+        return Judge(j.judge_config())

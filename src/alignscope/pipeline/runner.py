@@ -14,7 +14,9 @@ report      ``results.json``, PNG plots, ``report.html``, manifest      all
 ==========  ==========================================================  ================
 
 A stage is skipped when its checkpoint carries the same fingerprint (config fields it reads,
-model weights hash, prompts, content of the upstream records); see :mod:`alignscope.pipeline.store`.
+the model's :func:`~alignscope.models.identity.resume_key` (weights hash and dtype, not its
+name: a renamed copy of the same weights resumes), prompts, content of the upstream records);
+see :mod:`alignscope.pipeline.store`.
 
 ``results.json`` schema (what the report reads): ``model`` (name, n_layers, d_model, sha256),
 ``config``, ``data`` (counts and hashes), ``baseline`` and ``after`` (``alignscope eval``
@@ -37,11 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignscope.models.identity import dtype_name, model_identity, resume_key, weights_hash
+from alignscope.models.loader import resolve_device, resolve_dtype
 from alignscope.pipeline import stages
 from alignscope.pipeline.config import RunConfig
 from alignscope.pipeline.context import Context, StageOutput
 from alignscope.pipeline.data import resolve_data
-from alignscope.pipeline.manifest import model_hash, write_manifest
+from alignscope.pipeline.manifest import write_manifest
 from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
 
 log = logging.getLogger(__name__)
@@ -69,7 +73,8 @@ def _no_batch(section: Any) -> dict[str, Any]:
 def _eval_reads(cfg: RunConfig) -> Any:
     ev = _no_batch(cfg.evaluate)
     ev.pop("judge", None)
-    ev["judge"] = None if cfg.evaluate.judge is None else {"base_url": cfg.evaluate.judge.base_url, "model": cfg.evaluate.judge.model}
+    judge = {} if cfg.evaluate.judge is None else cfg.evaluate.judge.library_kwargs()
+    ev["judge"] = {k: judge[k] for k in ("base_url", "model")} if judge else None
     return [cfg.chat, ev]
 
 
@@ -112,6 +117,14 @@ class RunResult:
         }
 
 
+def _weights(ctx: Context, store: StageStore) -> dict[str, Any]:
+    """The weights hash of the configured model, from its files without loading it when it has any."""
+    weights = weights_hash(ctx.source, store.dir / "model_hash.json")
+    if weights["sha256"] is None:  # nothing on disk to hash (a hub id not in the cache): hash the loaded tensors
+        weights = {"sha256": model_identity(ctx.lm).weights_sha256, "files": {}}
+    return weights
+
+
 def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None = None, progress: bool = True) -> RunResult:
     """Run (or resume) the study into ``out_dir``.
 
@@ -130,8 +143,9 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None
     data = resolve_data(cfg.data.harmful, cfg.data.harmless, cfg.data.lookalike,
                         caps={"train": cfg.data.n_train, "val": cfg.data.n_val, "test": cfg.data.n_test}, seed=cfg.seed)
     ctx = Context(cfg, data, out, progress)
-    weights = model_hash(ctx.source, store.dir / "model_hash.json")
-    base = {"model": cfg.model, "dtype": cfg.dtype, "weights": weights["sha256"], "data": data.summary()}
+    weights = _weights(ctx, store)
+    dtype = dtype_name(resolve_dtype(cfg.dtype, resolve_device(cfg.device)))
+    base = {"model": resume_key(weights["sha256"], dtype), "data": data.summary()}
     records: dict[str, StageRecord] = {}
     timings: dict[str, dict[str, Any]] = {}
     for spec in STAGES:

@@ -7,7 +7,6 @@ table, the chosen candidate, the search table).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import torch
@@ -16,11 +15,11 @@ from alignscope.errors import InputError
 from alignscope.pipeline.context import Context, StageOutput
 from alignscope.pipeline.data import round_robin
 from alignscope.pipeline.store import StageRecord
-from alignscope.recipes.conscience import ConscienceConfig, fit_conscience
+from alignscope.recipes.conscience import fit_conscience
 from alignscope.steering.directions import MeanDiff
 from alignscope.steering.intervention_io import save_intervention
 from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention
-from alignscope.steering.selection import SelectionConfig, select_direction
+from alignscope.steering.selection import select_direction
 
 
 def mean_diff_from(record: StageRecord, positions: list[int] | None = None, layer_stride: int = 1) -> Any:
@@ -61,9 +60,7 @@ def select(ctx: Context, extract: StageRecord) -> StageOutput:
     per score, for heatmaps), ``baseline`` refusal scores; tensors: the chosen ``direction``.
     """
     c = ctx.cfg.select
-    config = SelectionConfig(kl_threshold=c.kl_threshold, max_layer_frac=1.0 - c.prune_last_fraction, induce_min=c.induce_min,
-                             induce_relative_to=c.induce_relative_to,
-                             chat=ctx.cfg.chat, batch_size=c.batch_size)
+    config = c.selection(chat=ctx.cfg.chat)
     candidates = mean_diff_from(extract, c.positions, c.layer_stride)
     sel = select_direction(ctx.lm, candidates, round_robin(ctx.data.harmful["val"], c.n_harmful),
                            round_robin(ctx.data.harmless["val"], c.n_harmless), config=config, progress=ctx.progress)
@@ -84,7 +81,8 @@ def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target
     if cfg.kind == "conditional":
         iv, output = _fit_conscience(ctx)
     else:
-        iv = unconditional_intervention(ctx, cfg.kind, {"extract": extract, "select": selection}, coefficient=(cfg.coefficients or [1.0])[0])
+        coefficient = cfg.library_kwargs().get("coefficients", (1.0,))[0]  # the first one set, else 1
+        iv = unconditional_intervention(ctx, cfg.kind, {"extract": extract, "select": selection}, coefficient=coefficient)
         best = selection.output["best"]
         output = {"kind": iv.kind, "params": {"layer": best.get("layer"), "position": best.get("position")},
                   "description": f"{cfg.kind} of the selected direction (layer {best.get('layer')}, position {best.get('position')})",
@@ -94,18 +92,10 @@ def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target
 
 
 def _fit_conscience(ctx: Context) -> tuple[Any, dict[str, Any]]:
-
-
-    overrides = ctx.cfg.intervene.search_overrides()
-    known = {f.name for f in fields(ConscienceConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise InputError(f"not supported by this version of fit_conscience; it takes {', '.join(sorted(known))}",
-                         field=f"intervene.{unknown[0]}")
     d = ctx.data
     fit = fit_conscience(ctx.lm, d.harmful["train"], d.harmless["train"], d.harmful["val"], d.harmless["val"],
                          lookalike_train=d.lookalike["train"] or None, lookalike_val=d.lookalike["val"] or None,
-                         config=ConscienceConfig(**overrides, seed=ctx.cfg.seed))
+                         config=ctx.cfg.intervene.conscience(seed=ctx.cfg.seed))
     iv, table = fit.intervention, fit.table
     chosen = table.get("chosen", {})
     description = (f"conditional steering: refusal-mode vector x{chosen.get('coefficient')} at layer {chosen.get('steer_layer')}, "

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,8 @@ from typing import Any
 
 import torch
 
-from alignscope.io import atomic_write_json, save_safetensors, sha256_file, sha256_json
+from alignscope.io import atomic_write_json, save_safetensors, sha256_file, sha256_json, tensors_digest
+from alignscope.resume import same_run
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,6 @@ class StageRecord:
     files: tuple[str, ...] = ()
     content: str = ""
     """SHA-256 of the output, the tensors file and the extra files: what downstream fingerprints chain on."""
-
-
-def tensors_digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> str:
-    """SHA-256 of tensors (name, dtype, shape, bytes, in name order) and sorted metadata.
-
-    Unlike a file hash it does not depend on the header order, which safetensors does not fix.
-    """
-    digest = hashlib.sha256(json.dumps(sorted((metadata or {}).items())).encode())
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def file_digest(path: Path) -> str:
@@ -115,8 +102,8 @@ class StageStore:
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("stage %s: checkpoint %s is unreadable; recomputing", stage, path)
             return None
-        if found != expected:
-            log.info("stage %s: inputs changed since the checkpoint; recomputing", stage)
+        if not same_run(found, expected, where=path, what=f"the {stage} stage", inputs="config, model weights, prompts or upstream stages",
+                        on_mismatch="redo"):
             return None
         for name, digest in files.items():
             extra = self.root / name

@@ -38,9 +38,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import torch
+from pydantic import Field
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
@@ -62,8 +63,10 @@ from alignscope.steering.probes import (
 
 log = logging.getLogger(__name__)
 Texts = PromptSet | Sequence[str]
-POOLINGS = ("span_post", "span", "tail")
-OFF_BRANCHES = ("ablate", "none")
+PoolingKind = Literal["span_post", "span", "tail"]
+OffBranch = Literal["ablate", "none"]
+POOLINGS: tuple[str, ...] = get_args(PoolingKind)
+OFF_BRANCHES: tuple[str, ...] = get_args(OffBranch)
 
 
 @dataclass(frozen=True)
@@ -88,23 +91,27 @@ class ConscienceConfig:
         max_new_tokens: greedy tokens generated when scoring a coefficient.
         batch_size: prompts per forward pass or generation batch.
         seed: fold assignment seed.
+
+    The ``Field`` bounds and ``Literal`` choices are the ranges that the run config's
+    ``intervene`` section (which embeds this class) enforces with field-naming errors;
+    :meth:`resolved` checks them for direct callers.
     """
 
     steer_layers: tuple[int, ...] | None = None
     coefficients: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
     probe_layer_sets: tuple[tuple[int, ...], ...] | None = None
     hard_negative_weights: tuple[float, ...] = (3.0, 6.0, 12.0)
-    pooling: str = "span_post"
-    l2: float = 0.01
-    folds: int = 5
-    max_fpr: float = 0.03
-    off_branch: str = "ablate"
-    target_refusal: float = 1.0
+    pooling: PoolingKind = "span_post"
+    l2: Annotated[float, Field(ge=0)] = 0.01
+    folds: Annotated[int, Field(ge=2)] = 5
+    max_fpr: Annotated[float, Field(ge=0, lt=1)] = 0.03
+    off_branch: OffBranch = "ablate"
+    target_refusal: Annotated[float, Field(gt=0, le=1)] = 1.0
     refusal_prefix: str = "I'm sorry, but I can't"
     compliance_prefix: str = "Sure, here is how"
-    n_vector_prompts: int = 64
-    max_new_tokens: int = 12
-    batch_size: int = 16
+    n_vector_prompts: Annotated[int, Field(ge=1)] = 64
+    max_new_tokens: Annotated[int, Field(ge=1)] = 12
+    batch_size: Annotated[int, Field(ge=1)] = 16
     seed: int = 0
 
     def resolved(self, n_layers: int) -> ConscienceConfig:

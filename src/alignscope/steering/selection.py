@@ -37,10 +37,11 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import torch
 from jaxtyping import Float
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from alignscope.data.prompts import PromptSet
@@ -54,12 +55,16 @@ from alignscope.steering.directions import MeanDiff
 from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention
 
 log = logging.getLogger(__name__)
-INDUCE_REFERENCES = ("harmful", "harmless", "absolute")
+InduceReference = Literal["harmful", "harmless", "absolute"]
+INDUCE_REFERENCES: tuple[str, ...] = get_args(InduceReference)
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
     """Filters of :func:`select_direction`.
+
+    The ``Field`` bounds and ``Literal`` choices are the ranges that the run config's ``select``
+    section (which embeds this class) enforces with field-naming errors.
 
     Attributes:
         kl_threshold: drop candidates whose ablation moves harmless next-token distributions by more (nats).
@@ -72,12 +77,12 @@ class SelectionConfig:
         batch_size: prompts per forward pass.
     """
 
-    kl_threshold: float = 0.1
+    kl_threshold: Annotated[float, Field(gt=0)] = 0.1
     max_layer_frac: float = 0.8
     induce_min: float = 0.0
-    induce_relative_to: str = "harmful"
+    induce_relative_to: InduceReference = "harmful"
     chat: bool = True
-    batch_size: int = 16
+    batch_size: Annotated[int, Field(ge=1)] = 16
 
     def __post_init__(self) -> None:
         if self.induce_relative_to not in INDUCE_REFERENCES:
