@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -58,12 +58,13 @@ def dla_cmd(
 ) -> None:
     """Direct logit attribution of logit[answer] - logit[foil] to embed, attention, MLP (and heads)."""
     from alignscope.lenses.dla import direct_logit_attribution
+    from alignscope.reports.lenses import write_dla_outputs
 
     lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
     res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat)
     payload = {"model": lm.name, "prompt": prompt, "answer": answer, "foil": foil, **res.to_json(by_head)}
     if out is not None:
-        payload["files"] = [str(p) for p in _write_dla(out, lm.name, res, payload, by_head)]
+        payload["files"] = [str(p) for p in write_dla_outputs(out, lm.name, res, payload, by_head=by_head)]
     if json_out:
         emit_json(payload)
         return
@@ -76,22 +77,6 @@ def dla_cmd(
     out_console.print(table)
     out_console.print(f"embed {res.embed:+.4f}  remainder {res.remainder:+.4f}  sum of parts {res.total():.4f} "
                       f"(model {res.logit_diff:.4f})")
-
-
-def _write_dla(out: Path, model: str, res: Any, payload: dict[str, Any], by_head: bool) -> list[Path]:
-    from alignscope.io import atomic_write_json
-    from alignscope.reports.plots import heatmap_png, lines_png
-
-    files = [out / "dla.json"]
-    atomic_write_json(files[0], payload)
-    files.append(heatmap_png(out / "dla_layers.png", [res.attn.tolist(), res.mlp.tolist()], title=f"{model}: DLA by layer",
-                             xlabel="layer", ylabel="", yticklabels=["attn", "mlp"], colorbar_label="logit difference"))
-    files.append(lines_png(out / "attn_mlp_ratio.png", {"|attn| / (|attn|+|mlp|)": res.attn_mlp_ratio()},
-                           title=f"{model}: attention share of each layer's DLA", xlabel="layer", ylabel="attention share"))
-    if by_head:
-        files.append(heatmap_png(out / "dla_heads.png", res.heads.tolist(), title=f"{model}: DLA by head",
-                                 xlabel="head", ylabel="layer", colorbar_label="logit difference"))
-    return files
 
 
 @handle_errors
@@ -113,13 +98,14 @@ def lens_cmd(
     """Logit lens: each layer's resid_post through the final norm and unembedding; top-k and tracked tokens."""
     from alignscope.lenses.logit_lens import logit_lens
     from alignscope.lenses.tuned_lens import TunedLens
+    from alignscope.reports.lenses import write_lens_outputs
 
     lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
     lens = None if tuned is None else TunedLens.load(tuned, lm)
     res = logit_lens(lm, prompt, chat=chat, track=tokens or [], top_k=top_k, lens=lens)
     payload = {"model": lm.name, "prompt": prompt, **res.to_json()}
     if out is not None:
-        payload["files"] = [str(p) for p in _write_lens(out, lm.name, res, payload)]
+        payload["files"] = [str(p) for p in write_lens_outputs(out, lm.name, res, payload)]
     if json_out:
         emit_json(payload)
         return
@@ -132,21 +118,6 @@ def lens_cmd(
         tops = "  ".join(f"{tok!r} {p:.2f}" for tok, p in zip(layer.top_tokens, layer.top_probs, strict=True))
         table.add_row(str(layer.layer), tops, *[f"{layer.tracked[t].prob:.3f} / {layer.tracked[t].rank}" for t in tokens or []])
     out_console.print(table)
-
-
-def _write_lens(out: Path, model: str, res: Any, payload: dict[str, Any]) -> list[Path]:
-    from alignscope.io import atomic_write_json
-    from alignscope.reports.plots import lines_png
-
-    files = [out / "lens.json"]
-    atomic_write_json(files[0], payload)
-    trajectories = payload["trajectories"]
-    if trajectories:
-        files.append(lines_png(out / "lens_tracked_logits.png", {t: v["logit"] for t, v in trajectories.items()},
-                               title=f"{model}: {res.kind} lens logits of tracked tokens", xlabel="layer", ylabel="logit"))
-        files.append(lines_png(out / "lens_tracked_ranks.png", {t: v["rank"] for t, v in trajectories.items()},
-                               title=f"{model}: {res.kind} lens rank of tracked tokens (0 = top)", xlabel="layer", ylabel="rank"))
-    return files
 
 
 @handle_errors
@@ -166,7 +137,8 @@ def tuned_train_cmd(
 ) -> None:
     """Train a tuned lens on a corpus (checkpoints every 25 steps; rerun the same command to resume)."""
     from alignscope.lenses.corpus import load_corpus_text, text_sha256, token_chunks
-    from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens, write_summary
+    from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens
+    from alignscope.reports.lenses import write_train_summary
 
     lm = load_from_options(model, dtype, device, None, False, threads)
     text = load_corpus_text(corpus)
@@ -177,7 +149,7 @@ def tuned_train_cmd(
              "config": config.__dict__, "train": {k: v for k, v in report.to_json().items() if k != "losses"}}
     path = lens.save(out, model=lm.name, extra=extra)
     payload = {"model": lm.name, "lens": str(path), **extra, "losses": report.losses}
-    write_summary(out / "train_summary.json", payload)
+    write_train_summary(out, payload)
     if json_out:
         emit_json(payload)
         return
@@ -202,6 +174,7 @@ def tuned_eval_cmd(
     from alignscope.lenses.corpus import load_corpus_text, token_chunks
     from alignscope.lenses.lens_eval import evaluate_lenses
     from alignscope.lenses.tuned_lens import TunedLens
+    from alignscope.reports.lenses import write_lens_eval_outputs
 
     lm = load_from_options(model, dtype, device, None, False, threads)
     lens = TunedLens.load(lens_dir, lm)
@@ -209,12 +182,7 @@ def tuned_eval_cmd(
     ev = evaluate_lenses(lm, chunks, lens, progress=True)
     payload = {"model": lm.name, "lens": str(lens_dir), "text_file": text_file or "builtin held-out", **ev.to_json()}
     if out is not None:
-        from alignscope.io import atomic_write_json
-        from alignscope.reports.plots import lines_png
-
-        atomic_write_json(out / "lens_eval.json", payload)
-        lines_png(out / "lens_eval.png", {"logit lens": ev.kl_logit_lens, "tuned lens": ev.kl_tuned_lens or []},
-                  title=f"{lm.name}: KL to the final distribution", xlabel="layer", ylabel="KL (nats)")
+        write_lens_eval_outputs(out, lm.name, ev, payload)
     if json_out:
         emit_json(payload)
         return
