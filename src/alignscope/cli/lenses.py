@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from alignscope.cli.common import (
-    ChatOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    FourBitOpt,
-    JsonOpt,
-    ModelOpt,
-    emit_json,
-    handle_errors,
-    load_from_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, emit_json, handle_errors, model_options, out_console
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Directory for result files (JSON, CSV, PNG).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's own choice).")]
 
 tuned_app = typer.Typer(help="Train and evaluate a tuned lens (an affine translator per layer).", no_args_is_help=True)
 
@@ -38,29 +26,23 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tuned_app, name="tuned-lens")
 
 
-
-
 @handle_errors
+@model_options(threads=True)
 def dla_cmd(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
     answer: Annotated[str, typer.Option(help="Answer token text (one token, e.g. ' Paris').")],
     foil: Annotated[str, typer.Option(help="Foil token text (one token).")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     by_head: Annotated[bool, typer.Option("--by-head", help="Also attribute to every attention head.")] = False,
     chat: ChatOpt = True,
     out: OutOpt = None,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Direct logit attribution of logit[answer] - logit[foil] to embed, attention, MLP (and heads)."""
     from alignscope.lenses.dla import direct_logit_attribution
     from alignscope.reports.lenses import write_dla_outputs
 
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
+    lm = model.load()
     res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat)
     payload = {"model": lm.name, "prompt": prompt, "answer": answer, "foil": foil, **res.to_json(by_head)}
     if out is not None:
@@ -80,19 +62,15 @@ def dla_cmd(
 
 
 @handle_errors
+@model_options(threads=True)
 def lens_cmd(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     tokens: Annotated[list[str] | None, typer.Option("--tokens", "-t", help="Token text to track (one token each); repeatable.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top tokens per layer.")] = 5,
     tuned: Annotated[Path | None, typer.Option("--tuned", help="Read through a trained tuned lens (directory) instead.")] = None,
     chat: ChatOpt = True,
     out: OutOpt = None,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Logit lens: each layer's resid_post through the final norm and unembedding; top-k and tracked tokens."""
@@ -100,7 +78,7 @@ def lens_cmd(
     from alignscope.lenses.tuned_lens import TunedLens
     from alignscope.reports.lenses import write_lens_outputs
 
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
+    lm = model.load()
     lens = None if tuned is None else TunedLens.load(tuned, lm)
     res = logit_lens(lm, prompt, chat=chat, track=tokens or [], top_k=top_k, lens=lens)
     payload = {"model": lm.name, "prompt": prompt, **res.to_json()}
@@ -121,18 +99,16 @@ def lens_cmd(
 
 
 @handle_errors
+@model_options(device_map=False, threads=True)
 def tuned_train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the lens and checkpoints; a rerun resumes.")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     corpus: Annotated[str | None, typer.Option(help="Text file, or hf:NAME[:SPLIT[:FIELD]] (default: the built-in corpus).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 120,
     batch_seqs: Annotated[int, typer.Option(min=1, help="Chunks per step.")] = 8,
     seq_len: Annotated[int, typer.Option(min=2, help="Tokens per chunk.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
     full_vocab: Annotated[bool, typer.Option("--full-vocab", help="Exact full-vocabulary KL in training (slower).")] = False,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Train a tuned lens on a corpus (checkpoints every 25 steps; rerun the same command to resume)."""
@@ -140,7 +116,7 @@ def tuned_train_cmd(
     from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens
     from alignscope.reports.lenses import write_train_summary
 
-    lm = load_from_options(model, dtype, device, None, False, threads)
+    lm = model.load()
     text = load_corpus_text(corpus)
     chunks = token_chunks(lm.tokenizer, text, seq_len)
     config = TrainConfig(steps=steps, batch_seqs=batch_seqs, seq_len=seq_len, lr=lr, target_top_k=0 if full_vocab else TrainConfig.target_top_k)
@@ -158,16 +134,14 @@ def tuned_train_cmd(
 
 
 @handle_errors
+@model_options(device_map=False, threads=True)
 def tuned_eval_cmd(
     lens_dir: Annotated[Path, typer.Option("--lens", help="Directory written by `tuned-lens train`.")],
     text_file: Annotated[str | None, typer.Option("--text-file", help="Evaluation text (default: the built-in held-out text).")] = None,
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     seq_len: Annotated[int, typer.Option(min=2, help="Tokens per chunk.")] = 128,
     max_chunks: Annotated[int, typer.Option(min=1, help="Evaluate at most this many chunks.")] = 64,
-    threads: ThreadsOpt = None,
     out: OutOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Exact per-layer KL to the final distribution: logit lens vs tuned lens."""
@@ -176,7 +150,7 @@ def tuned_eval_cmd(
     from alignscope.lenses.tuned_lens import TunedLens
     from alignscope.reports.lenses import write_lens_eval_outputs
 
-    lm = load_from_options(model, dtype, device, None, False, threads)
+    lm = model.load()
     lens = TunedLens.load(lens_dir, lm)
     chunks = token_chunks(lm.tokenizer, load_corpus_text(text_file, heldout=True), seq_len)[:max_chunks]
     ev = evaluate_lenses(lm, chunks, lens, progress=True)
@@ -196,6 +170,7 @@ def tuned_eval_cmd(
 
 
 @handle_errors
+@model_options(model=False, device_map=False, threads=True)
 def dilemmas_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (one subdirectory per model, comparison.csv).")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model to analyse; repeat to compare several.")] = None,
@@ -204,9 +179,7 @@ def dilemmas_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Analyse only the first N pairs.")] = None,
     patch_positions: Annotated[str, typer.Option(help="last, post (post-instruction tokens) or all.")] = "last",
     chat: ChatOpt = True,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
+    loading: ModelOptions = ModelOptions(),
     json_out: JsonOpt = False,
 ) -> None:
     """Ethical-dilemma analysis: choice, patching profile, DLA and lens per pair; CSV/PNG/JSON; model comparison."""
@@ -223,7 +196,7 @@ def dilemmas_cmd(
     dilemmas = dilemmas[:limit] if limit else dilemmas
     summaries = []
     for name in model or ["default"]:
-        lm = load_from_options(name, dtype, device, None, False, threads)
+        lm = replace(loading, model=name).load()
         results = analyse_dilemmas(lm, dilemmas, chat=chat, positions=patch_positions, progress=True)
         summary = summarise(lm.name, results)
         sub = out / _slug(lm.name)
