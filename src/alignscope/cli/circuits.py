@@ -13,16 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from alignscope.circuits.patching import PATCH_COMPONENTS
-from alignscope.cli.common import (
-    ChatOpt,
-    JsonOpt,
-    ModelOptions,
-    component_parser,
-    emit_json,
-    handle_errors,
-    model_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
 
 CleanOpt = Annotated[str | None, typer.Option("--clean", help="Clean prompt text.")]
 CorruptOpt = Annotated[str | None, typer.Option("--corrupt", help="Corrupt prompt text (same number of tokens as --clean).")]

@@ -8,16 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from alignscope.cli.common import (
-    ChatOpt,
-    JsonOpt,
-    ModelOptions,
-    component_parser,
-    emit_json,
-    handle_errors,
-    model_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
 from alignscope.models.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, cache_root
 from alignscope.models.registry import supported_model_types
 

@@ -7,16 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alignscope.cli.common import (
-    ChatOpt,
-    JsonOpt,
-    ModelOptions,
-    component_parser,
-    emit_json,
-    handle_errors,
-    model_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
 
 
 def register(app: typer.Typer) -> None:
