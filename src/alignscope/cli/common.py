@@ -34,6 +34,8 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), c
 DeviceMapOpt = Annotated[str | None, typer.Option("--device-map", help="HF device_map for multi-GPU, e.g. auto.")]
 FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Quantise to 4-bit with bitsandbytes (needs CUDA).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's own choice).")]
+_FLAGS = {"model": ModelOpt, "dtype": DtypeOpt, "device": DeviceOpt, "device_map": DeviceMapOpt, "load_in_4bit": FourBitOpt,
+          "threads": ThreadsOpt}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat",
                                        help="Chat-template the prompts (--chat) or tokenise raw text as tokenizer(text) (--no-chat).")]
@@ -120,18 +122,16 @@ def model_options(*, model: bool = True, device_map: bool = True, threads: bool 
         threads: add ``--threads``.
         device: the default of ``--device``.
     """
-    loading: list[tuple[str, Any, Any]] = [("threads", ThreadsOpt, None)] if threads else []
-    loading += [("dtype", DtypeOpt, "auto"), ("device", DeviceOpt, device)]
-    if device_map:
-        loading += [("device_map", DeviceMapOpt, None), ("load_in_4bit", FourBitOpt, False)]
-    flags = [_keyword(name, annotation, default) for name, annotation, default in loading]
+    defaults = ModelOptions(device=device)
+    loading = (["threads"] if threads else []) + ["dtype", "device"] + (["device_map", "load_in_4bit"] if device_map else [])
+    flags = [_keyword(name, defaults) for name in loading]
 
     def decorate(func: F) -> F:
         # keyword-only: typer passes keywords, and the flags land between parameters with and without defaults
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(func, eval_str=True).parameters.values()]
         [slot] = [i for i, p in enumerate(params) if p.annotation is ModelOptions]
         target = params[slot].name
-        params[slot:slot + 1] = [_keyword("model", ModelOpt, "default")] if model else []
+        params[slot:slot + 1] = [_keyword("model", defaults)] if model else []
         tail = next((i for i, p in enumerate(params) if p.name == "json_out"), len(params))
         params[tail:tail] = flags
         names = [p.name for p in flags] + (["model"] if model else [])
@@ -147,8 +147,9 @@ def model_options(*, model: bool = True, device_map: bool = True, threads: bool 
     return decorate
 
 
-def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+def _keyword(name: str, defaults: ModelOptions) -> inspect.Parameter:
+    """The typer parameter of one :class:`ModelOptions` field, defaulting to its value in ``defaults``."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_FLAGS[name], default=getattr(defaults, name))
 
 
 def component_parser(allowed: Sequence[str] = COMPONENTS) -> Callable[[str], Component]:
