@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from alignscope.errors import SiteError
-from alignscope.sites import COMPONENTS, Site, available_components, layer_sites, parse_site
+from alignscope.sites import COMPONENTS, Site, available_components, layer_sites, parse_component, parse_site
 
 
 def test_hook_names_cover_every_component() -> None:
@@ -66,3 +66,16 @@ def test_parse_site_round_trip() -> None:
         parse_site("resid_post")
     with pytest.raises(SiteError, match="integers"):
         parse_site("resid_post@x")
+
+
+def test_parse_component_accepts_exactly_the_allowed_names() -> None:
+    names = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head", "pattern"]
+    assert [parse_component(n) for n in names] == names
+    assert parse_component("head", ("head", "mlp_out")) == "head"
+    for bad in ("resid", "Resid_pre", " head", "head ", ""):
+        with pytest.raises(SiteError, match="valid components: resid_pre, resid_mid, resid_post, attn_out, mlp_out, head, pattern$"):
+            parse_component(bad)
+    with pytest.raises(SiteError, match=r"unknown component 'resid_pre'; valid components: head, mlp_out$"):
+        parse_component("resid_pre", ("head", "mlp_out"))
+    with pytest.raises(SiteError, match="unknown component 'bogus'"):
+        parse_component("bogus", ("bogus",))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, cast, get_args
 
 from alignscope.errors import SiteError
 
@@ -72,8 +72,7 @@ class Site:
     head: int | None = None
 
     def __post_init__(self) -> None:
-        if self.component not in COMPONENTS:
-            raise SiteError(f"unknown component {self.component!r}; valid components: {', '.join(COMPONENTS)}")
+        parse_component(self.component)
         if not isinstance(self.layer, int) or isinstance(self.layer, bool):
             raise SiteError(f"layer must be an int, got {self.layer!r}")
         if self.head is not None and self.component not in HEAD_COMPONENTS:
@@ -108,6 +107,17 @@ def available_components(model: ModelShape) -> list[str]:
     """Components whose hook exists at layer 0 of ``model``."""
     hooks = getattr(model.bridge, "hook_dict", {})
     return [c for c in COMPONENTS if _HOOKS[c].format(layer=0) in hooks]
+
+
+def parse_component(text: str, allowed: Sequence[str] = COMPONENTS) -> Component:
+    """The component named ``text`` if it is one of ``allowed`` (default: all of :data:`COMPONENTS`).
+
+    Raises:
+        SiteError: ``text`` is not in ``allowed``; the message lists them.
+    """
+    if text not in allowed or text not in COMPONENTS:
+        raise SiteError(f"unknown component {text!r}; valid components: {', '.join(allowed)}")
+    return cast(Component, text)
 
 
 def parse_site(text: str) -> Site:

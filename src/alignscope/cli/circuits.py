@@ -12,19 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from alignscope.cli.common import (
-    ChatOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    FourBitOpt,
-    JsonOpt,
-    ModelOpt,
-    emit_json,
-    handle_errors,
-    load_from_options,
-    out_console,
-)
+from alignscope.circuits.patching import PATCH_COMPONENTS
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
 
 CleanOpt = Annotated[str | None, typer.Option("--clean", help="Clean prompt text.")]
 CorruptOpt = Annotated[str | None, typer.Option("--corrupt", help="Corrupt prompt text (same number of tokens as --clean).")]
@@ -32,6 +21,11 @@ AnswerOpt = Annotated[str | None, typer.Option("--answer", help="Answer token, e
 FoilOpt = Annotated[str | None, typer.Option("--foil", help="Foil token, e.g. ' Rome' (single token).")]
 PairsOpt = Annotated[Path | None, typer.Option("--pairs", help="JSONL file with fields clean, corrupt, answer, foil (and optional id).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory for PNG heatmaps, CSV summaries and JSON.")]
+ABLATE_COMPONENTS = ("head", "attn_out", "mlp_out")
+PatchSiteOpt = Annotated[str, typer.Option(parser=component_parser(PATCH_COMPONENTS),
+                                           help="resid_pre, attn_out, mlp_out or head (also resid_mid, resid_post).")]
+AblateSiteOpt = Annotated[str, typer.Option(parser=component_parser(ABLATE_COMPONENTS),
+                                            help="Components to rank and ablate: head, attn_out or mlp_out.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -39,8 +33,6 @@ def register(app: typer.Typer) -> None:
     app.command("patch")(patch_cmd)
     app.command("trace")(trace_cmd)
     app.command("ablate")(ablate_cmd)
-
-
 
 
 def _pairs(pairs: Path | None, clean: str | None, corrupt: str | None, answer: str | None, foil: str | None) -> list[Any]:
@@ -59,14 +51,15 @@ def _pairs(pairs: Path | None, clean: str | None, corrupt: str | None, answer: s
 
 
 @handle_errors
+@model_options()
 def patch_cmd(
     clean: CleanOpt = None,
     corrupt: CorruptOpt = None,
     answer: AnswerOpt = None,
     foil: FoilOpt = None,
     pairs: PairsOpt = None,
-    model: ModelOpt = "default",
-    site: Annotated[str, typer.Option(help="resid_pre, attn_out, mlp_out or head (also resid_mid, resid_post).")] = "resid_pre",
+    model: ModelOptions = ModelOptions(),
+    site: PatchSiteOpt = "resid_pre",
     method: Annotated[str, typer.Option(help="activation (exact) or attribution (gradient estimate).")] = "activation",
     ig_steps: Annotated[int, typer.Option("--ig-steps", min=0, help="Attribution: integrated-gradients steps (0: plain gradient x delta).")] = 5,
     direction: Annotated[str, typer.Option(help="denoise (clean into corrupt) or noise (corrupt into clean).")] = "denoise",
@@ -76,10 +69,6 @@ def patch_cmd(
     graph: Annotated[bool, typer.Option("--graph", help="Also write the circuit graph (JSON, HTML, GraphML) to --out.")] = False,
     edges: Annotated[bool, typer.Option("--edges", help="Also score component-to-component edges (EAP-IG) into circuit_edges.*.")] = False,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Nodes (or edges) kept in the graph.")] = 20,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Activation or attribution patching of every layer x position (layer x head for head)."""
@@ -92,7 +81,7 @@ def patch_cmd(
     if (graph or edges) and out is None:
         raise InputError("--graph and --edges write files: give --out DIR", field="out")
     items = _pairs(pairs, clean, corrupt, answer, foil)
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
+    lm = model.load()
     run = run_patch(lm, items, site=site, method=method, ig_steps=ig_steps, direction=direction, per_position=per_position,
                     chat=chat, progress=not json_out, edges=edges)
     files = outputs.write_patch_outputs(run, out, graph=graph, top_k=top_k) if out is not None else []
@@ -104,6 +93,7 @@ def patch_cmd(
 
 
 @handle_errors
+@model_options()
 def trace_cmd(
     prompt: Annotated[str | None, typer.Option("--prompt", help="Factual prompt, e.g. 'The Eiffel Tower is located in the city of'.")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Substring of the prompt to noise, e.g. 'The Eiffel Tower'.")] = None,
@@ -111,7 +101,7 @@ def trace_cmd(
     foil: FoilOpt = None,
     prompts: Annotated[Path | None, typer.Option("--prompts", help="JSONL or JSON list with prompt, subject [, answer, foil].")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Trace only the first N prompts of --prompts.")] = None,
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     kinds: Annotated[str, typer.Option(help="Comma-separated: resid (block outputs), attn, mlp.")] = "resid,attn,mlp",
     noise: Annotated[float, typer.Option(min=0.0, help="Noise std as a multiple of the embedding std.")] = 3.0,
     seed: Annotated[int, typer.Option(help="Seed of the first noise sample.")] = 0,
@@ -120,10 +110,6 @@ def trace_cmd(
     resid_window: Annotated[int, typer.Option("--resid-window", min=1, help="Layers restored together for resid.")] = 1,
     chat: ChatOpt = False,
     out: OutOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """ROME-style causal tracing: noise the subject, restore clean states, map the indirect effects."""
@@ -138,7 +124,7 @@ def trace_cmd(
         items = [TraceItem(prompt, subject, answer, foil)]
     else:
         raise InputError("give --prompt and --subject, or --prompts FILE", field="prompt")
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
+    lm = model.load()
     run = run_trace(lm, items, kinds=[k.strip() for k in kinds.split(",") if k.strip()], noise=noise, seed=seed,
                     samples=samples, window=window, resid_window=resid_window, chat=chat, progress=not json_out)
     files = outputs.write_trace_outputs(run, out) if out is not None else []
@@ -150,14 +136,15 @@ def trace_cmd(
 
 
 @handle_errors
+@model_options()
 def ablate_cmd(
     clean: CleanOpt = None,
     corrupt: CorruptOpt = None,
     answer: AnswerOpt = None,
     foil: FoilOpt = None,
     pairs: PairsOpt = None,
-    model: ModelOpt = "default",
-    site: Annotated[str, typer.Option(help="Components to rank and ablate: head, attn_out or mlp_out.")] = "head",
+    model: ModelOptions = ModelOptions(),
+    site: AblateSiteOpt = "head",
     per_position: Annotated[bool, typer.Option("--per-position", help="attn_out/mlp_out: rank (layer, position) components.")] = False,
     method: Annotated[str, typer.Option(help="zero, mean or resample (the pair's corrupt prompt).")] = "mean",
     k: Annotated[int, typer.Option("--k", min=1, help="Largest number of top components ablated together.")] = 10,
@@ -166,10 +153,6 @@ def ablate_cmd(
     chat: ChatOpt = False,
     out: OutOpt = None,
     graph: Annotated[bool, typer.Option("--graph", help="Also write the ranked components as a circuit graph.")] = False,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Ablate the top-k components ranked by activation patching; test against random sets of the same size."""
@@ -177,12 +160,10 @@ def ablate_cmd(
     from alignscope.errors import InputError
     from alignscope.reports import circuits as outputs
 
-    if site not in ("head", "attn_out", "mlp_out"):
-        raise InputError(f"unknown site {site!r}; choose head, attn_out or mlp_out", field="site")
     if graph and out is None:
         raise InputError("--graph writes files: give --out DIR", field="out")
     items = _pairs(pairs, clean, corrupt, answer, foil)
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
+    lm = model.load()
     run = run_ablation(lm, items, site=site, per_position=per_position, method=method, k=k, permutations=permutations,
                        seed=seed, chat=chat, progress=not json_out)
     files = outputs.write_ablation_outputs(run, out, graph=graph) if out is not None else []

@@ -1,21 +1,27 @@
-"""Shared CLI plumbing: model options, logging, error display and the ``--json`` last line."""
+"""Shared CLI plumbing: model options, component options, logging, error display and the ``--json`` last line."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from alignscope.errors import AlignscopeError
+from alignscope.errors import AlignscopeError, SiteError
 from alignscope.io import jsonable
+from alignscope.sites import COMPONENTS, Component, parse_component
+
+if TYPE_CHECKING:
+    from alignscope.models.loader import LoadedModel
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -27,6 +33,9 @@ DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16 
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 DeviceMapOpt = Annotated[str | None, typer.Option("--device-map", help="HF device_map for multi-GPU, e.g. auto.")]
 FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Quantise to 4-bit with bitsandbytes (needs CUDA).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's own choice).")]
+_FLAGS = {"model": ModelOpt, "dtype": DtypeOpt, "device": DeviceOpt, "device_map": DeviceMapOpt, "load_in_4bit": FourBitOpt,
+          "threads": ThreadsOpt}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat",
                                        help="Chat-template the prompts (--chat) or tokenise raw text as tokenizer(text) (--no-chat).")]
@@ -50,10 +59,22 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AlignscopeError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+            show_error(str(exc))
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def show_error(message: str) -> None:
+    """Print ``message`` as the one ``error:`` line on stderr (shown verbatim, brackets included)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+
+
+class FlagError(typer.BadParameter):
+    """A bad flag value found while parsing: one ``error:`` line naming the flag (exit 2), like every deliberate error."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        show_error(self.format_message())
 
 
 def emit_json(payload: dict[str, Any]) -> None:
@@ -63,13 +84,81 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def load_from_options(model: str, dtype: str = "auto", device: str = "auto", device_map: str | None = None,
-                      load_in_4bit: bool = False, threads: int | None = None) -> Any:
-    """Load the model the shared CLI options name (``--threads`` sets torch's CPU threads first)."""
-    from alignscope.models.loader import load_model
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model a command loads and how: ``--model``, ``--dtype``, ``--device``, ``--device-map``,
+    ``--load-in-4bit`` and ``--threads`` (see :func:`model_options`)."""
 
-    if threads:
-        import torch
+    model: str = "default"
+    dtype: str = "auto"
+    device: str = "auto"
+    device_map: str | None = None
+    load_in_4bit: bool = False
+    threads: int | None = None
 
-        torch.set_num_threads(threads)
-    return load_model(model, dtype=dtype, device=device, device_map=device_map, load_in_4bit=load_in_4bit)
+    def load(self) -> LoadedModel:
+        """Load the model (``threads`` sets torch's CPU threads first)."""
+        from alignscope.models.loader import load_model
+
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        return load_model(self.model, dtype=self.dtype, device=self.device, device_map=self.device_map,
+                          load_in_4bit=self.load_in_4bit)
+
+
+def model_options(*, model: bool = True, device_map: bool = True, threads: bool = False,
+                  device: str = "auto") -> Callable[[F], F]:
+    """Declare the shared model flags once: the command takes one :class:`ModelOptions` parameter instead.
+
+    ``--model`` takes the place of that parameter in ``--help``; the loading flags (``--threads``,
+    ``--dtype``, ``--device``, ``--device-map``, ``--load-in-4bit``) come just before ``--json`` (or
+    last). Flags switched off here keep their :class:`ModelOptions` defaults.
+
+    Args:
+        model: add ``--model`` (off where a command declares its own, e.g. a repeatable one).
+        device_map: add ``--device-map`` and ``--load-in-4bit``.
+        threads: add ``--threads``.
+        device: the default of ``--device``.
+    """
+    defaults = ModelOptions(device=device)
+    loading = (["threads"] if threads else []) + ["dtype", "device"] + (["device_map", "load_in_4bit"] if device_map else [])
+    flags = [_keyword(name, defaults) for name in loading]
+
+    def decorate(func: F) -> F:
+        # keyword-only: typer passes keywords, and the flags land between parameters with and without defaults
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(func, eval_str=True).parameters.values()]
+        [slot] = [i for i, p in enumerate(params) if p.annotation is ModelOptions]
+        target = params[slot].name
+        params[slot:slot + 1] = [_keyword("model", defaults)] if model else []
+        tail = next((i for i, p in enumerate(params) if p.name == "json_out"), len(params))
+        params[tail:tail] = flags
+        names = [p.name for p in flags] + (["model"] if model else [])
+
+        @wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            kwargs[target] = ModelOptions(**{name: kwargs.pop(name) for name in names})
+            return func(**kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _keyword(name: str, defaults: ModelOptions) -> inspect.Parameter:
+    """The typer parameter of one :class:`ModelOptions` field, defaulting to its value in ``defaults``."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_FLAGS[name], default=getattr(defaults, name))
+
+
+def component_parser(allowed: Sequence[str] = COMPONENTS) -> Callable[[str], Component]:
+    """A typer ``parser=`` that reads a component name; a bad one is a usage error (exit 2) naming the flag and ``allowed``."""
+
+    def parse(text: str) -> Component:
+        try:
+            return parse_component(text, allowed)
+        except SiteError as exc:
+            raise FlagError(str(exc)) from None
+
+    return parse

@@ -8,19 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from alignscope.cli.common import (
-    ChatOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    FourBitOpt,
-    JsonOpt,
-    ModelOpt,
-    emit_json,
-    handle_errors,
-    load_from_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
 from alignscope.models.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, cache_root
 from alignscope.models.registry import supported_model_types
 
@@ -51,17 +39,10 @@ def models(json_out: JsonOpt = False) -> None:
 
 
 @handle_errors
-def info(
-    model: ModelOpt = "default",
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
+@model_options()
+def info(model: ModelOptions = ModelOptions(), json_out: JsonOpt = False) -> None:
     """Load a model and describe it: architecture, sizes, dtype, device and load time."""
-
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
+    lm = model.load()
     data = lm.info()
     if json_out:
         emit_json(data)
@@ -73,20 +54,17 @@ def info(
 
 
 @handle_errors
+@model_options()
 def capture_cmd(
     prompts: Annotated[Path, typer.Option("--prompts", "-p", help="Prompt file: .jsonl, .json or .csv with a `prompt` field, or hf:NAME[:SPLIT].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (activations.safetensors + index.json). Reruns resume.")],
-    model: ModelOpt = "default",
-    site: Annotated[list[str] | None, typer.Option("--site", "-s", help="Component to capture at every layer; repeatable. "
+    model: ModelOptions = ModelOptions(),
+    site: Annotated[list[str] | None, typer.Option("--site", "-s", parser=component_parser(), help="Component to capture at every layer; repeatable. "
                     "resid_pre, resid_mid, resid_post, attn_out, mlp_out, head, pattern.")] = None,
     layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: all).")] = None,
     positions: Annotated[str, typer.Option(help="last, all, post (post-instruction tokens) or indices from the end, e.g. -1,-2.")] = "last",
     chat: ChatOpt = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Capture activations for a prompt file into a resumable on-disk store."""
@@ -99,7 +77,7 @@ def capture_cmd(
         layer_list = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"cannot read {layers!r}: expected comma-separated integers", field="layers") from None
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
+    lm = model.load()
     result = capture(lm, pset, site or ["resid_post"], layers=layer_list, positions=positions, chat=chat,
                      batch_size=batch_size, out_dir=out, progress=True)
     idx = result.index

@@ -9,19 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from alignscope.cli.common import (
-    ChatOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    FourBitOpt,
-    JsonOpt,
-    ModelOpt,
-    emit_json,
-    handle_errors,
-    load_from_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, emit_json, handle_errors, model_options, out_console
 
 
 def register(app: typer.Typer) -> None:
@@ -34,10 +22,11 @@ PromptsOpt = Annotated[list[str], typer.Option("--prompts", "-p", help="Prompt f
 
 
 @handle_errors
+@model_options()
 def eval_cmd(
     prompts: PromptsOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: eval.json, generations.jsonl, by_category.csv, rates.png.")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     intervention: Annotated[Path | None, typer.Option("--intervention", "-i", help="intervention.safetensors to apply while generating.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt.")] = 48,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
@@ -50,10 +39,6 @@ def eval_cmd(
     = "ALIGNSCOPE_JUDGE_API_KEY",
     judge_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per judge request.")] = 30.0,
     judge_retries: Annotated[int, typer.Option(min=0, max=10, help="Retries per judge request (exponential backoff).")] = 3,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure refusal per label and per category (n, rate, 95% Wilson interval), optionally under an intervention."""
@@ -70,7 +55,7 @@ def eval_cmd(
         from alignscope.steering.intervention_io import load_intervention
 
         iv = load_intervention(intervention)
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit)
+    lm = model.load()
     ev = evaluate_refusal(lm, pset, intervention=iv, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
                           detector=detector, progress=True, judge=judge)
     extra: dict[str, Any] = {"model": lm.name, "prompts": list(prompts), "intervention_file": str(intervention) if intervention else None}

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from alignscope.cli.common import (
-    ChatOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    FourBitOpt,
-    JsonOpt,
-    ModelOpt,
-    emit_json,
-    handle_errors,
-    load_from_options,
-    out_console,
-)
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, emit_json, handle_errors, model_options, out_console
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Directory for result files (JSON, CSV, PNG).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's own choice).")]
 
 tuned_app = typer.Typer(help="Train and evaluate a tuned lens (an affine translator per layer).", no_args_is_help=True)
 
@@ -38,32 +26,27 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tuned_app, name="tuned-lens")
 
 
-
-
 @handle_errors
+@model_options(threads=True)
 def dla_cmd(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
     answer: Annotated[str, typer.Option(help="Answer token text (one token, e.g. ' Paris').")],
     foil: Annotated[str, typer.Option(help="Foil token text (one token).")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     by_head: Annotated[bool, typer.Option("--by-head", help="Also attribute to every attention head.")] = False,
     chat: ChatOpt = True,
     out: OutOpt = None,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Direct logit attribution of logit[answer] - logit[foil] to embed, attention, MLP (and heads)."""
     from alignscope.lenses.dla import direct_logit_attribution
+    from alignscope.reports.lenses import write_dla_outputs
 
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
+    lm = model.load()
     res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat)
     payload = {"model": lm.name, "prompt": prompt, "answer": answer, "foil": foil, **res.to_json(by_head)}
     if out is not None:
-        payload["files"] = [str(p) for p in _write_dla(out, lm.name, res, payload, by_head)]
+        payload["files"] = [str(p) for p in write_dla_outputs(out, lm.name, res, payload, by_head=by_head)]
     if json_out:
         emit_json(payload)
         return
@@ -78,48 +61,29 @@ def dla_cmd(
                       f"(model {res.logit_diff:.4f})")
 
 
-def _write_dla(out: Path, model: str, res: Any, payload: dict[str, Any], by_head: bool) -> list[Path]:
-    from alignscope.io import atomic_write_json
-    from alignscope.reports.plots import heatmap_png, lines_png
-
-    files = [out / "dla.json"]
-    atomic_write_json(files[0], payload)
-    files.append(heatmap_png(out / "dla_layers.png", [res.attn.tolist(), res.mlp.tolist()], title=f"{model}: DLA by layer",
-                             xlabel="layer", ylabel="", yticklabels=["attn", "mlp"], colorbar_label="logit difference"))
-    files.append(lines_png(out / "attn_mlp_ratio.png", {"|attn| / (|attn|+|mlp|)": res.attn_mlp_ratio()},
-                           title=f"{model}: attention share of each layer's DLA", xlabel="layer", ylabel="attention share"))
-    if by_head:
-        files.append(heatmap_png(out / "dla_heads.png", res.heads.tolist(), title=f"{model}: DLA by head",
-                                 xlabel="head", ylabel="layer", colorbar_label="logit difference"))
-    return files
-
-
 @handle_errors
+@model_options(threads=True)
 def lens_cmd(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     tokens: Annotated[list[str] | None, typer.Option("--tokens", "-t", help="Token text to track (one token each); repeatable.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top tokens per layer.")] = 5,
     tuned: Annotated[Path | None, typer.Option("--tuned", help="Read through a trained tuned lens (directory) instead.")] = None,
     chat: ChatOpt = True,
     out: OutOpt = None,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    load_in_4bit: FourBitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Logit lens: each layer's resid_post through the final norm and unembedding; top-k and tracked tokens."""
     from alignscope.lenses.logit_lens import logit_lens
     from alignscope.lenses.tuned_lens import TunedLens
+    from alignscope.reports.lenses import write_lens_outputs
 
-    lm = load_from_options(model, dtype, device, device_map, load_in_4bit, threads)
+    lm = model.load()
     lens = None if tuned is None else TunedLens.load(tuned, lm)
     res = logit_lens(lm, prompt, chat=chat, track=tokens or [], top_k=top_k, lens=lens)
     payload = {"model": lm.name, "prompt": prompt, **res.to_json()}
     if out is not None:
-        payload["files"] = [str(p) for p in _write_lens(out, lm.name, res, payload)]
+        payload["files"] = [str(p) for p in write_lens_outputs(out, lm.name, res, payload)]
     if json_out:
         emit_json(payload)
         return
@@ -134,41 +98,25 @@ def lens_cmd(
     out_console.print(table)
 
 
-def _write_lens(out: Path, model: str, res: Any, payload: dict[str, Any]) -> list[Path]:
-    from alignscope.io import atomic_write_json
-    from alignscope.reports.plots import lines_png
-
-    files = [out / "lens.json"]
-    atomic_write_json(files[0], payload)
-    trajectories = payload["trajectories"]
-    if trajectories:
-        files.append(lines_png(out / "lens_tracked_logits.png", {t: v["logit"] for t, v in trajectories.items()},
-                               title=f"{model}: {res.kind} lens logits of tracked tokens", xlabel="layer", ylabel="logit"))
-        files.append(lines_png(out / "lens_tracked_ranks.png", {t: v["rank"] for t, v in trajectories.items()},
-                               title=f"{model}: {res.kind} lens rank of tracked tokens (0 = top)", xlabel="layer", ylabel="rank"))
-    return files
-
-
 @handle_errors
+@model_options(device_map=False, threads=True)
 def tuned_train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the lens and checkpoints; a rerun resumes.")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     corpus: Annotated[str | None, typer.Option(help="Text file, or hf:NAME[:SPLIT[:FIELD]] (default: the built-in corpus).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 120,
     batch_seqs: Annotated[int, typer.Option(min=1, help="Chunks per step.")] = 8,
     seq_len: Annotated[int, typer.Option(min=2, help="Tokens per chunk.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
     full_vocab: Annotated[bool, typer.Option("--full-vocab", help="Exact full-vocabulary KL in training (slower).")] = False,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Train a tuned lens on a corpus (checkpoints every 25 steps; rerun the same command to resume)."""
     from alignscope.lenses.corpus import load_corpus_text, text_sha256, token_chunks
-    from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens, write_summary
+    from alignscope.lenses.train_loop import TrainConfig, train_tuned_lens
+    from alignscope.reports.lenses import write_train_summary
 
-    lm = load_from_options(model, dtype, device, None, False, threads)
+    lm = model.load()
     text = load_corpus_text(corpus)
     chunks = token_chunks(lm.tokenizer, text, seq_len)
     config = TrainConfig(steps=steps, batch_seqs=batch_seqs, seq_len=seq_len, lr=lr, target_top_k=0 if full_vocab else TrainConfig.target_top_k)
@@ -177,7 +125,7 @@ def tuned_train_cmd(
              "config": config.__dict__, "train": {k: v for k, v in report.to_json().items() if k != "losses"}}
     path = lens.save(out, model=lm.name, extra=extra)
     payload = {"model": lm.name, "lens": str(path), **extra, "losses": report.losses}
-    write_summary(out / "train_summary.json", payload)
+    write_train_summary(out, payload)
     if json_out:
         emit_json(payload)
         return
@@ -186,35 +134,29 @@ def tuned_train_cmd(
 
 
 @handle_errors
+@model_options(device_map=False, threads=True)
 def tuned_eval_cmd(
     lens_dir: Annotated[Path, typer.Option("--lens", help="Directory written by `tuned-lens train`.")],
     text_file: Annotated[str | None, typer.Option("--text-file", help="Evaluation text (default: the built-in held-out text).")] = None,
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     seq_len: Annotated[int, typer.Option(min=2, help="Tokens per chunk.")] = 128,
     max_chunks: Annotated[int, typer.Option(min=1, help="Evaluate at most this many chunks.")] = 64,
-    threads: ThreadsOpt = None,
     out: OutOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Exact per-layer KL to the final distribution: logit lens vs tuned lens."""
     from alignscope.lenses.corpus import load_corpus_text, token_chunks
     from alignscope.lenses.lens_eval import evaluate_lenses
     from alignscope.lenses.tuned_lens import TunedLens
+    from alignscope.reports.lenses import write_lens_eval_outputs
 
-    lm = load_from_options(model, dtype, device, None, False, threads)
+    lm = model.load()
     lens = TunedLens.load(lens_dir, lm)
     chunks = token_chunks(lm.tokenizer, load_corpus_text(text_file, heldout=True), seq_len)[:max_chunks]
     ev = evaluate_lenses(lm, chunks, lens, progress=True)
     payload = {"model": lm.name, "lens": str(lens_dir), "text_file": text_file or "builtin held-out", **ev.to_json()}
     if out is not None:
-        from alignscope.io import atomic_write_json
-        from alignscope.reports.plots import lines_png
-
-        atomic_write_json(out / "lens_eval.json", payload)
-        lines_png(out / "lens_eval.png", {"logit lens": ev.kl_logit_lens, "tuned lens": ev.kl_tuned_lens or []},
-                  title=f"{lm.name}: KL to the final distribution", xlabel="layer", ylabel="KL (nats)")
+        write_lens_eval_outputs(out, lm.name, ev, payload)
     if json_out:
         emit_json(payload)
         return
@@ -228,6 +170,7 @@ def tuned_eval_cmd(
 
 
 @handle_errors
+@model_options(model=False, device_map=False, threads=True)
 def dilemmas_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (one subdirectory per model, comparison.csv).")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model to analyse; repeat to compare several.")] = None,
@@ -236,9 +179,7 @@ def dilemmas_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Analyse only the first N pairs.")] = None,
     patch_positions: Annotated[str, typer.Option(help="last, post (post-instruction tokens) or all.")] = "last",
     chat: ChatOpt = True,
-    threads: ThreadsOpt = None,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
+    loading: ModelOptions = ModelOptions(),
     json_out: JsonOpt = False,
 ) -> None:
     """Ethical-dilemma analysis: choice, patching profile, DLA and lens per pair; CSV/PNG/JSON; model comparison."""
@@ -255,7 +196,7 @@ def dilemmas_cmd(
     dilemmas = dilemmas[:limit] if limit else dilemmas
     summaries = []
     for name in model or ["default"]:
-        lm = load_from_options(name, dtype, device, None, False, threads)
+        lm = replace(loading, model=name).load()
         results = analyse_dilemmas(lm, dilemmas, chat=chat, positions=patch_positions, progress=True)
         summary = summarise(lm.name, results)
         sub = out / _slug(lm.name)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alignscope.cli.common import ChatOpt, DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, emit_json, handle_errors, out_console
+from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
 
 
 def register(app: typer.Typer) -> None:
@@ -17,21 +17,19 @@ def register(app: typer.Typer) -> None:
 
 
 @handle_errors
+@model_options(device_map=False, device="cpu")
 def edit_cmd(
     ablate_direction: Annotated[Path, typer.Option("--ablate-direction", help="Safetensors file with a `direction` tensor of shape (d_model,).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: a plain Hugging Face model (safetensors).")],
-    model: ModelOpt = "default",
+    model: ModelOptions = ModelOptions(),
     allow_inexact: Annotated[bool, typer.Option("--allow-inexact", help="Edit Gemma 2/3 anyway (post-sublayer norms make it approximate).")] = False,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "cpu",
     json_out: JsonOpt = False,
 ) -> None:
     """Orthogonalise a model's weights against a direction (weight-baked directional ablation) and save it."""
-    from alignscope.models.loader import load_model
     from alignscope.steering.direction_io import load_direction
     from alignscope.steering.weight_edit import orthogonalize_to_dir
 
-    lm = load_model(model, dtype=dtype, device=device)
+    lm = model.load()
     direction = load_direction(ablate_direction, d_model=lm.d_model)
     result = orthogonalize_to_dir(lm, direction.vector, out, allow_inexact=allow_inexact,
                                   provenance={"direction_file": str(ablate_direction), "direction_meta": direction.meta})
@@ -48,6 +46,7 @@ def edit_cmd(
 
 
 @handle_errors
+@model_options(device_map=False)
 def directions_cmd(
     positive: Annotated[Path, typer.Option("--positive", help="Prompt file of the positive set (e.g. harmful).")],
     negative: Annotated[Path, typer.Option("--negative", help="Prompt file of the negative set (e.g. harmless).")],
@@ -55,22 +54,19 @@ def directions_cmd(
     layer: Annotated[int, typer.Option(help="Layer whose direction is saved.")],
     position: Annotated[int, typer.Option(help="Position saved, counted from the end (-1: last token).")] = -1,
     positions: Annotated[str, typer.Option(help="Positions to compute: post (post-instruction), last, or offsets like -1,-2.")] = "post",
-    component: Annotated[str, typer.Option(help="Site component read.")] = "resid_pre",
-    model: ModelOpt = "default",
+    component: Annotated[str, typer.Option(parser=component_parser(), help="Site component read.")] = "resid_pre",
+    model: ModelOptions = ModelOptions(),
     chat: ChatOpt = True,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Difference-in-means of two prompt sets at every layer; save one (layer, position) as a direction file."""
     from alignscope.data.sources import load_source
-    from alignscope.models.loader import load_model
     from alignscope.steering.direction_io import save_direction
     from alignscope.steering.directions import diff_in_means
 
     pos_set, neg_set = load_source(positive), load_source(negative)
-    lm = load_model(model, dtype=dtype, device=device)
+    lm = model.load()
     md = diff_in_means(lm, pos_set, neg_set, component=component, positions=positions, chat=chat, batch_size=batch_size,
                        progress=True)
     vec = md.direction(layer, position)

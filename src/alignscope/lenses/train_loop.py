@@ -36,7 +36,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from alignscope.errors import InputError
-from alignscope.io import atomic_write_json, save_safetensors, sha256_json
+from alignscope.io import save_safetensors, sha256_json
 from alignscope.lenses.logit_lens import resid_posts
 from alignscope.lenses.tuned_lens import TunedLens
 from alignscope.lenses.unembed import Unembedder
@@ -290,8 +290,3 @@ def load_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, fp:
     step = int(meta.get("step", "0"))
     log.info("resuming tuned-lens training from step %d (%s)", step, path)
     return step
-
-
-def write_summary(path: Path, payload: dict[str, Any]) -> None:
-    """Write the training summary JSON atomically."""
-    atomic_write_json(path, payload)

@@ -6,4 +6,5 @@
 * :mod:`~alignscope.reports.circuits` and :mod:`~alignscope.reports.circuit_graph`: ``patch``,
   ``trace`` and ``ablate`` files and circuit graphs.
 * :mod:`~alignscope.reports.dilemmas`: the dilemma analysis files and the multi-model table.
+* :mod:`~alignscope.reports.lenses`: ``dla``, ``lens`` and ``tuned-lens train|eval`` files.
 """
