@@ -134,22 +134,6 @@ def parse_site(text: str) -> Site:
     return Site(layer, comp.strip(), head)
 
 
-def site_of_hook(hook_name: str) -> Site | None:
-    """The :class:`Site` whose hook is ``hook_name`` (all heads for per-head hooks), or None.
-
-    Example:
-        >>> site_of_hook("blocks.3.hook_resid_post")
-        Site(layer=3, component='resid_post', head=None)
-    """
-    for comp, pattern in _HOOKS.items():
-        prefix, _, suffix = pattern.partition("{layer}")
-        if hook_name.startswith(prefix) and hook_name.endswith(suffix):
-            layer = hook_name[len(prefix):len(hook_name) - len(suffix)]
-            if layer.isdigit() and layer.isascii():
-                return Site(int(layer), comp)
-    return None
-
-
 def layer_sites(model: ModelShape, component: str, layers: Iterable[int] | None = None) -> list[Site]:
     """One validated site per layer (all layers by default) for ``component``."""
     chosen: Sequence[int] = range(model.n_layers) if layers is None else list(layers)

@@ -92,5 +92,9 @@ def test_misaligned_pair_has_no_profile_but_is_counted(tiny_lm) -> None:
     assert res.patch_positions == [] and res.peak_layer == -1
     ok = analyse_pair(lm, PAIRS[1], chat=False)
     s = summarise("tiny", [res, ok])
-    assert s["n_pairs"] == 2 and s["n_patched"] == 1 and s["consistent"]["n"] == 2
-    assert s["peak_layer"]["n"] == 1 and len(s["mean_patch_profile"]) == lm.n_layers
+    assert s.n_pairs == 2 and s.n_patched == 1 and s.consistent.n == 2
+    assert s.peak_layer.n == 1 and len(s.mean_patch_profile) == lm.n_layers
+    js = s.to_json()  # the summary.json object: rates and means as plain JSON, in field order
+    assert list(js)[:4] == ["model", "n_pairs", "chose_ethical_base", "chose_ethical_cf"]
+    assert js["consistent"] == {"k": s.consistent.k, "n": 2, "rate": s.consistent.rate, "ci95": list(s.consistent.ci95)}
+    assert js["peak_layer"] == {"mean": float(ok.peak_layer), "ci95": list(s.peak_layer.ci95), "n": 1}

@@ -194,17 +194,17 @@ def dilemmas_cmd(
     else:
         dilemmas = load_dilemmas(pairs)
     dilemmas = dilemmas[:limit] if limit else dilemmas
-    summaries = []
+    summaries, models = [], []
     for name in model or ["default"]:
         lm = replace(loading, model=name).load()
         results = analyse_dilemmas(lm, dilemmas, chat=chat, positions=patch_positions, progress=True)
         summary = summarise(lm.name, results)
-        sub = out / _slug(lm.name)
-        summary["files"] = [str(p) for p in write_model_report(sub, summary, results)]
+        files = write_model_report(out / _slug(lm.name), summary, results)
         summaries.append(summary)
+        models.append({**summary.to_json(), "files": [str(p) for p in files]})
     comparison = write_comparison(out, summaries)
     rows = [compare_row(s) for s in summaries]
-    payload = {"out": str(out), "comparison": rows, "comparison_csv": str(comparison), "models": summaries}
+    payload = {"out": str(out), "comparison": rows, "comparison_csv": str(comparison), "models": models}
     if json_out:
         emit_json(payload)
         return
