@@ -25,8 +25,9 @@ import torch
 
 from alignscope.circuits.replay import embed_input, validate_components
 from alignscope.errors import InputError
+from alignscope.hooks.backends import BridgeTarget
 from alignscope.hooks.handle import HookHandle
-from alignscope.hooks.points import hook_point, hook_table
+from alignscope.hooks.points import hook_table
 from alignscope.hooks.read import reading
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
@@ -159,6 +160,6 @@ def _run_rows(lm: LoadedModel, ids: Sequence[int], hidden: torch.Tensor, compone
             (m * weights.to(m.dtype)).sum().backward()
 
     with HookHandle() as swap:
-        swap.add(hook_point(lm, hook_table(lm), Site(0, "resid_pre")).register_forward_hook(lambda _m, _i, _o: hidden))
+        swap.add(BridgeTarget(lm).register(Site(0, "resid_pre"), lambda _m, _i, _o: hidden))
         out["acts"] = grab_activations(lm, components, run, extra_hooks)
     return out

@@ -30,10 +30,9 @@ from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from alignscope.errors import AlignscopeError, InputError
+from alignscope.hooks.backends import BridgeTarget
 from alignscope.hooks.handle import HookHandle
-from alignscope.hooks.points import hook_point, hook_table
 from alignscope.hooks.read import reading
-from alignscope.hooks.writes import residual_write
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
 from alignscope.models.registry import decoder_layers, get_arch, resolve_module
@@ -334,12 +333,11 @@ def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
     for i, row in enumerate(rows):
         for p in row:
             masks.add(i, p)
-    table = hook_table(lm)
+    bridge = BridgeTarget(lm)
     with HookHandle() as handles, torch.no_grad():
         for (layer, comp, source), mask in masks.masks.items():
             value = None if source == ZERO else sources[source][(comp, layer)]
-            hook = residual_write(comp, _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads))
-            handles.add(hook_point(lm, table, Site(layer, comp)).register_forward_hook(hook))
+            handles.add(bridge.register(Site(layer, comp), _overwrite_hook(mask.to(lm.device), value, comp, lm.n_heads)))
         hidden: torch.Tensor | None = None
         for layer in range(starts[0], n_layers):
             joining = sum(1 for s in starts if s == layer)
