@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
@@ -38,6 +39,8 @@ from alignscope.models.loader import LoadedModel
 from alignscope.models.native import native_model, twin_unavailable_reason
 from alignscope.models.registry import get_arch, resolve_module
 from alignscope.sites import Site
+
+log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "native", "bridge"]
 BACKENDS: tuple[str, ...] = ("auto", "native", "bridge")
@@ -273,6 +276,7 @@ def select_target(lm: LoadedModel, sites: Iterable[Site], backend: str = "auto")
         return native
     if backend == "native":
         raise InputError(f"the native backend cannot run this: {why}; use backend='bridge' or 'auto'", field="backend")
+    log.debug("running on the bridge: %s", why)
     return BridgeTarget(lm)
 
 
