@@ -13,7 +13,8 @@ from alignscope.data.prompts import Prompt, PromptSet
 from alignscope.errors import InputError
 from alignscope.evals.behaviour import RefusalEval, category_key, group_rates
 from alignscope.evals.json_fields import At
-from alignscope.evals.study import EvalSummary, StudyResults
+from alignscope.evals.study import StudyResults
+from alignscope.evals.study_evals import EvalSummary
 
 
 def eval_payload(intervention: str | None) -> dict[str, Any]:

@@ -19,17 +19,15 @@ from alignscope.evals.study import (
     Curves,
     DataSummary,
     Directions,
-    EvalSummary,
     Example,
-    GateSummary,
     InterventionSummary,
-    KlSummary,
     ModelInfo,
     SelectionSummary,
     SplitData,
     StageTiming,
     StudyResults,
 )
+from alignscope.evals.study_evals import EvalSummary, GateSummary, KlSummary
 from alignscope.io import atomic_write_bytes, atomic_write_json, atomic_write_text, jsonable
 from alignscope.metrics import kl_divergence
 from alignscope.models.loader import resolve_source

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alignscope.evals.study import EvalSummary, Grid, GroupRate, StudyResults
+from alignscope.evals.study import Grid, StudyResults
+from alignscope.evals.study_evals import EvalSummary, GroupRate
 from alignscope.reports.html import Page
 from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
 
