@@ -57,10 +57,11 @@ def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path, mon
         assert (out / "stages" / f"{name}.json").is_file()
     res = result.results
     # files split 50/20/30: 10 harmful -> 3 test, 10 harmless + 5 lookalike -> 3 + 2 (rounded) test, labelled harmless
-    assert res["baseline"]["n"] == {"harmful": 3, "harmless": 5} == res["after"]["n"]
-    k = res["after"]["k"]["harmful"]
-    assert res["after"]["ci95"]["harmful"] == pytest.approx(list(wilson_interval(k, 3)))
-    assert res["kl"]["n"] == 5 and res["kl"]["mean"] > 0
+    assert {g: r.n for g, r in res.baseline.by_label.items()} == {"harmful": 3, "harmless": 5}
+    assert {g: r.n for g, r in res.after.by_label.items()} == {"harmful": 3, "harmless": 5}
+    k = res.after.by_label["harmful"].k
+    assert res.after.by_label["harmful"].ci95 == pytest.approx(wilson_interval(k, 3))
+    assert res.kl.n == 5 and res.kl.mean is not None and res.kl.mean > 0
     # the KL comes from the generations' first steps; recompute it with separate forward passes
     from alignscope.evals.capability import first_token_kl
     from alignscope.models.loader import load_model
@@ -68,14 +69,14 @@ def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path, mon
 
     harmless = [r["prompt"] for r in map(json.loads, (out / "generations.jsonl").read_text().splitlines()) if r["label"] == "harmless"]
     kl = first_token_kl(load_model(str(tiny_dir("llama")), device="cpu"), harmless, load_intervention(out / "intervention.safetensors"))
-    assert kl.tolist() == pytest.approx(res["kl"]["values"], rel=1e-3, abs=1e-6)
+    assert kl.tolist() == pytest.approx(list(res.kl.values), rel=1e-3, abs=1e-6)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["files"]["model.safetensors"] == sha256_file(tiny_dir("llama") / "model.safetensors")
     assert manifest["seed"] == 0 and manifest["versions"]["torch"] and set(manifest["stages"]) == {*STAGE_NAMES, "report"}
     html = (out / "report.html").read_text()
-    assert "Plotly.newPlot" in html and len(res["examples"]) == 4
-    for ex in res["examples"]:
-        assert html_escape(ex["prompt"]) in html and html_escape(ex["after"]) in html
+    assert "Plotly.newPlot" in html and len(res.examples) == 4
+    for ex in res.examples:
+        assert html_escape(ex.prompt) in html and html_escape(ex.after) in html
     summary = result.summary()
     assert summary["before"]["n"]["harmful"] == 3 and summary["after"]["ci95"]["harmless"]
     assert all(not v["reused"] for v in summary["stages"].values())
@@ -147,4 +148,4 @@ def test_renamed_copy_of_the_weights_reuses_every_stage(tiny_config, tiny_copy, 
     result = run_pipeline(load_config(tiny_config("copy.yaml", model=str(tiny_copy("llama")))), out, progress=False)
     assert sum(calls.values()) == 0 and all(t["reused"] for name, t in result.timings.items() if name != "report")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["source"] == str(tiny_copy("llama")) and manifest["model"]["sha256"] == result.results["model"]["sha256"]
+    assert manifest["model"]["source"] == str(tiny_copy("llama")) and manifest["model"]["sha256"] == result.results.model.sha256

@@ -18,12 +18,9 @@ the model's :func:`~alignscope.models.identity.resume_key` (weights hash and dty
 name: a renamed copy of the same weights resumes), prompts, content of the upstream records);
 see :mod:`alignscope.pipeline.store`.
 
-``results.json`` schema (what the report reads): ``model`` (name, n_layers, d_model, sha256),
-``config``, ``data`` (counts and hashes), ``baseline`` and ``after`` (``alignscope eval``
-payloads), ``kl`` (n, mean, ci95, max), ``directions`` (component, positions, layers,
-``curves``: layers, norm, cosine curves), ``selection`` (``grid``: layers x positions score,
-``table``, ``best``), ``intervention`` (kind, file, description, ``search``), ``comparisons``,
-``examples``, ``timings`` and ``seconds``.
+``results.json`` is :meth:`alignscope.evals.study.StudyResults.to_json`; its schema (what the
+report reads) is documented on :class:`~alignscope.evals.study.StudyResults` and its parts, and
+:meth:`~alignscope.evals.study.StudyResults.read` loads a finished run's file back.
 
 Example:
     >>> result = run_pipeline(load_config("run.yaml"), "out/run")   # doctest: +SKIP
@@ -35,10 +32,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from alignscope.evals.study import StageTiming, StudyResults
 from alignscope.models.identity import dtype_name, model_identity, resume_key, weights_hash
 from alignscope.models.loader import resolve_device, resolve_dtype
 from alignscope.pipeline import stages
@@ -90,9 +88,9 @@ STAGE_NAMES: tuple[str, ...] = (*(s.name for s in STAGES), "report")
 
 @dataclass
 class RunResult:
-    """What a run produced: the results dict, output paths, per-stage timings and reuse."""
+    """What a run produced: the typed results (``results.json``), output paths, per-stage timings and reuse."""
 
-    results: dict[str, Any]
+    results: StudyResults
     paths: dict[str, Path]
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -101,16 +99,17 @@ class RunResult:
         """The compact ``alignscope run --json`` payload."""
         r = self.results
         pick = ("n", "refusal_rate", "ci95")
-        lookalike = {when: r[key]["by_category"].get("lookalike") for when, key in (("before", "baseline"), ("after", "after"))}
+        lookalike = {when: None if (g := ev.by_category.get("lookalike")) is None else g.to_json()
+                     for when, ev in (("before", r.baseline), ("after", r.after))}
         return {
-            "model": r["model"]["name"],
+            "model": r.model.name,
             "split": "test",
-            "before": {k: r["baseline"][k] for k in pick},
-            "after": {k: r["after"][k] for k in pick},
+            "before": {k: v for k, v in r.baseline.to_json().items() if k in pick},
+            "after": {k: v for k, v in r.after.to_json().items() if k in pick},
             "lookalike": lookalike if any(lookalike.values()) else None,
-            "kl": {k: r["kl"][k] for k in ("n", "mean", "ci95")} if r.get("kl") else None,
-            "gate": {name: g["gate"] for name, g in r["gate"]["by_label"].items()} if r.get("gate") else None,
-            "intervention": {k: r["intervention"].get(k) for k in ("kind", "description")},
+            "kl": {"n": r.kl.n, "mean": r.kl.mean, "ci95": list(r.kl.ci95)},
+            "gate": {name: g.gate.to_json() for name, g in r.gate.by_label.items()} if r.gate else None,
+            "intervention": {"kind": r.intervention.kind, "description": r.intervention.description},
             "paths": {k: str(v) for k, v in self.paths.items()},
             "stages": {k: {"seconds": v["seconds"], "reused": v["reused"]} for k, v in self.timings.items()},
             "seconds": round(self.seconds, 2),
@@ -163,14 +162,14 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None
         records[spec.name] = record
         timings[spec.name] = {"seconds": round(record.seconds, 3), "reused": record.reused}
     t0 = time.perf_counter()
-    results = stages.assemble_results(ctx, records, weights)
-    results["timings"], results["seconds"] = timings, time.perf_counter() - start
-    paths = stages.write_outputs(ctx, records, results)
+    results = stages.assemble_results(ctx, records, weights, dict(timings), time.perf_counter() - start)
+    paths = stages.write_outputs(ctx, records)
     paths.update(stages.write_report(ctx, results))
     timings["report"] = {"seconds": round(time.perf_counter() - t0, 3), "reused": False}
-    results["seconds"] = time.perf_counter() - start
+    results = replace(results, timings={name: StageTiming(t["seconds"], t["reused"]) for name, t in timings.items()},
+                      seconds=time.perf_counter() - start)
     paths["results.json"] = stages.write_results(ctx, results)
     paths["manifest.json"] = write_manifest(out / "manifest.json", config=cfg.to_dict(), seed=cfg.seed,
-                                            model={"name": results["model"]["name"], "source": ctx.source, **weights},
+                                            model={"name": results.model.name, "source": ctx.source, **weights},
                                             stages=timings, seconds=time.perf_counter() - start, config_path=config_path)
     return RunResult(results, paths, timings, time.perf_counter() - start)

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alignscope.evals.behaviour import RefusalEval, evaluate_refusal
 from alignscope.evals.capability import kl_summary
+from alignscope.evals.json_fields import At, mapping, optional
+from alignscope.evals.study import (
+    Curves,
+    DataSummary,
+    Directions,
+    Example,
+    InterventionSummary,
+    ModelInfo,
+    SelectionSummary,
+    SplitData,
+    StageTiming,
+    StudyResults,
+)
+from alignscope.evals.study_evals import EvalSummary, GateSummary, KlSummary
 from alignscope.io import atomic_write_bytes, atomic_write_json, atomic_write_text, jsonable
 from alignscope.metrics import kl_divergence
 from alignscope.models.loader import resolve_source
@@ -29,6 +44,7 @@ from alignscope.steering.interventions import Intervention
 log = logging.getLogger(__name__)
 
 INTERVENTION_FILE = "stages/intervene.intervention.safetensors"
+T = TypeVar("T")
 
 
 def _evaluate(ctx: Context, intervention: Intervention | None) -> RefusalEval:
@@ -119,7 +135,7 @@ def _gate_rates(ctx: Context, iv: Intervention, ev: RefusalEval) -> dict[str, An
     return out
 
 
-def direction_curves(extract_rec: StageRecord, chosen: dict[str, Any] | None) -> dict[str, Any]:
+def direction_curves(extract_rec: StageRecord, chosen: dict[str, Any] | None) -> Curves:
     """Norm per layer and cosine similarities per layer, at the chosen position (else the last)."""
     out = extract_rec.output
     dirs = extract_rec.tensors["directions"]  # (P, L, d)
@@ -127,51 +143,69 @@ def direction_curves(extract_rec: StageRecord, chosen: dict[str, Any] | None) ->
     p_idx = positions.index(chosen["position"]) if chosen and chosen.get("position") in positions else len(positions) - 1
     per_layer = dirs[p_idx]
     unit = per_layer / per_layer.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    curves: dict[str, Any] = {"layers": layers, "position": positions[p_idx], "norm": per_layer.norm(dim=-1).tolist()}
-    curves["cosine_adjacent"] = [float("nan"), *(unit[1:] * unit[:-1]).sum(-1).tolist()]
+    to_chosen = None
     if chosen and chosen.get("layer") in layers:
-        ref = unit[layers.index(chosen["layer"])]
-        curves["cosine_to_chosen"] = (unit @ ref).tolist()
-    return curves
+        to_chosen = _finite((unit @ unit[layers.index(chosen["layer"])]).tolist())
+    return Curves(tuple(layers), positions[p_idx], _finite(per_layer.norm(dim=-1).tolist()),
+                  (None, *_finite((unit[1:] * unit[:-1]).sum(-1).tolist())), to_chosen)
 
 
-def _examples(ctx: Context, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _finite(values: list[float]) -> tuple[float | None, ...]:
+    """The values with NaN/inf as None (as ``results.json`` holds them)."""
+    return tuple(jsonable(values))
+
+
+def _examples(ctx: Context, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> tuple[Example, ...]:
     """Up to ``n_examples`` test prompts, half harmful and half harmless, changed behaviour first."""
     n = ctx.cfg.report.n_examples
-    rows = [{"prompt": b["prompt"], "label": b["label"], "category": b["category"], "before": b["generation"], "after": a["generation"],
-             "refused_before": b["refused"], "refused_after": a["refused"]} for b, a in zip(before, after, strict=True)]
-    picked: list[dict[str, Any]] = []
+    rows = [Example(b["prompt"], b["label"], b["category"], b["generation"], a["generation"], b["refused"], a["refused"])
+            for b, a in zip(before, after, strict=True)]
+    picked: list[Example] = []
     for label in ("harmful", "harmless"):
-        group = [r for r in rows if r["label"] == label]
-        group.sort(key=lambda r: (r["refused_before"] == r["refused_after"], r["category"] != "lookalike" if label == "harmless" else 0))
+        group = [r for r in rows if r.label == label]
+        group.sort(key=lambda r: (r.refused_before == r.refused_after, r.category != "lookalike" if label == "harmless" else 0))
         picked.extend(group[: (n + 1) // 2 if label == "harmful" else n // 2])
-    return picked
+    return tuple(picked)
 
 
-def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dict[str, Any]) -> dict[str, Any]:
-    """The ``results.json`` dict from the stage records."""
-    sel, iv, ev = records["select"].output, records["intervene"].output, records["evaluate"].output
+def _stage_at(ctx: Context, stage: str, field: str) -> At:
+    """Where a stage's output sits, for errors: its checkpoint file and the field."""
+    return At(str(ctx.out / "stages" / f"{stage}.json"), field)
+
+
+def _stage_part(ctx: Context, records: dict[str, StageRecord], stage: str, key: str, read: Callable[[Any, At], T]) -> T:
+    """A stage output's part read into its typed form (NaN/inf as None; errors name the stage file and the field)."""
+    return read(jsonable(records[stage].output[key]), _stage_at(ctx, stage, f"output.{key}"))
+
+
+def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dict[str, Any], timings: dict[str, dict[str, Any]],
+                     seconds: float) -> StudyResults:
+    """The :class:`~alignscope.evals.study.StudyResults` (``results.json``) from the stage records."""
+    sel = records["select"].output
     lm_info = records["extract"].output
     d_model = int(records["extract"].tensors["directions"].shape[-1])
-    return {
-        "model": {"name": resolve_source(ctx.cfg.model)[0], "n_layers": len(lm_info["layers"]), "d_model": d_model,
-                  "sha256": weights.get("sha256")},
-        "config": ctx.cfg.to_dict(),
-        "data": ctx.data.summary(),
-        "baseline": records["baseline"].output["eval"],
-        "after": ev["eval"],
-        "kl": ev["kl"],
-        "gate": ev.get("gate"),
-        "comparisons": ev.get("comparisons", {}),
-        "directions": {**{k: lm_info[k] for k in ("component", "positions", "layers", "n_pos", "n_neg")},
-                       "curves": direction_curves(records["extract"], sel.get("best"))},
-        "selection": sel,
-        "intervention": {**iv, "file": "intervention.safetensors"},
-        "examples": _examples(ctx, records["baseline"].output["records"], ev["records"]),
-    }
+    intervention = {**jsonable(records["intervene"].output), "file": "intervention.safetensors"}
+    return StudyResults(
+        model=ModelInfo(resolve_source(ctx.cfg.model)[0], len(lm_info["layers"]), d_model, weights.get("sha256")),
+        config=jsonable(ctx.cfg.to_dict()),
+        data=DataSummary({role: {split: SplitData(s["n"], s["sha256"]) for split, s in splits.items()}
+                          for role, splits in ctx.data.summary().items()}),
+        baseline=_stage_part(ctx, records, "baseline", "eval", EvalSummary.from_json),
+        after=_stage_part(ctx, records, "evaluate", "eval", EvalSummary.from_json),
+        kl=_stage_part(ctx, records, "evaluate", "kl", KlSummary.from_json),
+        gate=_stage_part(ctx, records, "evaluate", "gate", optional(GateSummary.from_json)),
+        comparisons=_stage_part(ctx, records, "evaluate", "comparisons", lambda v, a: mapping(v, a, EvalSummary.from_json)),
+        directions=Directions(lm_info["component"], tuple(lm_info["positions"]), tuple(lm_info["layers"]), lm_info["n_pos"],
+                              lm_info["n_neg"], direction_curves(records["extract"], sel.get("best"))),
+        selection=SelectionSummary.from_json(jsonable(sel), _stage_at(ctx, "select", "output")),
+        intervention=InterventionSummary.from_json(intervention, _stage_at(ctx, "intervene", "output")),
+        examples=_examples(ctx, records["baseline"].output["records"], records["evaluate"].output["records"]),
+        timings={name: StageTiming(t["seconds"], t["reused"]) for name, t in timings.items()},
+        seconds=seconds,
+    )
 
 
-def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[str, Any]) -> dict[str, Path]:
+def write_outputs(ctx: Context, records: dict[str, StageRecord]) -> dict[str, Path]:
     """Copy the chosen intervention to ``intervention.safetensors`` and write generations side by side."""
 
     target = ctx.out / "intervention.safetensors"
@@ -185,15 +219,15 @@ def write_outputs(ctx: Context, records: dict[str, StageRecord], results: dict[s
     return {"intervention.safetensors": target, "generations.jsonl": gens}
 
 
-def write_report(ctx: Context, results: dict[str, Any]) -> dict[str, Path]:
+def write_report(ctx: Context, results: StudyResults) -> dict[str, Path]:
     """The PNG plots and ``report.html``."""
 
-    return build_refusal_report(jsonable(results), ctx.out)
+    return build_refusal_report(results, ctx.out)
 
 
-def write_results(ctx: Context, results: dict[str, Any]) -> Path:
-    """``results.json`` (strict JSON: NaN/inf become null)."""
+def write_results(ctx: Context, results: StudyResults) -> Path:
+    """``results.json``: :meth:`StudyResults.to_json` (strict JSON: a value that is not a number is null)."""
 
     path = ctx.out / "results.json"
-    atomic_write_json(path, jsonable(results))
+    atomic_write_json(path, results.to_json())
     return path

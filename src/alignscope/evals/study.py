@@ -1,0 +1,411 @@
+"""The refusal study's results (``results.json``) as typed, frozen objects.
+
+:class:`StudyResults` is what the run assembles from its stages, what the report draws and
+what ``results.json`` holds: ``to_json()`` gives the file's exact content (key order included)
+and :meth:`StudyResults.from_json` reads it back, raising :class:`~alignscope.errors.InputError`
+that names the file and the field path (``results.json, field 'after.n': expected an object``)
+for a malformed one, so a report can be rebuilt from a finished run without the model
+(:meth:`StudyResults.read`).
+
+Values are kept as strict JSON: a statistic that is not a number (a rate over no prompts) is
+None, as in the file, so an object and its reloaded copy are equal and draw the same report.
+
+Why ``evals``: the module (with :mod:`~alignscope.evals.study_evals` and
+:mod:`~alignscope.evals.json_fields`) imports only ``errors`` and ``tables``, so any layer below
+``reports`` could hold it; it sits in ``evals`` because what it types is that layer's output
+(:meth:`~alignscope.evals.behaviour.RefusalEval.to_json` payloads, the first-token KL summary)
+beside the steering selection's, and ``evals`` is the lowest layer that may import both
+``evals`` and ``steering``. The pipeline (which assembles it) and the reports (which read it)
+are both above.
+
+Nested payloads that a library type already defines and the report only shows as rows
+(candidate rows of :class:`~alignscope.steering.selection.Selection`, the intervention search
+tables, the run config, the judge summary) stay JSON mappings; everything the report reads is a
+typed attribute.
+
+Example:
+    >>> results = StudyResults.read("out/run/results.json")   # doctest: +SKIP
+    >>> results.after.by_label["harmful"].refusal_rate        # doctest: +SKIP
+    0.85
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignscope.evals.json_fields import (
+    At,
+    boolean,
+    field,
+    integer,
+    json_object,
+    mapping,
+    maybe,
+    number,
+    obj,
+    opt_number,
+    opt_string,
+    optional,
+    seq,
+    string,
+)
+from alignscope.evals.study_evals import EvalSummary, GateSummary, KlSummary
+from alignscope.tables import read_json
+
+JsonRow = Mapping[str, Any]
+"""A JSON object kept as it is: a candidate row, a search-table row, the run config.
+
+The evaluation parts (:class:`EvalSummary`, :class:`KlSummary`, :class:`GateSummary`) are in
+:mod:`alignscope.evals.study_evals`."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """``model``: which model the study ran on (``sha256``: its weights hash, None when unknown)."""
+
+    name: str
+    n_layers: int
+    d_model: int
+    sha256: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``model`` object."""
+        return {"name": self.name, "n_layers": self.n_layers, "d_model": self.d_model, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> ModelInfo:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("name", "n_layers", "d_model", "sha256"))
+        return cls(field(d, "name", at, string), field(d, "n_layers", at, integer), field(d, "d_model", at, integer),
+                   field(d, "sha256", at, opt_string))
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split of one prompt role: how many prompts and their content hash."""
+
+    n: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"n", "sha256"}``."""
+        return {"n": self.n, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> SplitData:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("n", "sha256"))
+        return cls(field(d, "n", at, integer), field(d, "sha256", at, string))
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """``data``: per role (``harmful``, ``harmless``, ``lookalike``) and split (``train``, ``val``, ``test``), a :class:`SplitData`."""
+
+    roles: Mapping[str, Mapping[str, SplitData]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``data`` object."""
+        return {role: {split: s.to_json() for split, s in splits.items()} for role, splits in self.roles.items()}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> DataSummary:
+        """Read and validate (errors name ``at``)."""
+        return cls(mapping(value, at, lambda v, a: mapping(v, a, SplitData.from_json)))
+
+
+def _numbers(value: Any, at: At) -> tuple[float | None, ...]:
+    return seq(value, at, opt_number)
+
+
+def _ints(value: Any, at: At) -> tuple[int, ...]:
+    return seq(value, at, integer)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """``directions.curves``: per layer at one position, the direction's norm and cosine similarities.
+
+    ``cosine_adjacent`` (to the previous layer's; None for the first) and ``cosine_to_chosen``
+    (to the chosen layer's; None when nothing was chosen, and then absent from the file).
+    """
+
+    layers: tuple[int, ...]
+    position: int
+    norm: tuple[float | None, ...]
+    cosine_adjacent: tuple[float | None, ...]
+    cosine_to_chosen: tuple[float | None, ...] | None = None
+
+    def cosine(self) -> dict[str, tuple[float | None, ...]]:
+        """The cosine curves present, by their file name."""
+        out = {"cosine_adjacent": self.cosine_adjacent}
+        if self.cosine_to_chosen is not None:
+            out["cosine_to_chosen"] = self.cosine_to_chosen
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``curves`` object."""
+        return {"layers": list(self.layers), "position": self.position, "norm": list(self.norm),
+                **{k: list(v) for k, v in self.cosine().items()}}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> Curves:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("layers", "position", "norm", "cosine_adjacent"), ("cosine_to_chosen",))
+        return cls(field(d, "layers", at, _ints), field(d, "position", at, integer), field(d, "norm", at, _numbers),
+                   field(d, "cosine_adjacent", at, _numbers), maybe(d, "cosine_to_chosen", at, _numbers))
+
+
+@dataclass(frozen=True)
+class Directions:
+    """``directions``: the difference-in-means candidates (component, positions, layers, prompt counts) and their :class:`Curves`."""
+
+    component: str
+    positions: tuple[int, ...]
+    layers: tuple[int, ...]
+    n_pos: int
+    n_neg: int
+    curves: Curves
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``directions`` object."""
+        return {"component": self.component, "positions": list(self.positions), "layers": list(self.layers), "n_pos": self.n_pos,
+                "n_neg": self.n_neg, "curves": self.curves.to_json()}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> Directions:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("component", "positions", "layers", "n_pos", "n_neg", "curves"))
+        return cls(field(d, "component", at, string), field(d, "positions", at, _ints), field(d, "layers", at, _ints),
+                   field(d, "n_pos", at, integer), field(d, "n_neg", at, integer), field(d, "curves", at, Curves.from_json))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One candidate score over layers x positions (``values[layer][position]``, None: not scored), for a heatmap."""
+
+    key: str
+    name: str
+    layers: tuple[int, ...]
+    positions: tuple[int, ...]
+    values: tuple[tuple[float | None, ...], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"key", "name", "layers", "positions", "values"}``."""
+        return {"key": self.key, "name": self.name, "layers": list(self.layers), "positions": list(self.positions),
+                "values": [list(row) for row in self.values]}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> Grid:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("key", "name", "layers", "positions", "values"))
+        return cls(field(d, "key", at, string), field(d, "name", at, string), field(d, "layers", at, _ints),
+                   field(d, "positions", at, _ints), field(d, "values", at, lambda v, a: seq(v, a, _numbers)))
+
+
+def _rows(value: Any, at: At) -> tuple[JsonRow, ...]:
+    return seq(value, at, json_object)
+
+
+@dataclass(frozen=True)
+class SelectionSummary:
+    """``selection``: direction selection on the val split.
+
+    ``best`` (the chosen candidate row, or null), ``table`` (every candidate row, as
+    :attr:`alignscope.steering.selection.Selection.rows`), ``grids`` (:class:`Grid` per score),
+    ``sort_key`` and ``sort_ascending`` (how the report ranks the table), and the selection's
+    ``baseline`` scores, ``config`` and ``search_seconds``. The last four are absent from the
+    file when None.
+    """
+
+    best: JsonRow | None
+    table: tuple[JsonRow, ...]
+    grids: tuple[Grid, ...]
+    sort_key: str
+    sort_ascending: bool | None = None
+    baseline: JsonRow | None = None
+    config: JsonRow | None = None
+    search_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``selection`` object."""
+        out: dict[str, Any] = {"best": self.best, "table": list(self.table), "grids": [g.to_json() for g in self.grids],
+                               "sort_key": self.sort_key}
+        for key, value in (("sort_ascending", self.sort_ascending), ("baseline", self.baseline), ("config", self.config),
+                           ("search_seconds", self.search_seconds)):
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> SelectionSummary:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("best", "table", "grids", "sort_key"), ("sort_ascending", "baseline", "config", "search_seconds"))
+        return cls(field(d, "best", at, optional(json_object)), field(d, "table", at, _rows),
+                   field(d, "grids", at, lambda v, a: seq(v, a, Grid.from_json)), field(d, "sort_key", at, string),
+                   maybe(d, "sort_ascending", at, boolean), maybe(d, "baseline", at, json_object), maybe(d, "config", at, json_object),
+                   maybe(d, "search_seconds", at, number))
+
+
+@dataclass(frozen=True)
+class InterventionSummary:
+    """``intervention``: the saved intervention.
+
+    ``kind``, ``params`` (the chosen settings; absent when None), ``description``, ``search``
+    (search table name -> rows; train and val only), ``search_seconds`` (absent when None) and
+    ``file`` (``intervention.safetensors``, relative to the run directory).
+    """
+
+    kind: str
+    description: str
+    search: Mapping[str, tuple[JsonRow, ...]]
+    file: str
+    params: JsonRow | None = None
+    search_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``intervention`` object."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.params is not None:
+            out["params"] = self.params
+        out.update(description=self.description, search={k: list(rows) for k, rows in self.search.items()})
+        if self.search_seconds is not None:
+            out["search_seconds"] = self.search_seconds
+        out["file"] = self.file
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> InterventionSummary:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("kind", "description", "search", "file"), ("params", "search_seconds"))
+        return cls(field(d, "kind", at, string), field(d, "description", at, string),
+                   field(d, "search", at, lambda v, a: mapping(v, a, _rows)), field(d, "file", at, string),
+                   maybe(d, "params", at, json_object), maybe(d, "search_seconds", at, number))
+
+
+@dataclass(frozen=True)
+class Example:
+    """One test prompt's generations before and after the intervention, with the detector's verdicts."""
+
+    prompt: str
+    label: str | None
+    category: str | None
+    before: str
+    after: str
+    refused_before: bool
+    refused_after: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"prompt", "label", "category", "before", "after", "refused_before", "refused_after"}``."""
+        return {"prompt": self.prompt, "label": self.label, "category": self.category, "before": self.before, "after": self.after,
+                "refused_before": self.refused_before, "refused_after": self.refused_after}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> Example:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("prompt", "label", "category", "before", "after", "refused_before", "refused_after"))
+        return cls(field(d, "prompt", at, string), field(d, "label", at, opt_string), field(d, "category", at, opt_string),
+                   field(d, "before", at, string), field(d, "after", at, string), field(d, "refused_before", at, boolean),
+                   field(d, "refused_after", at, boolean))
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """One stage's wall time (rounded to ms) and whether its checkpoint was reused."""
+
+    seconds: float
+    reused: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"seconds", "reused"}``."""
+        return {"seconds": self.seconds, "reused": self.reused}
+
+    @classmethod
+    def from_json(cls, value: Any, at: At) -> StageTiming:
+        """Read and validate (errors name ``at``)."""
+        d = obj(value, at, ("seconds", "reused"))
+        return cls(field(d, "seconds", at, number), field(d, "reused", at, boolean))
+
+
+_TOP = ("model", "config", "data", "baseline", "after", "kl", "gate", "comparisons", "directions", "selection", "intervention",
+        "examples", "timings", "seconds")
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """Everything the refusal study found; ``results.json`` is :meth:`to_json`, keys in this order.
+
+    Attributes:
+        model: :class:`ModelInfo` (name, n_layers, d_model, sha256).
+        config: the run config as a JSON object (``RunConfig.to_dict()``).
+        data: :class:`DataSummary` (prompt counts and hashes per role and split).
+        baseline: :class:`EvalSummary` on the test split without intervention.
+        after: :class:`EvalSummary` on the test split with the intervention.
+        kl: :class:`KlSummary` on the harmless test prompts.
+        gate: :class:`GateSummary` for a conditional intervention, else None (null in the file).
+        comparisons: :class:`EvalSummary` per unconditional comparison kind (``addition``, ``ablation``).
+        directions: :class:`Directions` with their :class:`Curves`.
+        selection: :class:`SelectionSummary` (grids, table, best).
+        intervention: :class:`InterventionSummary` (kind, params, description, search, file).
+        examples: :class:`Example` generations (changed behaviour first).
+        timings: :class:`StageTiming` per stage (``report`` included in the file).
+        seconds: wall time of the run.
+    """
+
+    model: ModelInfo
+    config: JsonRow
+    data: DataSummary
+    baseline: EvalSummary
+    after: EvalSummary
+    kl: KlSummary
+    gate: GateSummary | None
+    comparisons: Mapping[str, EvalSummary]
+    directions: Directions
+    selection: SelectionSummary
+    intervention: InterventionSummary
+    examples: tuple[Example, ...]
+    timings: Mapping[str, StageTiming]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``results.json`` object (strict JSON values)."""
+        return {
+            "model": self.model.to_json(), "config": self.config, "data": self.data.to_json(), "baseline": self.baseline.to_json(),
+            "after": self.after.to_json(), "kl": self.kl.to_json(), "gate": None if self.gate is None else self.gate.to_json(),
+            "comparisons": {k: c.to_json() for k, c in self.comparisons.items()}, "directions": self.directions.to_json(),
+            "selection": self.selection.to_json(), "intervention": self.intervention.to_json(),
+            "examples": [e.to_json() for e in self.examples], "timings": {k: t.to_json() for k, t in self.timings.items()},
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any, path: str | Path) -> StudyResults:
+        """Read and validate a parsed ``results.json``; errors name ``path`` and the field path.
+
+        Raises:
+            InputError: a field is missing, unexpected or of the wrong type
+                (``results.json, field 'after.n': expected an object``).
+        """
+        at = At(str(path))
+        d = obj(value, at, _TOP)
+
+        def evals(v: Any, a: At) -> dict[str, EvalSummary]:
+            return mapping(v, a, EvalSummary.from_json)
+
+        return cls(
+            field(d, "model", at, ModelInfo.from_json), field(d, "config", at, json_object), field(d, "data", at, DataSummary.from_json),
+            field(d, "baseline", at, EvalSummary.from_json), field(d, "after", at, EvalSummary.from_json),
+            field(d, "kl", at, KlSummary.from_json), field(d, "gate", at, optional(GateSummary.from_json)),
+            field(d, "comparisons", at, evals), field(d, "directions", at, Directions.from_json),
+            field(d, "selection", at, SelectionSummary.from_json), field(d, "intervention", at, InterventionSummary.from_json),
+            field(d, "examples", at, lambda v, a: seq(v, a, Example.from_json)),
+            field(d, "timings", at, lambda v, a: mapping(v, a, StageTiming.from_json)), field(d, "seconds", at, number),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> StudyResults:
+        """Read ``results.json`` from disk (missing file, bad JSON and bad fields raise :class:`InputError`)."""
+        return cls.from_json(read_json(path, what="results file"), path)
