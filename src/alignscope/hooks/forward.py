@@ -26,10 +26,11 @@ from alignscope.models.loader import LoadedModel
 def run_batches(lm: LoadedModel, target: HookTarget, batches: Sequence[Batch], *, desc: str = "forward",
                 progress: bool = False) -> Iterator[tuple[Batch, torch.Tensor]]:
     """Each batch with its ``(rows, seq, vocab)`` logits from ``target`` (no grad, no cache)."""
-    with torch.no_grad():
-        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-            ids, mask = batch.to(lm.device)
-            yield batch, target.forward(ids, mask)
+    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        ids, mask = batch.to(lm.device)
+        with torch.no_grad():  # scoped to the call: grad mode is never left off while the generator is suspended
+            logits = target.forward(ids, mask)
+        yield batch, logits
 
 
 def next_token_logits(lm: LoadedModel, target: HookTarget, batches: Sequence[Batch], *,
