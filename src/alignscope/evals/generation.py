@@ -21,10 +21,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -35,7 +33,7 @@ from alignscope.errors import InputError
 from alignscope.hooks.backends import HookTarget, select_target
 from alignscope.models.batches import Batch, encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
-from alignscope.steering.interventions import Intervention
+from alignscope.steering.interventions import Intervention, intervention_scope
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,6 @@ class Generations:
     texts: list[str]
     token_ids: list[list[int]]
     first_logits: Float[torch.Tensor, "n vocab"]
-
-
-def intervention_scope(lm: LoadedModel, intervention: Intervention | None,
-                       target: HookTarget | None = None) -> contextlib.AbstractContextManager[Any]:
-    """``intervention.apply(lm, target)`` if there is an intervention, else a no-op context."""
-    if intervention is None:
-        return contextlib.nullcontext()
-    return intervention.apply(lm, target)
 
 
 def generation_target(lm: LoadedModel, intervention: Intervention | None, backend: str = "auto") -> HookTarget:

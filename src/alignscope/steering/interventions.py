@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -78,6 +79,14 @@ class Intervention(Protocol):
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """Tensors and string metadata for :func:`~alignscope.steering.intervention_io.save_intervention`."""
         ...
+
+
+def intervention_scope(lm: LoadedModel, intervention: Intervention | None,
+                       target: HookTarget | None = None) -> contextlib.AbstractContextManager[Any]:
+    """``intervention.apply(lm, target)`` if there is an intervention, else a no-op context."""
+    if intervention is None:
+        return contextlib.nullcontext()
+    return intervention.apply(lm, target)
 
 
 class DeviceCast:

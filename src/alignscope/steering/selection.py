@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -52,7 +51,7 @@ from alignscope.metrics import kl_divergence, refusal_logodds_metric, refusal_to
 from alignscope.models.batches import encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.directions import MeanDiff
-from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention
+from alignscope.steering.interventions import ActivationAddition, DirectionalAblation, Intervention, intervention_scope
 
 log = logging.getLogger(__name__)
 InduceReference = Literal["harmful", "harmless", "absolute"]
@@ -139,7 +138,7 @@ class _Scorer:
         self.metric = refusal_logodds_metric(refusal_token_ids(lm.tokenizer))
 
     def logits(self, intervention: Intervention | None = None) -> torch.Tensor:
-        with contextlib.nullcontext() if intervention is None else intervention.apply(self.lm, self.target):
+        with intervention_scope(self.lm, intervention, self.target):
             return next_token_logits(self.lm, self.target, self.batches)
 
     def refusal(self, logits: torch.Tensor) -> float:
