@@ -188,7 +188,7 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
     sites = [Site(i, comp) for i in range(len(layers)) for comp in comps]
     with HookHandle() as handles, reading(lm, sites, select=lambda _s, a: a[0].detach()) as got:
         for i, layer in enumerate(layers):
-            handles.add(layer.register_forward_pre_hook(grab_call(i), with_kwargs=True))
+            handles.on_input(layer, grab_call(i), with_kwargs=True)
         input_ids = torch.tensor([list(ids)], device=lm.device)
         extra = {"logits_to_keep": 1} if _accepts(lm.hf_model.forward, "logits_to_keep") else {}
         with torch.no_grad():

@@ -146,7 +146,7 @@ def embedding_noise(lm: LoadedModel, positions: Sequence[int], noise: torch.Tens
         return out
 
     with HookHandle() as handle:
-        handle.add(embed.register_forward_hook(hook))
+        handle.on_output(embed, hook)
         yield
 
 

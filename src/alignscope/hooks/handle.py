@@ -5,17 +5,23 @@ what was already registered, so a half-attached intervention never stays behind.
 context manager, the handle exists before the ``with`` body registers anything and removes
 every hook when the body ends, also on error.
 
+Torch modules are hooked only here: :meth:`HookHandle.on_output` and :meth:`HookHandle.on_input`
+register a forward or forward-pre hook and track it (a test keeps ``register_forward_hook`` out
+of every other module, the loader's permanent cache alias in ``models.hf_compat`` aside).
+
 Example:
     >>> with HookHandle() as handle:                            # doctest: +SKIP
-    ...     handle.add(module.register_forward_hook(fn))
+    ...     handle.on_output(module, fn)
     ...     model(ids)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
+import torch
 from torch.utils.hooks import RemovableHandle
 
 
@@ -28,6 +34,14 @@ class HookHandle:
     def add(self, handle: RemovableHandle) -> None:
         """Track one more handle."""
         self._handles.append(handle)
+
+    def on_output(self, module: torch.nn.Module, fn: Callable[..., Any]) -> None:
+        """Register and track a forward hook ``fn(module, args, output)`` (a non-None return replaces the output)."""
+        self.add(module.register_forward_hook(fn))
+
+    def on_input(self, module: torch.nn.Module, fn: Callable[..., Any], *, with_kwargs: bool = False) -> None:
+        """Register and track a forward-pre hook ``fn(module, args[, kwargs])``."""
+        self.add(module.register_forward_pre_hook(fn, with_kwargs=with_kwargs))
 
     def remove(self) -> None:
         """Detach every hook, last attached first."""

@@ -126,7 +126,7 @@ def reading(
     with HookHandle() as handle:
         for point in dict.fromkeys(points):
             module = hook_point(lm, table, point)
-            handle.add(module.register_forward_hook(_reader(point, module, select, acts, convert, isolate)))
+            handle.on_output(module, _reader(point, module, select, acts, convert, isolate))
         yield acts
 
 

@@ -151,7 +151,7 @@ class HookIntervention(ABC, Generic[H]):
         require_supported(target, [site for site, _ in hooks])
         try:
             for pre in self.start_hooks(target, handle):
-                handle.add(target.root.register_forward_pre_hook(pre, with_kwargs=True))
+                handle.on_input(target.root, pre, with_kwargs=True)
             for site, fn in hooks:
                 handle.add(target.register(site, fn))
         except BaseException:
