@@ -130,7 +130,7 @@ def test_conditional_gate_matches_between_targets(family, tiny_lm, lookahead) ->
     enc = encode_batch(lm.tokenizer, PROMPTS, chat=True)
     kw = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": int(lm.tokenizer.pad_token_id), "eos_token_id": None}
     results = {}
-    for target in (BridgeTarget(lm), NativeTarget(lm, twin)):
+    for target in (BridgeTarget(lm), NativeTarget(twin)):
         with torch.no_grad(), steer.apply(lm, target=target) as handle:
             out = target.root.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, **kw)  # type: ignore[operator]
         assert handle.gate is not None and handle.scores is not None
@@ -146,7 +146,7 @@ def test_native_prefix_run_stops_after_the_layer(tiny_lm) -> None:
     lm = tiny_lm("llama")
     twin = native_model(lm)
     assert twin is not None
-    target = NativeTarget(lm, twin)
+    target = NativeTarget(twin)
     seen: list[int] = []
     handles = [target.register(Site(x, "resid_post"), lambda _m, _i, o, x=x: seen.append(x)) for x in range(lm.n_layers)]
     try:
@@ -167,7 +167,7 @@ def test_supports_and_site_parsing(tiny_lm) -> None:
     lm = tiny_lm("llama")
     twin = native_model(lm)
     assert twin is not None
-    target = NativeTarget(lm, twin)
+    target = NativeTarget(twin)
     assert target.supports([Site(x, c) for x in range(2) for c in ("resid_pre", "resid_post", "attn_out", "mlp_out")])
     for site in (Site(0, "resid_mid"), Site(0, "head"), Site(1, "pattern"), Site(2, "resid_pre")):
         assert not target.supports([site]), site
@@ -187,7 +187,7 @@ def test_unsupported_sites_fall_back_to_the_bridge(tiny_lm) -> None:
     with pytest.raises(InputError, match="resid_mid"):
         generate_detailed(lm, PROMPTS, max_new_tokens=N_NEW, intervention=iv, backend="native")
     with pytest.raises(InputError, match="cannot hook"):
-        iv.attach(lm, target=NativeTarget(lm, native_model(lm)))  # type: ignore[arg-type]
+        iv.attach(lm, target=NativeTarget(native_model(lm)))  # type: ignore[arg-type]
     other = AddVector(Site(0, "pattern"), torch.zeros(1))  # a site the twin has no module for
     assert isinstance(generation_target(lm, other, "auto"), BridgeTarget)
     with pytest.raises(InputError, match="pattern@0"):
@@ -211,7 +211,7 @@ def test_native_hooks_removed_on_exception(tiny_lm) -> None:
     lm = tiny_lm("gpt2")
     twin = native_model(lm)
     assert twin is not None
-    target = NativeTarget(lm, twin)
+    target = NativeTarget(twin)
     for iv in tiny_interventions(lm).values():
         with pytest.raises(RuntimeError, match="boom"), iv.apply(lm, target=target):
             assert any(m._forward_hooks or m._forward_pre_hooks for m in twin.modules())
@@ -226,7 +226,7 @@ class _Failing(NativeTarget):
     """A native target whose second registration fails (to check partial attachments are undone)."""
 
     def __init__(self, inner: NativeTarget) -> None:
-        super().__init__(inner.lm, inner.twin)
+        super().__init__(inner.twin)
         self.count = 0
 
     def register(self, site, fn):  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ def test_next_token_logits_same_on_every_target(family, tiny_lm, tiny_dir) -> No
     with torch.no_grad():
         want = torch.stack([plain(torch.tensor([s])).logits[0, -1] for s in SEQS])  # each prompt alone, unpadded
     batches = padded_batches(SEQS, 3, pad=3)
-    targets = [BridgeTarget(lm)] + ([NativeTarget(lm, twin)] if (twin := native_model(lm)) is not None else [])
+    targets = [BridgeTarget(lm)] + ([NativeTarget(twin)] if (twin := native_model(lm)) is not None else [])
     for target in targets:
         assert_close_scaled(next_token_logits(lm, target, batches), want)
 

@@ -155,8 +155,9 @@ class NativeTarget:
     """Modules of the plain HF twin, found through the architecture registry.
 
     Args:
-        lm: the loaded model (its registry entry and layer count).
-        twin: the twin from :func:`~alignscope.models.native.native_model`.
+        twin: the twin from :func:`~alignscope.models.native.native_model`, or any plain HF
+            causal LM whose ``config.model_type`` the registry knows (what
+            :func:`~alignscope.steering.circuit.attach_to_hf` hooks).
 
     Raises:
         AlignscopeError: the architecture has no registry entry.
@@ -164,10 +165,9 @@ class NativeTarget:
 
     name = "native"
 
-    def __init__(self, lm: LoadedModel, twin: torch.nn.Module) -> None:
-        self.lm = lm
+    def __init__(self, twin: torch.nn.Module) -> None:
         self.twin = twin
-        self.spec = get_arch(lm.model_type)
+        self.spec = get_arch(str(getattr(twin, "config").model_type))  # noqa: B009
         self.layers: list[torch.nn.Module] = list(resolve_module(twin, self.spec.layers))  # type: ignore[call-overload]
 
     @property
@@ -286,7 +286,7 @@ def _native_target(lm: LoadedModel, sites: Iterable[Site], *, strict: bool) -> t
     if twin is None:
         return None, f"no native twin for this model ({twin_unavailable_reason(lm)})"
     try:
-        target = NativeTarget(lm, twin)
+        target = NativeTarget(twin)
     except AlignscopeError as exc:
         return None, str(exc)
     wanted = list(sites)

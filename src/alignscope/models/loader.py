@@ -185,6 +185,29 @@ def load_model(
     start = time.perf_counter()
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    display, source = resolve_source(name)
+    hf_model, tokenizer = load_hf(source, torch_dtype, dev, device_map=device_map, load_in_4bit=load_in_4bit, name=name)
+    hf_model.eval()
+    bridge = _make_bridge(source, hf_model, tokenizer)
+    seconds = time.perf_counter() - start
+    log.info("loaded %s (%s) on %s in %.2fs", display, getattr(hf_model.config, "model_type", "?"), dev, seconds)
+    return LoadedModel(name=display, source=source, bridge=bridge, tokenizer=tokenizer,
+                       device=dev, dtype=torch_dtype, load_seconds=seconds)
+
+
+def load_hf(source: str, dtype: torch.dtype, device: torch.device, *, device_map: str | dict[str, Any] | None = None,
+            load_in_4bit: bool = False, name: str | None = None) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """The plain HF model and tokenizer behind :func:`load_model` (no bridge): what training and export use.
+
+    ``source`` is a ``from_pretrained`` source (:func:`resolve_source`); the model is placed on
+    ``device`` unless ``device_map`` is given or it is loaded in 4 bits (NF4, CUDA only). The
+    tokenizer always has a pad token.
+
+    Raises:
+        InputError: 4-bit without CUDA or bitsandbytes.
+        AlignscopeError: the model cannot be loaded.
+    """
+    dev, torch_dtype = device, dtype
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     token = os.environ.get("HF_TOKEN")  # read from the environment only; never stored
     if token:
@@ -194,24 +217,18 @@ def load_model(
         device_map = device_map or {"": dev.index or 0}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    display, source = resolve_source(name)
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, token=token) if token else AutoTokenizer.from_pretrained(source)
     except OSError as exc:
         raise AlignscopeError(
-            f"could not load model {name!r}: {exc}. Pass `default`, a local directory, or a hub id "
+            f"could not load model {name or source!r}: {exc}. Pass `default`, a local directory, or a hub id "
             "that is in your HF cache (set HF_TOKEN for gated models)."
         ) from None
     if device_map is None:
         hf_model.to(dev)  # type: ignore[arg-type]
-    hf_model.eval()
     _ensure_pad_token(tokenizer)
-    bridge = _make_bridge(source, hf_model, tokenizer)
-    seconds = time.perf_counter() - start
-    log.info("loaded %s (%s) on %s in %.2fs", display, getattr(hf_model.config, "model_type", "?"), dev, seconds)
-    return LoadedModel(name=display, source=source, bridge=bridge, tokenizer=tokenizer,
-                       device=dev, dtype=torch_dtype, load_seconds=seconds)
+    return hf_model, tokenizer
 
 
 def _four_bit_config(compute_dtype: torch.dtype) -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from alignscope.errors import InputError
 from alignscope.io import read_safetensors, save_safetensors
+from alignscope.steering.circuit import AlignmentCircuit
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.interventions import (
     ABLATION_COMPONENTS,
@@ -53,6 +54,7 @@ def _build_conditional(r: FieldReader) -> HookIntervention:
 
 KINDS: dict[str, Callable[[FieldReader], HookIntervention]] = {
     "addition": _build_addition, "ablation": _build_ablation, "clamp": _build_clamp, "conditional": _build_conditional,
+    "mac": AlignmentCircuit.from_reader,
 }
 
 

@@ -147,7 +147,10 @@ class HookIntervention(ABC, Generic[H]):
         self.validate(lm)
         target = BridgeTarget(lm) if target is None else target
         handle = self.new_handle()
-        hooks = self.hooks(lm, handle)
+        return self.register(target, handle, self.hooks(lm, handle))
+
+    def register(self, target: HookTarget, handle: H, hooks: Sequence[tuple[Site, HookFn]]) -> H:
+        """Register the start hooks and ``hooks`` on ``target`` into ``handle``; on any failure, remove what was registered."""
         require_supported(target, [site for site, _ in hooks])
         try:
             for pre in self.start_hooks(target, handle):

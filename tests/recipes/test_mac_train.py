@@ -1,0 +1,109 @@
+"""Training the alignment circuit: response-only loss, frozen base, exact resume, LoRA parameter counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from alignscope.errors import InputError
+from alignscope.models.chat import encode_one
+from alignscope.recipes.mac_train import IGNORE, LoraSettings, TrainSettings, encode_example, train
+from tests.reference import load_plain
+
+EXAMPLES = [("Tell me a joke", "Why did the chicken cross the road"), ("How do I pick a lock", "I can't help with that"),
+            ("Name a colour", "Blue"), ("Say hello", "Hello there, friend"), ("Count to three", "One two three")]
+
+
+@pytest.fixture()
+def tiny(tiny_dir):
+    path = tiny_dir("llama")
+    return path, AutoTokenizer.from_pretrained(path)
+
+
+def test_labels_cover_the_response_only(tiny) -> None:
+    _, tok = tiny
+    enc = encode_example(tok, "Say hello", "Hello there", chat=True, max_length=200)
+    prompt_ids, _ = encode_one(tok, "Say hello", chat=True)
+    response = tok("Hello there", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert enc.ids == prompt_ids + response
+    assert enc.labels == [IGNORE] * len(prompt_ids) + response
+    short = encode_example(tok, "Say hello", "Hello there", chat=True, max_length=len(response) + 2)
+    assert short.ids == prompt_ids[-2:] + response and len(short.ids) == len(response) + 2
+
+
+def test_first_loss_is_hf_masked_loss_on_the_base(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    model = load_plain(path)
+    settings = TrainSettings(layer=1, batch_size=len(EXAMPLES), epochs=1, warmup_steps=1)
+    result = train(model, tok, EXAMPLES, settings, out_dir=tmp_path)
+    encoded = [encode_example(tok, p, r, chat=True, max_length=96) for p, r in EXAMPLES]
+    total, n = 0.0, 0
+    reference = load_plain(path)
+    for e in encoded:  # one unpadded example at a time, summed by hand
+        logits = reference(input_ids=torch.tensor([e.ids])).logits[0].double()
+        for t in range(1, len(e.ids)):
+            if e.labels[t] != IGNORE:
+                total -= float(torch.log_softmax(logits[t - 1], -1)[e.labels[t]])
+                n += 1
+    assert result.losses[0] == pytest.approx(total / n, rel=1e-5)
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        assert torch.equal(p, q), f"base weight {name} changed"
+
+
+def test_training_lowers_the_loss_and_moves_the_circuit(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    result = train(load_plain(path), tok, EXAMPLES, TrainSettings(layer=1, batch_size=5, epochs=30, lr=3e-2, warmup_steps=2),
+                   out_dir=tmp_path)
+    assert result.steps == 30
+    assert max(result.losses[-5:]) < min(result.losses[:5]) - 0.05  # a random tiny model moves little, but steadily
+    assert result.circuit is not None and float(result.circuit.net.nudge.abs().sum()) > 0
+
+
+def test_killed_run_resumes_bit_for_bit(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    settings = TrainSettings(layer=1, batch_size=2, epochs=3, checkpoint_every=2, lr=1e-2, lora=LoraSettings(r=2))
+    full = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path / "a")
+    part = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path / "b", max_steps=5)
+    assert part.steps == 5
+    again = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path / "b")
+    assert again.resumed_from == 5 and again.steps == full.steps == 9
+    assert again.losses == full.losses
+    assert full.circuit is not None and again.circuit is not None
+    for (name, p), (_, q) in zip(full.circuit.net.named_parameters(), again.circuit.net.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+    lora_full = {k: v for k, v in full.model.state_dict().items() if "lora_" in k}
+    lora_again = {k: v for k, v in again.model.state_dict().items() if "lora_" in k}
+    assert lora_full.keys() == lora_again.keys() and all(torch.equal(lora_full[k], lora_again[k]) for k in lora_full)
+
+
+def test_lora_only_counts_and_freezes(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    model = load_plain(path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = model.config
+    result = train(model, tok, EXAMPLES, TrainSettings(module=False, lora=LoraSettings(r=4, target_modules=("q_proj", "v_proj")),
+                                                       batch_size=5, epochs=2), out_dir=tmp_path)
+    assert result.circuit is None
+    head = cfg.hidden_size // cfg.num_attention_heads
+    kv = cfg.num_key_value_heads * head
+    per_layer = 4 * (cfg.hidden_size + cfg.num_attention_heads * head) + 4 * (cfg.hidden_size + kv)
+    assert result.trainable_params == cfg.num_hidden_layers * per_layer
+    assert result.total_params == sum(v.numel() for k, v in before.items() if k != "lm_head.weight" or not cfg.tie_word_embeddings)
+    base = result.model.get_base_model()
+    for k, v in before.items():
+        key = k if k in base.state_dict() else k.replace(".weight", ".base_layer.weight")
+        assert torch.equal(base.state_dict()[key], v), k
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    (TrainSettings(axes=()), "axes"), (TrainSettings(layer=99), "layer"), (TrainSettings(gate="step"), "gate"),
+    (TrainSettings(lora=LoraSettings(target_modules=("qkv_fused",))), "lora.target_modules"),
+    (TrainSettings(module=False), "module"), (TrainSettings(batch_size=0), "batch_size"),
+])
+def test_bad_settings_name_the_field(tiny, tmp_path: Path, settings: TrainSettings, field: str) -> None:
+    path, tok = tiny
+    with pytest.raises(InputError, match=f"field '{field}'"):
+        train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path)
