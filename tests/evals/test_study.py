@@ -205,8 +205,8 @@ def test_eval_summary_matches_the_refusal_eval_payload() -> None:
     refused = [True, False, False]
     labels = [p.label or "" for p in prompts]
     ev = RefusalEval(prompts, ["g1", "g2", "g3"], refused, [1.0, -1.0, 0.5], group_rates(labels, refused),
-                     group_rates(category_key(prompts), refused), judged=[True, None, False], seconds=0.5,
-                     meta={"max_new_tokens": 3, "chat": False, "intervention": None})
+                     group_rates(category_key(prompts), refused), max_new_tokens=3, chat=False, intervention=None,
+                     judged=[True, None, False], seconds=0.5)
     payload = json.loads(json.dumps(ev.to_json()))
     summary = EvalSummary.from_json(payload, At("eval.json"))
     assert dumps(summary.to_json()) == dumps(payload)
