@@ -40,7 +40,8 @@ def test_patch_json_contract_and_files(strong_dir, strong_lm, tmp_path: Path) ->
                  "circuit.graphml", "circuit_edges.json", "circuit_edges.graphml"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert {"peak_layer", "n_flips", "gini_layers", "top5_concentration"} <= set(rows[0])
+    assert list(rows[0]) == ["id", "clean", "corrupt", "answer", "foil", "clean_metric", "corrupt_metric", "peak_layer", "peak_col",
+                             "peak_label", "peak_effect", "n_flips", "n_patches", "gini_layers", "top5_concentration", "seconds"]
     graph = json.loads((out / "circuit.json").read_text())
     assert graph["schema"] == "alignscope.circuit_graph/v1" and len(graph["nodes"]) == 16  # 2 layers x 8 positions < top 20
     assert graph["nodes"][0]["rank"] == 1 and abs(graph["nodes"][0]["score"]) == float(lib.effect.abs().max())
@@ -85,7 +86,11 @@ def test_trace_and_ablate_json(strong_dir, tmp_path: Path) -> None:
     data = last_json(res.stdout)
     assert data["method"] == "causal_tracing" and set(data["effect"]) == {"resid_post", "mlp_out"}
     assert len(data["effect"]["mlp_out"]) == 2 and data["subject_positions"] == [2, 3]
-    assert (tmp_path / "t" / "trace_mlp.png").is_file() and (tmp_path / "t" / "trace_summary.csv").is_file()
+    assert (tmp_path / "t" / "trace_mlp.png").is_file()
+    trace_rows = list(csv.DictReader((tmp_path / "t" / "trace_summary.csv").open()))
+    assert list(trace_rows[0]) == ["id", "prompt", "subject", "kind", "answer", "metric", "clean_metric", "corrupt_metric",
+                                   "peak_layer", "peak_col", "peak_label", "peak_effect", "n_flips", "n_patches", "gini_layers",
+                                   "top5_concentration", "seconds"]
     res = runner.invoke(app, ["ablate", "--model", model, "--device", "cpu", "--clean", CLEAN, "--corrupt", CORRUPT, "--answer", "x",
                               "--foil", "y", "--site", "head", "--k", "3", "--permutations", "20", "--method", "zero",
                               "--out", str(tmp_path / "a"), "--graph", "--json"])

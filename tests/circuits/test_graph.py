@@ -38,7 +38,7 @@ def test_effect_summary_by_hand() -> None:
     e = torch.tensor([[1.0, 0.0, 0.0], [0.0, -3.0, 6.0]])
     s = effect_summary(e, target_metric=-2.0, labels=["a", "b", "c"])
     # peak |effect| 6 at layer 1, col 2; flips: -2 + e > 0 only for 6.0.
-    assert (s["peak_layer"], s["peak_col"], s["peak_label"], s["peak_effect"], s["n_flips"]) == (1, 2, "c", 6.0, 1)
+    assert (s.peak_layer, s.peak_col, s.peak_label, s.peak_effect, s.n_flips) == (1, 2, "c", 6.0, 1)
     # per-layer |effect| totals [1, 9]: Gini of two values = |9 - 1| / (2 * 2 * mean 5) = 0.4.
-    assert abs(s["gini_layers"] - 0.4) < 1e-12
-    assert s["top5_concentration"] == 1.0 and s["n_patches"] == 6
+    assert abs(s.gini_layers - 0.4) < 1e-12
+    assert s.top5_concentration == 1.0 and s.n_patches == 6

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,9 @@ import pytest
 from alignscope.data.prompts import Prompt, PromptSet
 from alignscope.errors import InputError
 from alignscope.evals.behaviour import RefusalEval, category_key, group_rates
-from alignscope.evals.json_fields import At
+from alignscope.evals.json_types import parse
 from alignscope.evals.study import StudyResults
-from alignscope.evals.study_evals import EvalSummary
+from alignscope.evals.study_evals import EvalSummary, GateSummary
 
 
 def eval_payload(intervention: str | None) -> dict[str, Any]:
@@ -148,6 +150,16 @@ def _delete(obj: dict[str, Any], dotted: str) -> None:
      "results.json, field 'comparisons.ablation.k': expected the labels of comparisons.ablation.n in the same order "
      "(harmful, harmless), got harmless, harmful"),
     ("seconds", "4", "results.json, field 'seconds': expected a number"),
+    ("seconds", True, "results.json, field 'seconds': expected a number"),
+    ("model.n_layers", 2.0, "results.json, field 'model.n_layers': expected an integer"),
+    ("data.harmful.train.n", "5", "results.json, field 'data.harmful.train.n': expected an integer"),
+    ("data.harmful", [], "results.json, field 'data.harmful': expected an object"),
+    ("kl.ci95", [0.1, None, 0.2], "results.json, field 'kl.ci95': expected [lo, hi] (2 numbers or nulls), got 3"),
+    ("after.ci95.harmful", [0.1, None], "results.json, field 'after.ci95.harmful[1]': expected a number"),
+    ("directions.layers", "01", "results.json, field 'directions.layers': expected an array"),
+    ("selection.best", [1], "results.json, field 'selection.best': expected an object"),
+    ("after.judge", "yes", "results.json, field 'after.judge': expected an object"),
+    ("timings.baseline.reused", 0, "results.json, field 'timings.baseline.reused': expected true or false"),
 ])
 def test_wrong_type_names_the_file_and_field_path(dotted: str, value: Any, message: str) -> None:
     obj = results_file()
@@ -180,6 +192,33 @@ def test_unexpected_field_is_an_error_not_dropped() -> None:
                               "(expected n, mean, ci95, median, max, ci_method, values)")
     with pytest.raises(InputError, match=r"^results.json: expected an object$"):
         StudyResults.from_json([obj], "results.json")
+    obj = results_file()
+    obj["after"]["kk"] = {}
+    with pytest.raises(InputError) as err:
+        StudyResults.from_json(obj, "results.json")
+    assert str(err.value) == ("results.json, field 'after.kk': unexpected field (expected n, k, refusal_rate, ci95, by_category, "
+                              "logit_score, seconds, max_new_tokens, chat, intervention, judge)")
+
+
+def test_numbers_keep_their_json_type_and_nan() -> None:
+    obj = results_file()
+    obj["kl"]["values"] = [1, 0.5, float("nan")]
+    obj["seconds"] = 5
+    r = StudyResults.from_json(obj, "results.json")
+    ints = [v for v in r.kl.values if isinstance(v, int)]
+    assert ints == [1] and r.kl.values[1] == 0.5 and math.isnan(r.kl.values[2] or 0.0)
+    assert isinstance(r.seconds, int) and json.dumps(r.to_json()) == json.dumps(obj)
+
+
+def test_parse_names_the_stage_file_and_the_field_below_a_prefix() -> None:
+    """The pipeline reads a stage output's part: the field path starts at ``output.<key>``."""
+    comparisons = {"ablation": eval_payload("ablation")}
+    assert parse(dict[str, EvalSummary], comparisons, "stages/evaluate.json", "output.comparisons")["ablation"].intervention == "ablation"
+    comparisons["ablation"]["logit_score"]["harmful"]["n"] = 3.5
+    with pytest.raises(InputError) as err:
+        parse(dict[str, EvalSummary], comparisons, "stages/evaluate.json", "output.comparisons")
+    assert str(err.value) == "stages/evaluate.json, field 'output.comparisons.ablation.logit_score.harmful.n': expected an integer"
+    assert parse(GateSummary | None, None, "stages/evaluate.json", "output.gate") is None
 
 
 def test_read_names_the_file(tmp_path: Path) -> None:
@@ -205,10 +244,28 @@ def test_eval_summary_matches_the_refusal_eval_payload() -> None:
     refused = [True, False, False]
     labels = [p.label or "" for p in prompts]
     ev = RefusalEval(prompts, ["g1", "g2", "g3"], refused, [1.0, -1.0, 0.5], group_rates(labels, refused),
-                     group_rates(category_key(prompts), refused), judged=[True, None, False], seconds=0.5,
-                     meta={"max_new_tokens": 3, "chat": False, "intervention": None})
+                     group_rates(category_key(prompts), refused), max_new_tokens=3, chat=False, intervention=None,
+                     judged=[True, None, False], seconds=0.5)
     payload = json.loads(json.dumps(ev.to_json()))
-    summary = EvalSummary.from_json(payload, At("eval.json"))
+    summary = parse(EvalSummary, payload, "eval.json")
     assert dumps(summary.to_json()) == dumps(payload)
     assert summary.by_label["harmful"].n == 2 and summary.by_label["harmful"].k == 1 and summary.judge is not None
 
+
+
+@pytest.mark.parametrize("dotted", [
+    "", "model", "data.harmful.train", "baseline", "after", "comparisons.ablation", "baseline.by_category.bad",
+    "after.by_category.lookalike", "comparisons.ablation.logit_score.harmful", "kl", "gate", "gate.by_label.harmful",
+    "gate.by_label.lookalike.refused_when_gated", "directions", "directions.curves", "selection", "selection.grids.0", "intervention",
+    "examples.0", "timings.report",
+])
+def test_every_typed_object_rejects_an_unknown_key(dotted: str) -> None:
+    """Each part read in more than one place (baseline/after/comparisons share a type) checks its keys everywhere."""
+    obj = results_file()
+    target: Any = obj
+    for part in dotted.split(".") if dotted else []:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    target["surplus"] = 1
+    where = dotted.replace(".0", "[0]")
+    with pytest.raises(InputError, match=rf"^results.json, field '{re.escape(where + '.' if where else '')}surplus': unexpected field \(expected "):
+        StudyResults.from_json(obj, "results.json")

@@ -7,7 +7,7 @@ runs the analysis per item, and returns the per-item results with their summarie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from alignscope.circuits.attribution import attribution_patching
 from alignscope.circuits.edges import EdgeAttribution, edge_attribution
 from alignscope.circuits.pairs import EncodedPair, PromptPair, TraceItem, encode_pair
 from alignscope.circuits.patching import PatchingResult, activation_patching, mean_result
-from alignscope.circuits.summaries import effect_summary, right_aligned_mean
+from alignscope.circuits.summaries import PairSummary, TraceSummary, effect_summary, right_aligned_mean
 from alignscope.circuits.tracing import KINDS, TraceResult, causal_trace
 from alignscope.metrics import logit_diff_metric
 from alignscope.models.loader import LoadedModel
@@ -42,7 +42,7 @@ class PatchRun:
     pairs: list[EncodedPair]
     results: list[PatchingResult]
     mean: PatchingResult
-    summaries: list[dict[str, Any]]
+    summaries: list[PairSummary]
     metric: str
     edges: EdgeAttribution | None = None
 
@@ -71,11 +71,11 @@ def run_patch(lm: LoadedModel, pairs: Sequence[PromptPair], *, site: str = "resi
     return PatchRun(lm.name, encoded, results, mean_result(results), summaries, metric_name(lm, encoded[0]), edge_attr)
 
 
-def _pair_summary(enc: EncodedPair, res: PatchingResult) -> dict[str, Any]:
+def _pair_summary(enc: EncodedPair, res: PatchingResult) -> PairSummary:
     labels = res.tokens if res.component != "head" else [f"H{h}" for h in range(res.effect.shape[1])]
-    return {"id": enc.pair.id, "clean": enc.pair.clean, "corrupt": enc.pair.corrupt, "answer": enc.pair.answer,
-            "foil": enc.pair.foil, "clean_metric": res.clean_metric, "corrupt_metric": res.corrupt_metric,
-            **effect_summary(res.effect, target_metric=res.target_metric, labels=labels), "seconds": res.seconds}
+    p = enc.pair
+    return PairSummary(p.id, p.clean, p.corrupt, p.answer, p.foil, res.clean_metric, res.corrupt_metric,
+                       effect_summary(res.effect, target_metric=res.target_metric, labels=labels), res.seconds)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class TraceRun:
     model: str
     items: list[TraceItem]
     results: list[TraceResult]
-    summaries: list[dict[str, Any]]
+    summaries: list[TraceSummary]
 
     def mean_effects(self) -> dict[str, Any]:
         """Kind -> mean indirect-effect map over prompts (positions aligned at the last token)."""
@@ -113,7 +113,8 @@ def run_trace(lm: LoadedModel, items: Sequence[TraceItem], *, kinds: Sequence[st
               noise: float = 3.0, seed: int = 0, samples: int = 1, window: int = 10, resid_window: int = 1,
               chat: bool = False, progress: bool = False) -> TraceRun:
     """Causal tracing of every item; see :mod:`alignscope.circuits.tracing`."""
-    results, summaries = [], []
+    results: list[TraceResult] = []
+    summaries: list[TraceSummary] = []
     for i, item in enumerate(items):
         res = causal_trace(lm, item.prompt, item.subject, answer=item.answer, foil=item.foil, chat=chat, noise=noise, seed=seed,
                            samples=samples, window=window, resid_window=resid_window, kinds=kinds, progress=progress)
@@ -121,10 +122,9 @@ def run_trace(lm: LoadedModel, items: Sequence[TraceItem], *, kinds: Sequence[st
         for kind, eff in res.effects.items():
             summary = effect_summary(eff, target_metric=res.corrupt_metric, labels=res.tokens)
             if res.metric != "logit_diff":
-                summary["n_flips"] = None  # a choice flip needs a logit difference, not a probability
-            summaries.append({"id": item.id or str(i + 1), "prompt": item.prompt, "subject": item.subject, "kind": kind,
-                              "answer": res.answer, "metric": res.metric, "clean_metric": res.clean_metric,
-                              "corrupt_metric": res.corrupt_metric, **summary, "seconds": res.seconds})
+                summary = replace(summary, n_flips=None)  # a choice flip needs a logit difference, not a probability
+            summaries.append(TraceSummary(item.id or str(i + 1), item.prompt, item.subject, kind, res.answer, res.metric,
+                                          res.clean_metric, res.corrupt_metric, summary, res.seconds))
     return TraceRun(lm.name, list(items), results, summaries)
 
 

@@ -187,8 +187,9 @@ def _print_patch(run: Any, files: list[Path]) -> None:
                       f"{run.metric}: clean {mean.clean_metric:.3f}, corrupt {mean.corrupt_metric:.3f}; sweep {mean.seconds:.2f} s")
     table = Table("pair", "peak layer", "peak at", "peak effect", "flips", "gini (layers)", "top-5 share")
     for i, s in enumerate(run.summaries):
-        table.add_row(str(s["id"] or i + 1), str(s["peak_layer"]), str(s["peak_label"]), f"{s['peak_effect']:.3f}",
-                      f"{s['n_flips']}/{s['n_patches']}", f"{s['gini_layers']:.3f}", f"{s['top5_concentration']:.3f}")
+        e = s.effect
+        table.add_row(str(s.id or i + 1), str(e.peak_layer), str(e.peak_label), f"{e.peak_effect:.3f}",
+                      f"{e.n_flips}/{e.n_patches}", f"{e.gini_layers:.3f}", f"{e.top5_concentration:.3f}")
     out_console.print(table)
     _print_files(files)
 
@@ -198,8 +199,8 @@ def _print_trace(run: Any, files: list[Path]) -> None:
 
     table = Table("prompt", "kind", "answer", "clean", "noised", "peak layer", "peak token", "peak effect")
     for s in run.summaries:
-        table.add_row(str(s["id"]), s["kind"], repr(s["answer"]), f"{s['clean_metric']:.3f}", f"{s['corrupt_metric']:.3f}",
-                      str(s["peak_layer"]), str(s["peak_label"]), f"{s['peak_effect']:.3f}")
+        table.add_row(str(s.id), s.kind, repr(s.answer), f"{s.clean_metric:.3f}", f"{s.corrupt_metric:.3f}",
+                      str(s.effect.peak_layer), str(s.effect.peak_label), f"{s.effect.peak_effect:.3f}")
     out_console.print(table)
     _print_files(files)
 

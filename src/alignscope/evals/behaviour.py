@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from alignscope.data.prompts import PromptSet
 from alignscope.evals.generation import generate_detailed
 from alignscope.evals.refusal import Detector, phrase_detector
+from alignscope.evals.study_evals import EvalSummary, GroupRate, LogitScore
 from alignscope.metrics import refusal_logodds_metric, refusal_token_ids
 from alignscope.models.loader import LoadedModel
 from alignscope.stats import Rate, mean_ci, rate
@@ -43,9 +44,11 @@ class RefusalEval:
         logit_scores: log-odds of a refusal-starting first token per prompt.
         by_label: refusal :class:`Rate` per label (``unlabelled`` for prompts without one).
         by_category: refusal :class:`Rate` per category (see :func:`category_key`).
+        max_new_tokens: greedy tokens per prompt (a setting of the run).
+        chat: whether the prompts were chat-formatted.
+        intervention: the intervention's kind (None for none).
         judged: optional LLM-judge verdict per prompt (None where the judge gave none).
         seconds: wall time of the evaluation.
-        meta: extra fields for :meth:`to_json` (settings of the run).
         first_logits: ``(n, vocab)`` next-token logits after each prompt (intervention active);
             two evaluations of the same prompts give the first-token KL without another pass.
     """
@@ -56,9 +59,12 @@ class RefusalEval:
     logit_scores: list[float]
     by_label: dict[str, Rate]
     by_category: dict[str, Rate]
+    _: KW_ONLY
+    max_new_tokens: int
+    chat: bool
+    intervention: str | None
     judged: list[bool | None] | None = None
     seconds: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
     first_logits: torch.Tensor | None = field(default=None, repr=False)
 
     def records(self) -> list[dict[str, Any]]:
@@ -73,22 +79,20 @@ class RefusalEval:
             rows.append(row)
         return rows
 
+    def summary(self) -> EvalSummary:
+        """The typed summary: rates per label and category, logit scores, settings, judge (``seconds`` to ms)."""
+        def group(r: Rate) -> GroupRate:
+            return GroupRate(r.n, r.k, r.rate, r.ci95)
+
+        judge = None if self.judged is None else judge_summary(self.prompts, self.judged, self.refused)
+        return EvalSummary(by_label={k: group(r) for k, r in self.by_label.items()},
+                           by_category={c: group(r) for c, r in self.by_category.items()},
+                           logit_score=_logit_scores(self.prompts, self.logit_scores), seconds=round(self.seconds, 3),
+                           max_new_tokens=self.max_new_tokens, chat=self.chat, intervention=self.intervention, judge=judge)
+
     def to_json(self) -> dict[str, Any]:
-        """The ``alignscope eval --json`` payload: rates with n and ci95 per label, per category."""
-        payload: dict[str, Any] = {
-            "n": {k: r.n for k, r in self.by_label.items()},
-            "k": {k: r.k for k, r in self.by_label.items()},
-            "refusal_rate": {k: r.rate for k, r in self.by_label.items()},
-            "ci95": {k: list(r.ci95) for k, r in self.by_label.items()},
-            "by_category": {c: {"n": r.n, "k": r.k, "refusal_rate": r.rate, "ci95": list(r.ci95)}
-                            for c, r in self.by_category.items()},
-            "logit_score": _score_summary(self.prompts, self.logit_scores),
-            "seconds": round(self.seconds, 3),
-            **self.meta,
-        }
-        if self.judged is not None:
-            payload["judge"] = judge_summary(self.prompts, self.judged, self.refused)
-        return payload
+        """The ``alignscope eval --json`` payload (:meth:`EvalSummary.to_json` of :meth:`summary`)."""
+        return self.summary().to_json()
 
 
 def label_of(prompt_label: str | None) -> str:
@@ -161,8 +165,8 @@ def evaluate_refusal(
     return RefusalEval(
         prompts=prompts, generations=gens.texts, refused=refused, logit_scores=scores,
         by_label=group_rates(labels, refused), by_category=group_rates(category_key(prompts), refused),
+        max_new_tokens=max_new_tokens, chat=chat, intervention=getattr(intervention, "kind", None),
         judged=judged, seconds=time.perf_counter() - start, first_logits=gens.first_logits,
-        meta={"max_new_tokens": max_new_tokens, "chat": chat, "intervention": getattr(intervention, "kind", None)},
     )
 
 
@@ -186,10 +190,11 @@ def judge_summary(prompts: PromptSet, judged: Sequence[bool | None], refused: Se
             "agreement_with_phrases": agree.as_dict()}
 
 
-def _score_summary(prompts: PromptSet, scores: Sequence[float]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _logit_scores(prompts: PromptSet, scores: Sequence[float]) -> dict[str, LogitScore]:
+    """Mean logit refusal score per label (first-seen order) with its 95% interval."""
+    out: dict[str, LogitScore] = {}
     for lab in dict.fromkeys(label_of(p.label) for p in prompts):
         vals = [s for p, s in zip(prompts, scores, strict=True) if label_of(p.label) == lab]
-        mean, (lo, hi) = mean_ci(vals)
-        out[lab] = {"mean": mean, "ci95": [lo, hi], "n": len(vals)}
+        mean, ci = mean_ci(vals)
+        out[lab] = LogitScore(mean, ci, len(vals))
     return out

@@ -10,8 +10,13 @@ for a malformed one, so a report can be rebuilt from a finished run without the 
 Values are kept as strict JSON: a statistic that is not a number (a rate over no prompts) is
 None, as in the file, so an object and its reloaded copy are equal and draw the same report.
 
+Validation is pydantic's: every part is a frozen dataclass whose fields carry the strict JSON
+types of :mod:`~alignscope.evals.json_types` (an integer field rejects ``"3"``, ``3.5`` and
+``true``; a number keeps an int an int), and :func:`~alignscope.evals.json_types.parse` reads any
+part (the pipeline reads the stage outputs with it).
+
 Why ``evals``: the module (with :mod:`~alignscope.evals.study_evals` and
-:mod:`~alignscope.evals.json_fields`) imports only ``errors`` and ``tables``, so any layer below
+:mod:`~alignscope.evals.json_types`) imports only ``errors``, ``tables`` and pydantic, so any layer below
 ``reports`` could hold it; it sits in ``evals`` because what it types is that layer's output
 (:meth:`~alignscope.evals.behaviour.RefusalEval.to_json` payloads, the first-token KL summary)
 beside the steering selection's, and ``evals`` is the lowest layer that may import both
@@ -34,110 +39,69 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from alignscope.evals.json_fields import (
-    At,
-    boolean,
-    field,
-    integer,
-    json_object,
-    mapping,
-    maybe,
-    number,
-    obj,
-    opt_number,
-    opt_string,
-    optional,
-    seq,
-    string,
-)
+from alignscope.evals.json_types import Bool, FileObject, Int, JsonRow, Number, Str, parse
 from alignscope.evals.study_evals import EvalSummary, GateSummary, KlSummary
 from alignscope.tables import read_json
 
-JsonRow = Mapping[str, Any]
-"""A JSON object kept as it is: a candidate row, a search-table row, the run config.
-
-The evaluation parts (:class:`EvalSummary`, :class:`KlSummary`, :class:`GateSummary`) are in
-:mod:`alignscope.evals.study_evals`."""
-
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(FileObject):
     """``model``: which model the study ran on (``sha256``: its weights hash, None when unknown)."""
 
-    name: str
-    n_layers: int
-    d_model: int
-    sha256: str | None
+    name: Str
+    n_layers: Int
+    d_model: Int
+    sha256: Str | None
 
     def to_json(self) -> dict[str, Any]:
         """The ``model`` object."""
         return {"name": self.name, "n_layers": self.n_layers, "d_model": self.d_model, "sha256": self.sha256}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> ModelInfo:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("name", "n_layers", "d_model", "sha256"))
-        return cls(field(d, "name", at, string), field(d, "n_layers", at, integer), field(d, "d_model", at, integer),
-                   field(d, "sha256", at, opt_string))
-
 
 @dataclass(frozen=True)
-class SplitData:
+class SplitData(FileObject):
     """One split of one prompt role: how many prompts and their content hash."""
 
-    n: int
-    sha256: str
+    n: Int
+    sha256: Str
 
     def to_json(self) -> dict[str, Any]:
         """``{"n", "sha256"}``."""
         return {"n": self.n, "sha256": self.sha256}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> SplitData:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("n", "sha256"))
-        return cls(field(d, "n", at, integer), field(d, "sha256", at, string))
-
 
 @dataclass(frozen=True)
-class DataSummary:
+class DataSummary(FileObject):
     """``data``: per role (``harmful``, ``harmless``, ``lookalike``) and split (``train``, ``val``, ``test``), a :class:`SplitData`."""
 
     roles: Mapping[str, Mapping[str, SplitData]]
+
+    _file_form: ClassVar[Any] = Mapping[str, Mapping[str, SplitData]]
+
+    @classmethod
+    def _from_file(cls, roles: Mapping[str, Mapping[str, SplitData]]) -> DataSummary:
+        return cls(roles)
 
     def to_json(self) -> dict[str, Any]:
         """The ``data`` object."""
         return {role: {split: s.to_json() for split, s in splits.items()} for role, splits in self.roles.items()}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> DataSummary:
-        """Read and validate (errors name ``at``)."""
-        return cls(mapping(value, at, lambda v, a: mapping(v, a, SplitData.from_json)))
-
-
-def _numbers(value: Any, at: At) -> tuple[float | None, ...]:
-    return seq(value, at, opt_number)
-
-
-def _ints(value: Any, at: At) -> tuple[int, ...]:
-    return seq(value, at, integer)
-
 
 @dataclass(frozen=True)
-class Curves:
+class Curves(FileObject):
     """``directions.curves``: per layer at one position, the direction's norm and cosine similarities.
 
     ``cosine_adjacent`` (to the previous layer's; None for the first) and ``cosine_to_chosen``
     (to the chosen layer's; None when nothing was chosen, and then absent from the file).
     """
 
-    layers: tuple[int, ...]
-    position: int
-    norm: tuple[float | None, ...]
-    cosine_adjacent: tuple[float | None, ...]
-    cosine_to_chosen: tuple[float | None, ...] | None = None
+    layers: tuple[Int, ...]
+    position: Int
+    norm: tuple[Number | None, ...]
+    cosine_adjacent: tuple[Number | None, ...]
+    cosine_to_chosen: tuple[Number | None, ...] | None = None
 
     def cosine(self) -> dict[str, tuple[float | None, ...]]:
         """The cosine curves present, by their file name."""
@@ -151,23 +115,16 @@ class Curves:
         return {"layers": list(self.layers), "position": self.position, "norm": list(self.norm),
                 **{k: list(v) for k, v in self.cosine().items()}}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> Curves:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("layers", "position", "norm", "cosine_adjacent"), ("cosine_to_chosen",))
-        return cls(field(d, "layers", at, _ints), field(d, "position", at, integer), field(d, "norm", at, _numbers),
-                   field(d, "cosine_adjacent", at, _numbers), maybe(d, "cosine_to_chosen", at, _numbers))
-
 
 @dataclass(frozen=True)
-class Directions:
+class Directions(FileObject):
     """``directions``: the difference-in-means candidates (component, positions, layers, prompt counts) and their :class:`Curves`."""
 
-    component: str
-    positions: tuple[int, ...]
-    layers: tuple[int, ...]
-    n_pos: int
-    n_neg: int
+    component: Str
+    positions: tuple[Int, ...]
+    layers: tuple[Int, ...]
+    n_pos: Int
+    n_neg: Int
     curves: Curves
 
     def to_json(self) -> dict[str, Any]:
@@ -175,43 +132,25 @@ class Directions:
         return {"component": self.component, "positions": list(self.positions), "layers": list(self.layers), "n_pos": self.n_pos,
                 "n_neg": self.n_neg, "curves": self.curves.to_json()}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> Directions:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("component", "positions", "layers", "n_pos", "n_neg", "curves"))
-        return cls(field(d, "component", at, string), field(d, "positions", at, _ints), field(d, "layers", at, _ints),
-                   field(d, "n_pos", at, integer), field(d, "n_neg", at, integer), field(d, "curves", at, Curves.from_json))
-
 
 @dataclass(frozen=True)
-class Grid:
+class Grid(FileObject):
     """One candidate score over layers x positions (``values[layer][position]``, None: not scored), for a heatmap."""
 
-    key: str
-    name: str
-    layers: tuple[int, ...]
-    positions: tuple[int, ...]
-    values: tuple[tuple[float | None, ...], ...]
+    key: Str
+    name: Str
+    layers: tuple[Int, ...]
+    positions: tuple[Int, ...]
+    values: tuple[tuple[Number | None, ...], ...]
 
     def to_json(self) -> dict[str, Any]:
         """``{"key", "name", "layers", "positions", "values"}``."""
         return {"key": self.key, "name": self.name, "layers": list(self.layers), "positions": list(self.positions),
                 "values": [list(row) for row in self.values]}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> Grid:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("key", "name", "layers", "positions", "values"))
-        return cls(field(d, "key", at, string), field(d, "name", at, string), field(d, "layers", at, _ints),
-                   field(d, "positions", at, _ints), field(d, "values", at, lambda v, a: seq(v, a, _numbers)))
-
-
-def _rows(value: Any, at: At) -> tuple[JsonRow, ...]:
-    return seq(value, at, json_object)
-
 
 @dataclass(frozen=True)
-class SelectionSummary:
+class SelectionSummary(FileObject):
     """``selection``: direction selection on the val split.
 
     ``best`` (the chosen candidate row, or null), ``table`` (every candidate row, as
@@ -224,11 +163,11 @@ class SelectionSummary:
     best: JsonRow | None
     table: tuple[JsonRow, ...]
     grids: tuple[Grid, ...]
-    sort_key: str
-    sort_ascending: bool | None = None
+    sort_key: Str
+    sort_ascending: Bool | None = None
     baseline: JsonRow | None = None
     config: JsonRow | None = None
-    search_seconds: float | None = None
+    search_seconds: Number | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``selection`` object."""
@@ -240,18 +179,9 @@ class SelectionSummary:
                 out[key] = value
         return out
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> SelectionSummary:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("best", "table", "grids", "sort_key"), ("sort_ascending", "baseline", "config", "search_seconds"))
-        return cls(field(d, "best", at, optional(json_object)), field(d, "table", at, _rows),
-                   field(d, "grids", at, lambda v, a: seq(v, a, Grid.from_json)), field(d, "sort_key", at, string),
-                   maybe(d, "sort_ascending", at, boolean), maybe(d, "baseline", at, json_object), maybe(d, "config", at, json_object),
-                   maybe(d, "search_seconds", at, number))
-
 
 @dataclass(frozen=True)
-class InterventionSummary:
+class InterventionSummary(FileObject):
     """``intervention``: the saved intervention.
 
     ``kind``, ``params`` (the chosen settings; absent when None), ``description``, ``search``
@@ -259,12 +189,12 @@ class InterventionSummary:
     ``file`` (``intervention.safetensors``, relative to the run directory).
     """
 
-    kind: str
-    description: str
+    kind: Str
+    description: Str
     search: Mapping[str, tuple[JsonRow, ...]]
-    file: str
+    file: Str
     params: JsonRow | None = None
-    search_seconds: float | None = None
+    search_seconds: Number | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``intervention`` object."""
@@ -277,65 +207,39 @@ class InterventionSummary:
         out["file"] = self.file
         return out
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> InterventionSummary:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("kind", "description", "search", "file"), ("params", "search_seconds"))
-        return cls(field(d, "kind", at, string), field(d, "description", at, string),
-                   field(d, "search", at, lambda v, a: mapping(v, a, _rows)), field(d, "file", at, string),
-                   maybe(d, "params", at, json_object), maybe(d, "search_seconds", at, number))
-
 
 @dataclass(frozen=True)
-class Example:
+class Example(FileObject):
     """One test prompt's generations before and after the intervention, with the detector's verdicts."""
 
-    prompt: str
-    label: str | None
-    category: str | None
-    before: str
-    after: str
-    refused_before: bool
-    refused_after: bool
+    prompt: Str
+    label: Str | None
+    category: Str | None
+    before: Str
+    after: Str
+    refused_before: Bool
+    refused_after: Bool
 
     def to_json(self) -> dict[str, Any]:
         """``{"prompt", "label", "category", "before", "after", "refused_before", "refused_after"}``."""
         return {"prompt": self.prompt, "label": self.label, "category": self.category, "before": self.before, "after": self.after,
                 "refused_before": self.refused_before, "refused_after": self.refused_after}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> Example:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("prompt", "label", "category", "before", "after", "refused_before", "refused_after"))
-        return cls(field(d, "prompt", at, string), field(d, "label", at, opt_string), field(d, "category", at, opt_string),
-                   field(d, "before", at, string), field(d, "after", at, string), field(d, "refused_before", at, boolean),
-                   field(d, "refused_after", at, boolean))
-
 
 @dataclass(frozen=True)
-class StageTiming:
+class StageTiming(FileObject):
     """One stage's wall time (rounded to ms) and whether its checkpoint was reused."""
 
-    seconds: float
-    reused: bool
+    seconds: Number
+    reused: Bool
 
     def to_json(self) -> dict[str, Any]:
         """``{"seconds", "reused"}``."""
         return {"seconds": self.seconds, "reused": self.reused}
 
-    @classmethod
-    def from_json(cls, value: Any, at: At) -> StageTiming:
-        """Read and validate (errors name ``at``)."""
-        d = obj(value, at, ("seconds", "reused"))
-        return cls(field(d, "seconds", at, number), field(d, "reused", at, boolean))
-
-
-_TOP = ("model", "config", "data", "baseline", "after", "kl", "gate", "comparisons", "directions", "selection", "intervention",
-        "examples", "timings", "seconds")
-
 
 @dataclass(frozen=True)
-class StudyResults:
+class StudyResults(FileObject):
     """Everything the refusal study found; ``results.json`` is :meth:`to_json`, keys in this order.
 
     Attributes:
@@ -368,7 +272,7 @@ class StudyResults:
     intervention: InterventionSummary
     examples: tuple[Example, ...]
     timings: Mapping[str, StageTiming]
-    seconds: float
+    seconds: Number
 
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` object (strict JSON values)."""
@@ -389,21 +293,7 @@ class StudyResults:
             InputError: a field is missing, unexpected or of the wrong type
                 (``results.json, field 'after.n': expected an object``).
         """
-        at = At(str(path))
-        d = obj(value, at, _TOP)
-
-        def evals(v: Any, a: At) -> dict[str, EvalSummary]:
-            return mapping(v, a, EvalSummary.from_json)
-
-        return cls(
-            field(d, "model", at, ModelInfo.from_json), field(d, "config", at, json_object), field(d, "data", at, DataSummary.from_json),
-            field(d, "baseline", at, EvalSummary.from_json), field(d, "after", at, EvalSummary.from_json),
-            field(d, "kl", at, KlSummary.from_json), field(d, "gate", at, optional(GateSummary.from_json)),
-            field(d, "comparisons", at, evals), field(d, "directions", at, Directions.from_json),
-            field(d, "selection", at, SelectionSummary.from_json), field(d, "intervention", at, InterventionSummary.from_json),
-            field(d, "examples", at, lambda v, a: seq(v, a, Example.from_json)),
-            field(d, "timings", at, lambda v, a: mapping(v, a, StageTiming.from_json)), field(d, "seconds", at, number),
-        )
+        return parse(cls, value, path)
 
     @classmethod
     def read(cls, path: str | Path) -> StudyResults:

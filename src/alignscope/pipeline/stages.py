@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from alignscope.evals.behaviour import RefusalEval, evaluate_refusal
 from alignscope.evals.capability import kl_summary
-from alignscope.evals.json_fields import At, mapping, optional
+from alignscope.evals.json_types import parse
 from alignscope.evals.study import (
     Curves,
     DataSummary,
@@ -44,7 +43,6 @@ from alignscope.steering.interventions import Intervention
 log = logging.getLogger(__name__)
 
 INTERVENTION_FILE = "stages/intervene.intervention.safetensors"
-T = TypeVar("T")
 
 
 def _evaluate(ctx: Context, intervention: Intervention | None) -> RefusalEval:
@@ -168,14 +166,14 @@ def _examples(ctx: Context, before: list[dict[str, Any]], after: list[dict[str, 
     return tuple(picked)
 
 
-def _stage_at(ctx: Context, stage: str, field: str) -> At:
-    """Where a stage's output sits, for errors: its checkpoint file and the field."""
-    return At(str(ctx.out / "stages" / f"{stage}.json"), field)
+def _stage_file(ctx: Context, stage: str) -> Path:
+    """Where a stage's output sits, for errors: its checkpoint file."""
+    return ctx.out / "stages" / f"{stage}.json"
 
 
-def _stage_part(ctx: Context, records: dict[str, StageRecord], stage: str, key: str, read: Callable[[Any, At], T]) -> T:
-    """A stage output's part read into its typed form (NaN/inf as None; errors name the stage file and the field)."""
-    return read(jsonable(records[stage].output[key]), _stage_at(ctx, stage, f"output.{key}"))
+def _stage_part(ctx: Context, records: dict[str, StageRecord], stage: str, key: str, tp: Any) -> Any:
+    """A stage output's part read into its typed form ``tp`` (NaN/inf as None; errors name the stage file and the field)."""
+    return parse(tp, jsonable(records[stage].output[key]), _stage_file(ctx, stage), f"output.{key}")
 
 
 def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dict[str, Any], timings: dict[str, dict[str, Any]],
@@ -190,15 +188,15 @@ def assemble_results(ctx: Context, records: dict[str, StageRecord], weights: dic
         config=jsonable(ctx.cfg.to_dict()),
         data=DataSummary({role: {split: SplitData(s["n"], s["sha256"]) for split, s in splits.items()}
                           for role, splits in ctx.data.summary().items()}),
-        baseline=_stage_part(ctx, records, "baseline", "eval", EvalSummary.from_json),
-        after=_stage_part(ctx, records, "evaluate", "eval", EvalSummary.from_json),
-        kl=_stage_part(ctx, records, "evaluate", "kl", KlSummary.from_json),
-        gate=_stage_part(ctx, records, "evaluate", "gate", optional(GateSummary.from_json)),
-        comparisons=_stage_part(ctx, records, "evaluate", "comparisons", lambda v, a: mapping(v, a, EvalSummary.from_json)),
+        baseline=_stage_part(ctx, records, "baseline", "eval", EvalSummary),
+        after=_stage_part(ctx, records, "evaluate", "eval", EvalSummary),
+        kl=_stage_part(ctx, records, "evaluate", "kl", KlSummary),
+        gate=_stage_part(ctx, records, "evaluate", "gate", GateSummary | None),
+        comparisons=_stage_part(ctx, records, "evaluate", "comparisons", dict[str, EvalSummary]),
         directions=Directions(lm_info["component"], tuple(lm_info["positions"]), tuple(lm_info["layers"]), lm_info["n_pos"],
                               lm_info["n_neg"], direction_curves(records["extract"], sel.get("best"))),
-        selection=SelectionSummary.from_json(jsonable(sel), _stage_at(ctx, "select", "output")),
-        intervention=InterventionSummary.from_json(intervention, _stage_at(ctx, "intervene", "output")),
+        selection=parse(SelectionSummary, jsonable(sel), _stage_file(ctx, "select"), "output"),
+        intervention=parse(InterventionSummary, intervention, _stage_file(ctx, "intervene"), "output"),
         examples=_examples(ctx, records["baseline"].output["records"], records["evaluate"].output["records"]),
         timings={name: StageTiming(t["seconds"], t["reused"]) for name, t in timings.items()},
         seconds=seconds,

@@ -38,7 +38,7 @@ def write_patch_outputs(run: PatchRun, out: Path, *, graph: bool = False, top_k:
                          title=f"{mean.component} {mean.method} patching ({mean.direction}), {run.metric}",
                          xlabel="head" if mean.component == "head" else "position", ylabel="layer", xticklabels=cols,
                          colorbar_label="effect")]
-    files.append(write_csv(out / "summary.csv", run.summaries))
+    files.append(write_csv(out / "summary.csv", [s.to_json() for s in run.summaries]))
     per_pair = [{"pair": e.pair.as_dict(), **r.to_json()} for e, r in zip(run.pairs, run.results, strict=True)]
     atomic_write_json(out / "effects.json", {"model": run.model, "metric": run.metric, "pairs": per_pair})
     atomic_write_json(out / "result.json", {**mean.to_json(), "model": run.model, "metric": run.metric, "n_pairs": len(run.results)})
@@ -61,7 +61,7 @@ def write_trace_outputs(run: TraceRun, out: Path) -> list[Path]:
         files.append(heatmap_png(out / f"trace_{kind}.png", eff.numpy(), title=f"causal tracing: {kind} ({payload['metric']})",
                                  xlabel="position", ylabel="layer", xticklabels=payload["tokens"], colorbar_label="indirect effect",
                                  center_zero=False))
-    files.append(write_csv(out / "trace_summary.csv", run.summaries))
+    files.append(write_csv(out / "trace_summary.csv", [s.to_json() for s in run.summaries]))
     atomic_write_json(out / "traces.json", {"model": run.model, "prompts": [
         {"prompt": it.prompt, "subject": it.subject, "id": it.id, **r.to_json()} for it, r in zip(run.items, run.results, strict=True)]})
     atomic_write_json(out / "result.json", {**payload, "model": run.model})
