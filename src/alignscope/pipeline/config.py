@@ -237,8 +237,8 @@ class RunConfig(_Section):
         return self.model_dump(mode="json")
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = RunConfig
+def _allowed_fields(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    model: type[BaseModel] = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
@@ -250,12 +250,13 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _to_input_error(exc: ValidationError, source: str) -> InputError:
+def to_input_error(exc: ValidationError, source: str, root: type[BaseModel]) -> InputError:
+    """One clear line for a pydantic error of a config whose top-level model is ``root``: file, dotted field, what is allowed."""
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "<root>"
     if err["type"] == "extra_forbidden":
-        message = f"unknown field; allowed fields here: {', '.join(_allowed_fields(loc))}"
+        message = f"unknown field; allowed fields here: {', '.join(_allowed_fields(loc, root))}"
     else:
         message = f"{err['msg']} (got {err.get('input')!r})"
     more = len(exc.errors()) - 1
@@ -271,7 +272,7 @@ def parse_config(data: Any, source: str = "<config>") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise _to_input_error(exc, source) from None
+        raise to_input_error(exc, source, RunConfig) from None
 
 
 def load_config(path: str | Path | None) -> RunConfig:
@@ -283,7 +284,11 @@ def load_config(path: str | Path | None) -> RunConfig:
     """
     if path is None:
         return RunConfig()
-    file = Path(path)
+    return parse_config(read_yaml(Path(path)), str(path))
+
+
+def read_yaml(file: Path) -> Any:
+    """A YAML file's content; a missing file, bad UTF-8 or bad YAML (with its line) is an :class:`InputError`."""
     if not file.is_file():
         raise InputError("config file does not exist", path=file)
     try:
@@ -294,4 +299,4 @@ def load_config(path: str | Path | None) -> RunConfig:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=file,
                          line=None if mark is None else mark.line + 1) from None
-    return parse_config(data, str(file))
+    return data

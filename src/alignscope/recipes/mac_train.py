@@ -287,7 +287,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     base: torch.nn.Module = getattr(model, "get_base_model", lambda: model)()
     circuit = None
     if s.module:
-        circuit = AlignmentCircuit.new(int(base.config.hidden_size), s.layer, axis_names=s.axes, width=s.width, gate=s.gate)
+        circuit = AlignmentCircuit.new(int(getattr(base, "config").hidden_size), s.layer, axis_names=s.axes, width=s.width, gate=s.gate)  # noqa: B009
         if init_axes is not None:
             with torch.no_grad():
                 circuit.net.axes.copy_(init_axes)

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from collections.abc import Sequence
@@ -62,6 +63,11 @@ class Page:
         body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
         cap = f"<caption>{escape(caption)}</caption>" if caption else ""
         self._parts.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def add_image(self, path: str | Path, *, alt: str) -> None:
+        """A PNG file, inlined as a data URI so the page stays one self-contained file."""
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        self._parts.append(f'<div class="fig"><img alt="{escape(alt)}" style="max-width:100%" src="data:image/png;base64,{data}"></div>')
 
     def add_figure(self, figure: Any) -> None:
         """A plotly figure (``plotly.graph_objects.Figure`` or its dict form)."""

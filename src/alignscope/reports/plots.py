@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -31,7 +31,7 @@ def heatmap_png(
     colorbar_label: str = "",
 ) -> Path:
     """Save a 2-D array as a heatmap PNG (rows on the y axis). Diverging colours around 0 by default."""
-    plt = _pyplot()
+    plt = pyplot()
     arr = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * arr.shape[1] + 2), max(3.0, 0.22 * arr.shape[0] + 1.5)))
     if center_zero:
@@ -50,7 +50,7 @@ def heatmap_png(
         ax.set_yticklabels(yticklabels, fontsize=7)
     fig.colorbar(im, ax=ax, label=colorbar_label)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def lines_png(
@@ -64,7 +64,7 @@ def lines_png(
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Path:
     """Save one or more curves (optionally with shaded interval bands) as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, ys in series.items():
         xs = list(x) if x is not None else list(range(len(ys)))
@@ -79,7 +79,7 @@ def lines_png(
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def rate_bars_png(
@@ -90,7 +90,7 @@ def rate_bars_png(
     ylabel: str = "refusal rate",
 ) -> Path:
     """Grouped bars with 95% interval whiskers: ``groups[condition][label] = (rate, lo, hi)``."""
-    plt = _pyplot()
+    plt = pyplot()
     conditions = list(groups)
     labels = sorted({lab for g in groups.values() for lab in g})
     width = 0.8 / max(1, len(conditions))
@@ -108,10 +108,10 @@ def rate_bars_png(
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
-def _save(fig: Any, plt: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, plt: Any, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
