@@ -193,6 +193,7 @@ def continuation_logliks(
     The sequences (context then continuation ids, :func:`encode_pair`) are left-padded, so each
     row's continuation sits at its right end; its tokens are read off the log-softmax of the logits
     one position earlier. ``backend`` is as in :func:`~alignscope.evals.generation.generation_target`.
+    Unlike lm-eval, nothing is cut to the model's context length (TruthfulQA's sequences are ~250 tokens).
     """
     encoded = [encode_pair(lm.tokenizer, context, continuation) for context, continuation in pairs]
     batches = padded_batches([c + k for c, k in encoded], batch_size, pad_id(lm.tokenizer))
