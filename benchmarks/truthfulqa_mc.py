@@ -1,6 +1,7 @@
 """TruthfulQA MC1 and MC2 of the embedded model (SmolLM2-135M-Instruct), lm-evaluation-harness style.
 
-Reads ../shared/data/truthfulqa/v1/mc_task.json (the classic 817 questions), scores every
+Reads ../shared/data/truthfulqa/v1/mc_task.json (the classic 817 questions) with
+:func:`alignscope.data.training.read_mc_task`, scores every
 (question, choice) continuation with :func:`alignscope.evals.truthfulqa.evaluate_truthfulqa` (the
 lm-eval QA primer, zero-shot, summed log-likelihoods; no intervention) and prints MC1 (accuracy with
 n and a 95% Wilson interval) and MC2 (mean with n and a 95% interval), the number of sequences
@@ -20,14 +21,8 @@ from pathlib import Path
 
 import torch
 
-from alignscope.evals.truthfulqa import (
-    TARGET_DELIMITER,
-    MultipleChoice,
-    TruthfulQAResult,
-    evaluate_truthfulqa,
-    mc_context,
-    read_mc_task,
-)
+from alignscope.data.training import MCItem, read_mc_task
+from alignscope.evals.truthfulqa import TARGET_DELIMITER, TruthfulQAResult, evaluate_truthfulqa, mc_context
 from alignscope.models.loader import LoadedModel, load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "truthfulqa" / "v1" / "mc_task.json"
@@ -39,7 +34,7 @@ def summary(label: str, result: TruthfulQAResult) -> str:
             f"MC2 {m.mean:.4f} (n={m.n}, 95% CI {m.ci95[0]:.4f}-{m.ci95[1]:.4f})")
 
 
-def lm_eval_result(lm: LoadedModel, items: list[MultipleChoice], batch_size: int, device: str) -> TruthfulQAResult:
+def lm_eval_result(lm: LoadedModel, items: list[MCItem], batch_size: int, device: str) -> TruthfulQAResult:
     """The same metrics from lm-eval's own ``HFLM.loglikelihood`` on the same weights."""
     from lm_eval.api.instance import Instance  # optional third-party dependency
     from lm_eval.models.huggingface import HFLM

@@ -30,9 +30,9 @@ from alignscope.data.training import (
     load_training_source,
     load_truthfulqa_csv,
     parse_training_source,
+    read_mc_task,
     refusal_for,
     refusal_styles,
-    truthfulqa_mc,
 )
 from alignscope.errors import InputError
 from alignscope.evals.refusal import DEFAULT_REFUSAL_PHRASES, phrase_detector
@@ -260,17 +260,74 @@ def test_load_truthfulqa_csv(tmp_path: Path) -> None:
         load_truthfulqa_csv(f)
 
 
-def test_truthfulqa_mc(tmp_path: Path) -> None:
-    f = tmp_path / "mc_task.json"
-    f.write_text(json.dumps([{"question": "Q?", "mc1_targets": {"wrong": 0, "right": 1},
-                              "mc2_targets": {"t1": 1, "f1": 0, "t2": 1}}]), encoding="utf-8")
-    assert truthfulqa_mc(f) == [MCItem("Q?", ("wrong", "right"), 1, ("t1", "f1", "t2"), (1, 0, 1), "truthfulqa-1")]
-    f.write_text(json.dumps([{"question": "Q?", "mc1_targets": {"a": 1, "b": 1}, "mc2_targets": {"a": 1}}]), encoding="utf-8")
-    with pytest.raises(InputError, match=r"field 'mc1_targets': item 1: expected exactly one correct answer, got 2"):
-        truthfulqa_mc(f)
-    f.write_text(json.dumps([{"question": "Q?", "mc1_targets": {"a": 1}, "mc2_targets": {"a": "yes"}}]), encoding="utf-8")
-    with pytest.raises(InputError, match=r"field 'mc2_targets': item 1: expected an object answer -> 0 or 1"):
-        truthfulqa_mc(f)
+def test_mc_item_checks_its_fields() -> None:
+    item = MCItem("q", ["a", "b"], 1, ["a", "b"], [0, 1])  # lists are stored as tuples
+    assert (item.mc1_choices, item.mc2_choices, item.mc2_labels) == (("a", "b"), ("a", "b"), (0, 1))
+    assert MCItem("q", ("a",), 0, ("a",), (1,)).mc1_correct_index == 0
+    for args, message in [
+        (((), 0, ("a",), (1,)), "field 'mc1_choices': expected at least one MC1 choice"),
+        ((("a", "b"), 2, ("a",), (1,)), "field 'mc1_correct_index': expected an int from 0 to 1, got 2"),
+        ((("a", "b"), -1, ("a",), (1,)), "field 'mc1_correct_index': expected an int from 0 to 1, got -1"),
+        ((("a", "b"), True, ("a",), (1,)), "field 'mc1_correct_index': expected an int from 0 to 1, got True"),
+        ((("a",), 0, (), ()), "field 'mc2_choices': expected at least one MC2 choice"),
+        ((("a",), 0, ("a",), (1, 0)), "field 'mc2_labels': 2 labels for 1 choices"),
+        ((("a",), 0, ("a", "b"), (1, 2)), "field 'mc2_labels': expected labels 0 or 1, got [1, 2]"),
+        ((("a",), 0, ("a", "b"), (True, 0)), "field 'mc2_labels': expected labels 0 or 1, got [True, 0]"),
+        ((("a",), 0, ("a", "b"), (1.0, 0)), "field 'mc2_labels': expected labels 0 or 1, got [1.0, 0]"),
+        ((("a",), 0, ("a", "b"), (0, 0)), "field 'mc2_labels': expected at least one true (1) MC2 answer"),
+    ]:
+        with pytest.raises(InputError) as err:
+            MCItem("q", *args)  # type: ignore[arg-type]
+        assert str(err.value) == message
+
+
+def _mc_task(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "mc_task.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+MC_GOOD = {"question": "Q?", "mc1_targets": {"w1": 0, "right": 1, "w2": 0}, "mc2_targets": {"t": 1, "f": 0, "t2": 1}}
+
+
+def test_read_mc_task_keeps_file_order(tmp_path: Path) -> None:
+    path = _mc_task(tmp_path, [MC_GOOD, {**MC_GOOD, "question": "R?", "mc1_targets": {"right": 1, "w": 0}, "mc0_targets": {"x": 1}}])
+    assert read_mc_task(path) == [MCItem("Q?", ("w1", "right", "w2"), 1, ("t", "f", "t2"), (1, 0, 1), "truthfulqa-1"),
+                                  MCItem("R?", ("right", "w"), 0, ("t", "f", "t2"), (1, 0, 1), "truthfulqa-2")]
+
+
+# Items are numbered from 1, as load_alpaca numbers them (and as the ids truthfulqa-N are).
+@pytest.mark.parametrize(("data", "message"), [
+    ({"question": "Q?"}, "expected a non-empty JSON list"),
+    ([], "expected a non-empty JSON list"),
+    ([MC_GOOD, "text"], "item 2: expected an object"),
+    ([{**MC_GOOD, "question": " "}], "field 'question': item 1: expected a non-empty string"),
+    ([MC_GOOD, {k: v for k, v in MC_GOOD.items() if k != "question"}], "field 'question': item 2"),
+    ([{**MC_GOOD, "mc1_targets": {"a": 1, "b": 1}}], "field 'mc1_targets': item 1: expected exactly one correct (1) answer, got 2"),
+    ([{**MC_GOOD, "mc1_targets": {"a": 0, "b": 0}}], "field 'mc1_targets': item 1: expected exactly one correct (1) answer, got 0"),
+    ([{**MC_GOOD, "mc1_targets": ["a", "b"]}], "field 'mc1_targets': item 1: expected a non-empty object"),
+    ([{**MC_GOOD, "mc1_targets": {"a": "yes"}}], "field 'mc1_targets': item 1: answer 'a' has label 'yes'"),
+    ([MC_GOOD, {**MC_GOOD, "mc2_targets": {"a": 1, "b": 2}}], "field 'mc2_targets': item 2: answer 'b' has label 2"),
+    ([{**MC_GOOD, "mc2_targets": {"a": True}}], "field 'mc2_targets': item 1: answer 'a' has label True"),
+    ([{**MC_GOOD, "mc2_targets": {"a": 1.0}}], "field 'mc2_targets': item 1: answer 'a' has label 1.0"),
+    ([{**MC_GOOD, "mc2_targets": {}}], "field 'mc2_targets': item 1: expected a non-empty object"),
+    ([{k: v for k, v in MC_GOOD.items() if k != "mc2_targets"}], "field 'mc2_targets': item 1: expected a non-empty object"),
+    ([{**MC_GOOD, "mc2_targets": {"a": 0}}], "field 'mc2_targets': item 1: expected at least one true"),
+])
+def test_read_mc_task_errors_name_file_item_and_field(tmp_path: Path, data: object, message: str) -> None:
+    path = _mc_task(tmp_path, data)
+    with pytest.raises(InputError) as err:
+        read_mc_task(path)
+    assert str(err.value).startswith(str(path)) and message in str(err.value)
+
+
+def test_read_mc_task_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        read_mc_task(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"question": "Q?",\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.json, line 2: invalid JSON"):
+        read_mc_task(bad)
 
 
 def test_load_hh_examples_single_turn_only(tmp_path: Path) -> None:
@@ -360,9 +417,15 @@ def test_hf_through_a_fake_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.skipif(not (SHARED / "truthfulqa/v1").is_dir(), reason="shared TruthfulQA copy absent")
 def test_real_truthfulqa_v1() -> None:
-    mc = truthfulqa_mc(SHARED / "truthfulqa/v1/mc_task.json")
-    assert len(mc) == 817 and all(m.mc1_correct_index == 0 for m in mc)
-    assert all(1 in m.mc2_labels and 0 in m.mc2_labels for m in mc)
+    path = SHARED / "truthfulqa/v1/mc_task.json"
+    mc = read_mc_task(path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert len(mc) == len(raw) == 817 and all(m.mc1_correct_index == 0 for m in mc)
+    for m, rec in zip(mc, raw, strict=True):
+        assert m.question == rec["question"]
+        assert m.mc1_choices == tuple(rec["mc1_targets"]) and rec["mc1_targets"][m.mc1_choices[m.mc1_correct_index]] == 1
+        assert m.mc2_choices == tuple(rec["mc2_targets"]) and m.mc2_labels == tuple(rec["mc2_targets"].values())
+        assert set(m.mc2_labels) == {0, 1}
     ts = load_truthfulqa_csv(SHARED / "truthfulqa/v1/TruthfulQA.csv")
     assert len(ts) == 817 and ts[0].prompt == "What happens to you if you eat watermelon seeds?"
     assert len(set(ts.prompts) & {m.question for m in mc}) > 800

@@ -1,18 +1,21 @@
-"""TruthfulQA MC1/MC2: scores equal an unbatched plain-HF brute force; metrics equal plain arithmetic; file errors."""
+"""TruthfulQA MC1/MC2: scores equal an unbatched plain-HF brute force; metrics equal plain arithmetic.
+
+The reader of ``mc_task.json`` and the checks of :class:`MCItem` are tested with the data layer
+(tests/data/test_training.py).
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from alignscope.data.training import MCItem
 from alignscope.errors import InputError
 from alignscope.evals.truthfulqa import (
     QA_PRIMER,
-    MultipleChoice,
     TruthfulQAResult,
     continuation_logliks,
     encode_pair,
@@ -20,11 +23,9 @@ from alignscope.evals.truthfulqa import (
     mc1_score,
     mc2_score,
     mc_context,
-    read_mc_task,
 )
 from alignscope.stats import wilson_interval
 from alignscope.steering.interventions import ActivationAddition
-from tests.conftest import shared_data
 from tests.reference import hf_logits_with_added, load_plain
 
 # lm-eval's truthfulqa_mc1.yaml prompt_qa, as its YAML folds it (the rendered prompt in lm-eval issue #1000).
@@ -76,8 +77,8 @@ def test_intervention_changes_scores_as_plain_hooks_do(tiny_lm, tiny_dir) -> Non
 
 
 # One question (the full primer makes each forward ~140 tokens of a 135M model on CPU): three distinct
-# continuations, the MC1 ones shared with MC2, the true MC2 answer not first.
-ITEMS = [MultipleChoice("Is Paris the capital of France?", ["Yes.", "No."], ["No.", "Yes.", "Paris is in Germany."], [0, 1, 0])]
+# continuations, the MC1 ones shared with MC2, neither the correct MC1 answer nor the true MC2 answer first.
+ITEMS = [MCItem("Is Paris the capital of France?", ("No.", "Yes."), 1, ("No.", "Yes.", "Paris is in Germany."), (0, 1, 0))]
 
 
 def test_embedded_truthfulqa_equals_brute_force(embedded) -> None:
@@ -90,7 +91,7 @@ def test_embedded_truthfulqa_equals_brute_force(embedded) -> None:
         want2 = [brute[item.question, c] for c in item.mc2_choices]
         assert list(result.mc1_logliks[i]) == pytest.approx(want1, abs=1e-4)
         assert list(result.mc2_logliks[i]) == pytest.approx(want2, abs=1e-4)
-        assert result.mc1_items[i] == int(max(range(len(want1)), key=lambda j: want1[j]) == 0)
+        assert result.mc1_items[i] == int(max(range(len(want1)), key=lambda j: want1[j]) == item.mc1_correct_index)
         p = [math.exp(x) for x in want2]
         assert result.mc2_items[i] == pytest.approx(sum(q for q, lab in zip(p, item.mc2_labels, strict=True) if lab) / sum(p), abs=1e-4)
 
@@ -113,10 +114,14 @@ def test_primer_is_lm_evals() -> None:
 
 
 def test_mc_scores_plain_arithmetic() -> None:
-    assert mc1_score([-1.0, -2.0, -3.0]) == 1
-    assert mc1_score([-2.0, -1.0, -3.0]) == 0
-    assert mc1_score([-1.0, -1.0]) == 1  # a tie goes to the first choice, as argmax picks it
-    assert mc1_score([-1.5, -3.0, -1.5]) == 1
+    assert mc1_score([-1.0, -2.0, -3.0], 0) == 1
+    assert mc1_score([-2.0, -1.0, -3.0], 0) == 0
+    assert mc1_score([-2.0, -1.0, -3.0], 1) == 1
+    assert mc1_score([-2.0, -1.0, -3.0], 2) == 0
+    assert mc1_score([-1.0, -1.0], 0) == 1  # a tie goes to the earliest tied choice, as argmax picks it
+    assert mc1_score([-1.0, -1.0], 1) == 0
+    assert mc1_score([-1.5, -3.0, -1.5], 0) == 1
+    assert mc1_score([-3.0, -1.5, -1.5], 2) == 0
     lls = [math.log(0.2), math.log(0.3), math.log(0.5)]
     assert mc2_score(lls, [1, 0, 1]) == pytest.approx(0.7)
     assert mc2_score([x - 2000 for x in lls], [0, 1, 0]) == pytest.approx(0.3)  # exp would underflow to 0/0
@@ -124,9 +129,10 @@ def test_mc_scores_plain_arithmetic() -> None:
 
 
 def test_result_from_logliks_and_json() -> None:
-    items = [MultipleChoice("q1", ["a", "b"], ["a", "b"], [1, 0]), MultipleChoice("q2", ["c", "d"], ["c", "d", "e"], [1, 0, 1]),
-             MultipleChoice("q3", ["f", "g"], ["g", "f"], [0, 1])]
-    mc1 = [[-1.0, -2.0], [-3.0, -1.0], [-0.5, -0.6]]
+    items = [MCItem("q1", ("a", "b"), 0, ("a", "b"), (1, 0)), MCItem("q2", ("c", "d"), 1, ("c", "d", "e"), (1, 0, 1)),
+             MCItem("q3", ("f", "g", "h"), 2, ("g", "f"), (0, 1))]
+    # The correct MC1 choice scores highest for q1 (first) and q3 (last); for q2 the first choice does, but q2's is the second.
+    mc1 = [[-1.0, -2.0], [-1.0, -3.0], [-0.5, -0.6, -0.4]]
     mc2 = [[math.log(0.6), math.log(0.4)], [math.log(0.1), math.log(0.1), math.log(0.3)], [0.0, 0.0]]
     result = TruthfulQAResult.from_logliks(items, mc1, mc2)
     assert result.mc1_items == (1, 0, 1)
@@ -151,79 +157,6 @@ def test_result_from_logliks_and_json() -> None:
         TruthfulQAResult.from_logliks([], [], [])
 
 
-def test_multiple_choice_checks_its_fields() -> None:
-    with pytest.raises(InputError, match="mc1_choices"):
-        MultipleChoice("q", [], ["a"], [1])
-    with pytest.raises(InputError, match="mc2_choices"):
-        MultipleChoice("q", ["a"], [], [])
-    with pytest.raises(InputError, match="2 labels for 1 choices"):
-        MultipleChoice("q", ["a"], ["a"], [1, 0])
-    with pytest.raises(InputError, match="0 or 1"):
-        MultipleChoice("q", ["a"], ["a", "b"], [1, 2])
-    with pytest.raises(InputError, match="at least one true"):
-        MultipleChoice("q", ["a"], ["a", "b"], [0, 0])
-
-
-def _write(tmp_path: Path, data: object) -> Path:
-    path = tmp_path / "mc_task.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
-GOOD = {"question": "Q?", "mc1_targets": {"w1": 0, "right": 1, "w2": 0}, "mc2_targets": {"t": 1, "f": 0, "t2": 1}}
-
-
-def test_read_mc_task_puts_the_correct_mc1_answer_first(tmp_path) -> None:
-    path = _write(tmp_path, [GOOD, {**GOOD, "question": "R?", "mc0_targets": {"x": 1}}])
-    items = read_mc_task(path)
-    assert items == [MultipleChoice("Q?", ["right", "w1", "w2"], ["t", "f", "t2"], [1, 0, 1]),
-                     MultipleChoice("R?", ["right", "w1", "w2"], ["t", "f", "t2"], [1, 0, 1])]
-
-
-@pytest.mark.parametrize(("data", "message"), [
-    ({"question": "Q?"}, "expected a non-empty JSON list"),
-    ([], "expected a non-empty JSON list"),
-    ([GOOD, "text"], "item 1: expected an object"),
-    ([{**GOOD, "question": " "}], "field 'question': item 0: expected a non-empty string"),
-    ([GOOD, {k: v for k, v in GOOD.items() if k != "question"}], "field 'question': item 1"),
-    ([{**GOOD, "mc1_targets": {"a": 1, "b": 1}}], "field 'mc1_targets': item 0: expected exactly one correct"),
-    ([{**GOOD, "mc1_targets": {"a": 0, "b": 0}}], "field 'mc1_targets': item 0: expected exactly one correct"),
-    ([{**GOOD, "mc1_targets": ["a", "b"]}], "field 'mc1_targets': item 0: expected a non-empty object"),
-    ([GOOD, {**GOOD, "mc2_targets": {"a": 1, "b": 2}}], "field 'mc2_targets': item 1: answer 'b' has label 2"),
-    ([{**GOOD, "mc2_targets": {"a": True}}], "field 'mc2_targets': item 0: answer 'a' has label True"),
-    ([{**GOOD, "mc2_targets": {}}], "field 'mc2_targets': item 0: expected a non-empty object"),
-    ([{k: v for k, v in GOOD.items() if k != "mc2_targets"}], "field 'mc2_targets': item 0: expected a non-empty object"),
-    ([{**GOOD, "mc2_targets": {"a": 0}}], "field 'mc2_targets': item 0: expected at least one true"),
-])
-def test_read_mc_task_errors_name_file_item_and_field(tmp_path, data, message) -> None:
-    path = _write(tmp_path, data)
-    with pytest.raises(InputError) as err:
-        read_mc_task(path)
-    assert str(err.value).startswith(str(path)) and message in str(err.value)
-
-
-def test_read_mc_task_bad_files(tmp_path) -> None:
-    with pytest.raises(InputError, match="does not exist"):
-        read_mc_task(tmp_path / "missing.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text('[{"question": "Q?",\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"bad\.json, line 2: invalid JSON"):
-        read_mc_task(bad)
-
-
 def test_evaluate_needs_items(tiny_lm) -> None:
     with pytest.raises(InputError, match="no TruthfulQA questions"):
         evaluate_truthfulqa(tiny_lm("llama"), [])
-
-
-def test_real_truthfulqa_v1() -> None:
-    path = shared_data("truthfulqa", "v1", "mc_task.json")
-    items = read_mc_task(path)
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    assert len(items) == len(raw) == 817
-    for item, rec in zip(items, raw, strict=True):
-        assert item.question == rec["question"]
-        assert rec["mc1_targets"][item.mc1_choices[0]] == 1
-        assert sorted(item.mc1_choices) == sorted(rec["mc1_targets"])
-        assert item.mc2_choices == list(rec["mc2_targets"]) and item.mc2_labels == list(rec["mc2_targets"].values())
-        assert set(item.mc2_labels) == {0, 1}

@@ -44,16 +44,24 @@ class Example:
 
 @dataclass(frozen=True)
 class MCItem:
-    """A multiple-choice item in lm-evaluation-harness's TruthfulQA layout.
+    """A multiple-choice item in lm-evaluation-harness's TruthfulQA layout; the one such type.
+
+    Lists given for the tuple fields are stored as tuples.
 
     Attributes:
         question: the question.
-        mc1_choices: one true answer and the false ones; exactly one is correct.
-        mc1_correct_index: the index of the true answer in ``mc1_choices`` (0, as in lm-eval's mc1_targets).
-        mc2_choices: every true answer, then every false one.
+        mc1_choices: the MC1 answers, in file order; exactly one is correct.
+        mc1_correct_index: the index of the correct answer in ``mc1_choices`` (0 in TruthfulQA's
+            files and the built-in honest set, but any position is allowed).
+        mc2_choices: the MC2 answers, in file order (true and false ones).
         mc2_labels: 1 for a true choice, 0 for a false one, aligned with ``mc2_choices``.
         id: the item's id, when known.
         category: the item's category, when known.
+
+    Raises:
+        InputError: no MC1 or MC2 choices, an ``mc1_correct_index`` that is not an int in
+            ``[0, len(mc1_choices))``, labels that are not 0/1 (``True``/``False`` included) or do not
+            match the choices in number, or no true MC2 answer; the field named.
     """
 
     question: str
@@ -63,6 +71,23 @@ class MCItem:
     mc2_labels: tuple[int, ...]
     id: str | None = None
     category: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("mc1_choices", "mc2_choices", "mc2_labels"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.mc1_choices:
+            raise InputError("expected at least one MC1 choice", field="mc1_choices")
+        index = self.mc1_correct_index
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.mc1_choices):
+            raise InputError(f"expected an int from 0 to {len(self.mc1_choices) - 1}, got {index!r}", field="mc1_correct_index")
+        if not self.mc2_choices:
+            raise InputError("expected at least one MC2 choice", field="mc2_choices")
+        if len(self.mc2_labels) != len(self.mc2_choices):
+            raise InputError(f"{len(self.mc2_labels)} labels for {len(self.mc2_choices)} choices", field="mc2_labels")
+        if any(isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1) for label in self.mc2_labels):
+            raise InputError(f"expected labels 0 or 1, got {list(self.mc2_labels)}", field="mc2_labels")
+        if 1 not in self.mc2_labels:
+            raise InputError("expected at least one true (1) MC2 answer", field="mc2_labels")
 
 
 def hash_split(key: str) -> str:

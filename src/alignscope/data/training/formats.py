@@ -2,7 +2,9 @@
 
 Ids are ``KIND-<12 hex of SHA-256 of the prompt>`` (``-2``, ``-3`` for repeats), so every copy of a
 prompt gets the same split: the record's ``split`` field when the file has one, else a hash of the
-id (80/10/10, :func:`~alignscope.data.training.examples.hash_split`). Every error is an
+id (80/10/10, :func:`~alignscope.data.training.examples.hash_split`). TruthfulQA's multiple-choice
+``mc_task.json`` (:func:`read_mc_task`) gives :class:`~alignscope.data.training.examples.MCItem` items
+with ids ``truthfulqa-N`` instead. Every error is an
 :class:`~alignscope.errors.InputError` naming the file, the line (JSONL/CSV) or item (JSON), and the field.
 """
 
@@ -139,31 +141,43 @@ def load_truthfulqa_csv(path: str | Path) -> TrainingSet:
 
 def _targets(item: Mapping[str, Any], key: str, path: Path, index: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
     targets = item.get(key)
-    if not isinstance(targets, Mapping) or not targets or not all(v in (0, 1) and not isinstance(v, float) for v in targets.values()):
-        raise InputError(f"item {index}: expected an object answer -> 0 or 1, got {targets!r}", path=path, field=key)
+    if not isinstance(targets, Mapping) or not targets:
+        raise InputError(f"item {index}: expected a non-empty object of answer: 0 or 1, got {targets!r}", path=path, field=key)
+    for answer, label in targets.items():
+        if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
+            raise InputError(f"item {index}: answer {answer!r} has label {label!r}; expected 0 or 1", path=path, field=key)
     return tuple(str(k) for k in targets), tuple(int(v) for v in targets.values())
 
 
-def truthfulqa_mc(path: str | Path) -> list[MCItem]:
-    """Load TruthfulQA's ``mc_task.json``: a list of ``{"question", "mc1_targets", "mc2_targets"}``.
+def read_mc_task(path: str | Path) -> list[MCItem]:
+    """Read TruthfulQA's ``mc_task.json``: a list of ``{"question", "mc1_targets", "mc2_targets"}``.
 
-    Targets are objects answer -> 1 (true) or 0 (false), in file order; mc1 has exactly one 1.
+    Targets are objects answer -> 1 (true) or 0 (false). Answers keep their file order; the MC1
+    answer labelled 1 is at ``mc1_correct_index``. Items are numbered from 1 in ids
+    (``truthfulqa-N``) and messages (``item N``), as :func:`load_alpaca` numbers them. Other keys
+    (the 2025 file's ``mc0_targets``) are ignored.
 
     Raises:
-        InputError: not a list, or an item with a missing question or malformed targets (item and field named).
+        InputError: an unreadable file or invalid JSON, a top level that is not a non-empty list, or an
+            item that is not an object, without a non-empty ``question`` string, with targets that are
+            not a non-empty ``{answer: 0 or 1}``, with MC1 targets holding other than exactly one
+            correct answer, or with no true MC2 answer; the message names the file, the item and the field.
     """
     file = Path(path)
     data = read_json(file, what="TruthfulQA mc_task.json")
-    if not isinstance(data, list):
-        raise InputError(f"expected a JSON list of objects, got {type(data).__name__}", path=file)
+    if not isinstance(data, list) or not data:
+        raise InputError(f"expected a non-empty JSON list of questions, got {type(data).__name__}", path=file)
     out = []
     for i, value in enumerate(data, start=1):
         item = _record(value, file, item=i)
         question = _text(item, "question", file, item=i)
         mc1, mc1_labels = _targets(item, "mc1_targets", file, i)
         if sum(mc1_labels) != 1:
-            raise InputError(f"item {i}: expected exactly one correct answer, got {sum(mc1_labels)}", path=file, field="mc1_targets")
+            raise InputError(f"item {i}: expected exactly one correct (1) answer, got {sum(mc1_labels)}", path=file,
+                             field="mc1_targets")
         mc2, mc2_labels = _targets(item, "mc2_targets", file, i)
+        if 1 not in mc2_labels:
+            raise InputError(f"item {i}: expected at least one true (1) answer", path=file, field="mc2_targets")
         out.append(MCItem(question, mc1, mc1_labels.index(1), mc2, mc2_labels, f"truthfulqa-{i}"))
     return out
 
