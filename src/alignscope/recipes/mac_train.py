@@ -182,9 +182,17 @@ class TrainResult:
 
 
 def linear_names(model: torch.nn.Module) -> set[str]:
-    """The leaf names of the linear layers inside the decoder layers (what LoRA can target)."""
-    return {name.rsplit(".", 1)[-1] for layer in decoder_layers(model)[:1] for name, m in layer.named_modules()
-            if isinstance(m, torch.nn.Linear)}
+    """The names of the model's linear layers, last path segment only (what LoRA's ``target_modules`` match).
+
+    Works on a plain HF model and on a bridge-wrapped one (its ``_original_component`` segments are skipped).
+    """
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            parts = [p for p in name.split(".") if p not in ("_original_component", "original_component")]
+            if parts:
+                names.add(parts[-1])
+    return names
 
 
 def add_lora(model: torch.nn.Module, lora: LoraSettings, *, kbit: bool) -> torch.nn.Module:

@@ -1,0 +1,151 @@
+"""The ``alignscope mac train`` config: YAML sections validated by pydantic, unknown keys rejected by name.
+
+Every section is optional; no config at all trains on the embedded model and the built-in mixes::
+
+    model: default                  # default, a hub id or a local directory
+    device: auto
+    dtype: float32
+    data:
+      mixes: [refusals, helpful, honest]   # built-in mixes (data.training)
+      sources: []                   # more training sources: alpaca:PATH, beavertails:PATH, truthfulqa:PATH, hh:PATH, hf:NAME
+      distill_tokens: 40            # greedy tokens of the model's own answers for self-distilled examples
+      max_examples_per_mix: null    # cap per mix (seeded choice), null: all
+    train:                          # the circuit and the schedule (recipes.mac_train.TrainSettings)
+      layer: null                   # null: n_layers // 2
+      axes: [helpful, harmless, honest]
+      width: 16
+      gate: sigmoid
+      lr: 0.003
+      epochs: 2
+      batch_size: 8
+      grad_accum: 1
+      warmup_steps: 10
+      seed: 0
+      max_length: 96
+      checkpoint_every: 25
+    lora:                           # null: no LoRA variants
+      r: 8
+      alpha: 16
+      dropout: 0.0
+      target_modules: [q_proj, v_proj]
+      lr: 0.0005
+    qlora: false                    # 4-bit base for the LoRA variants (CUDA only)
+    variants: [module, lora, module_lora]
+    compare:
+      addition: true                # an unconditional addition of the harmless axis' mean difference
+      conscience: none              # none, fit (fit the refusal study's conscience here) or a path to its intervention file
+      max_new_tokens: 48
+      batch_size: 16
+      sensor_prompts: 4             # prompts per label drawn in the sensor heatmap
+      limit: null                   # first N prompts per test set and honest item (quick checks only; null: all)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alignscope.errors import InputError
+from alignscope.pipeline.config import read_yaml, to_input_error
+from alignscope.recipes.mac_train import LoraSettings, TrainSettings
+
+Variant = Literal["module", "lora", "module_lora"]
+VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MacData(_Section):
+    mixes: tuple[str, ...] = ("refusals", "helpful", "honest")
+    sources: tuple[str, ...] = ()
+    distill_tokens: Annotated[int, Field(ge=1)] = 40
+    max_examples_per_mix: Annotated[int | None, Field(ge=1)] = None
+
+
+class MacTrain(_Section):
+    layer: Annotated[int | None, Field(ge=0)] = None
+    axes: tuple[str, ...] = ("helpful", "harmless", "honest")
+    width: Annotated[int, Field(ge=1)] = 16
+    gate: Literal["sigmoid", "tanh"] = "sigmoid"
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    epochs: Annotated[int, Field(ge=1)] = 2
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    warmup_steps: Annotated[int, Field(ge=0)] = 10
+    seed: int = 0
+    max_length: Annotated[int, Field(ge=8)] = 96
+    checkpoint_every: Annotated[int, Field(ge=1)] = 25
+
+
+class MacLora(_Section):
+    r: Annotated[int, Field(ge=1)] = 8
+    alpha: Annotated[int, Field(ge=1)] = 16
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    lr: Annotated[float, Field(gt=0)] = 5e-4
+
+
+class MacCompare(_Section):
+    addition: bool = True
+    conscience: str = "none"
+    max_new_tokens: Annotated[int, Field(ge=1)] = 48
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    sensor_prompts: Annotated[int, Field(ge=1)] = 4
+    limit: Annotated[int | None, Field(ge=1)] = None
+
+
+class MacConfig(_Section):
+    """The whole ``mac train`` config (see the module docstring for every field)."""
+
+    model: str = "default"
+    device: str = "auto"
+    dtype: str | None = "float32"
+    data: MacData = MacData()
+    train: MacTrain = MacTrain()
+    lora: MacLora | None = MacLora()
+    qlora: bool = False
+    variants: tuple[Variant, ...] = VARIANTS
+    compare: MacCompare = MacCompare()
+
+    def settings(self, variant: str) -> TrainSettings:
+        """The trainer's settings for one variant (``module``, ``lora`` or ``module_lora``)."""
+        t = self.train
+        lora = None
+        if variant != "module":
+            if self.lora is None:
+                raise InputError(f"variant {variant!r} needs a lora: section", field="variants")
+            lora = LoraSettings(self.lora.r, self.lora.alpha, self.lora.dropout, tuple(self.lora.target_modules), self.lora.lr)
+        return TrainSettings(module=variant != "lora", layer=t.layer, axes=tuple(t.axes), width=t.width, gate=t.gate, lora=lora,
+                             qlora=self.qlora and lora is not None, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
+                             grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
+                             checkpoint_every=t.checkpoint_every)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what ``training.json`` records)."""
+        return self.model_dump(mode="json")
+
+
+def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
+    """Validate a parsed YAML mapping (None means all defaults); errors name the file and dotted field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping of sections at the top level, got {type(data).__name__}", path=source)
+    try:
+        cfg = MacConfig.model_validate(data)
+    except ValidationError as exc:
+        raise to_input_error(exc, source, MacConfig) from None
+    if not cfg.train.axes:
+        raise InputError("expected at least one axis (got an axis count of 0)", path=source, field="train.axes")
+    if not cfg.variants:
+        raise InputError("expected at least one variant", path=source, field="variants")
+    return cfg
+
+
+def load_mac_config(path: str | Path | None) -> MacConfig:
+    """Read and validate a YAML ``mac train`` config; ``None`` gives the built-in defaults."""
+    return MacConfig() if path is None else parse_mac_config(read_yaml(Path(path)), str(path))

@@ -1,0 +1,276 @@
+"""``alignscope mac train``: build the data, train every variant, compare them on held-out prompts, report.
+
+Stages, each checkpointed in ``OUT/stages/`` (a killed run resumes; training itself also
+checkpoints every few steps under ``OUT/train/<variant>/checkpoint``):
+
+==============  ===========================================================================
+stage           does
+==============  ===========================================================================
+data            train/val examples of the configured mixes and sources; the examples without
+                a response get the unsteered model's own greedy answer (self-distillation)
+axes            the sensors' starting directions at the circuit's layer: ``harmless`` =
+                mean(harmful) - mean(harmless), ``helpful`` = mean(lookalike) - mean(harmful)
+                (last prompt token), ``honest`` = mean(question + true answer) - mean(question +
+                false answer) on the honest train items; other axis names start at random
+train_<v>       one per variant: ``module`` (circuit alone), ``lora`` (LoRA alone, the same data
+                and schedule), ``module_lora`` (both)
+eval_<row>      one per comparison row: ``base``, ``addition``, ``conscience`` (when configured)
+                and each variant, on the test splits (see :mod:`alignscope.recipes.mac_eval`)
+==============  ===========================================================================
+
+Files: ``mac.safetensors`` (the ``module`` variant's circuit; ``module_lora/mac.safetensors``
+for the other), ``lora/adapter/`` and ``module_lora/adapter/`` (peft, safetensors),
+``lora_only_merged/`` (the LoRA-only model merged into a plain HF directory that every command
+takes as ``--model``), ``training.json``, ``comparison.json``, ``comparison.csv``, PNGs and
+``report.html`` (written by :mod:`alignscope.reports.mac`).
+
+Example:
+    >>> run = run_mac(load_mac_config(None), "out/mac")          # doctest: +SKIP
+    >>> run.summary()["trainable_pct"]                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignscope.data.builtin_sets import load_builtin
+from alignscope.data.training import Example, load_honest_mc, load_mix, load_training_source
+from alignscope.dilemmas.summary import MeanCI
+from alignscope.errors import InputError
+from alignscope.evals.generation import generate
+from alignscope.evals.truthfulqa import TruthfulQAResult
+from alignscope.io import atomic_write_json
+from alignscope.lenses.corpus import load_corpus_text
+from alignscope.models.identity import dtype_name, resume_key, weights_hash
+from alignscope.models.loader import LoadedModel, load_hf, load_model, resolve_device, resolve_dtype
+from alignscope.pipeline.mac_config import MacConfig
+from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
+from alignscope.recipes.conscience import fit_conscience
+from alignscope.recipes.mac_eval import CompareRow, TestSets, evaluate_row
+from alignscope.recipes.mac_train import TrainResult, linear_names, train
+from alignscope.stats import Rate
+from alignscope.steering.circuit import AlignmentCircuit, load_circuit
+from alignscope.steering.directions import diff_in_means
+from alignscope.steering.intervention_io import load_intervention, save_intervention
+from alignscope.steering.interventions import ActivationAddition, Intervention
+from alignscope.tables import write_csv
+
+log = logging.getLogger(__name__)
+
+MERGED = {"lora": "lora_only_merged", "module_lora": "module_lora_merged"}
+
+
+@dataclass
+class MacRun:
+    """A finished ``mac train`` run: the config, the per-variant training summaries and the comparison rows."""
+
+    out_dir: Path
+    config: MacConfig
+    model: str
+    training: dict[str, dict[str, Any]]
+    rows: list[CompareRow]
+    seconds: float
+    circuits: dict[str, AlignmentCircuit] = field(default_factory=dict)
+    lm: LoadedModel | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The last ``--json`` line: trainable parameters, their share, training seconds and the comparison table."""
+        main = self.training.get("module") or next(iter(self.training.values()))
+        return {"model": self.model, "trainable_params": main["trainable_params"], "trainable_pct": main["trainable_pct"],
+                "train_seconds": main["train_seconds"], "training": {k: {key: v[key] for key in
+                                                                          ("trainable_params", "trainable_pct", "train_seconds")}
+                                                                      for k, v in self.training.items()},
+                "comparison": [r.to_json() for r in self.rows], "seconds": round(self.seconds, 3)}
+
+
+def _examples(lm: LoadedModel, cfg: MacConfig, split: str, progress: bool) -> list[dict[str, Any]]:
+    """Examples of the mixes and sources for ``split``; missing responses filled by the model's own greedy answers."""
+    found: list[Example] = []
+    for name in cfg.data.mixes:
+        mix = list(load_mix(name, split, seed=cfg.train.seed))
+        if cfg.data.max_examples_per_mix is not None and len(mix) > cfg.data.max_examples_per_mix:
+            pick = torch.randperm(len(mix), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
+            mix = [mix[i] for i in sorted(pick[:cfg.data.max_examples_per_mix])]
+        found += mix
+    for spec in cfg.data.sources:
+        found += [e for e in load_training_source(spec, seed=cfg.train.seed) if e.split == split]
+    missing = [i for i, e in enumerate(found) if e.response is None]
+    answers = generate(lm, [found[i].prompt for i in missing], max_new_tokens=cfg.data.distill_tokens, progress=progress) if missing else []
+    filled = dict(zip(missing, answers, strict=True))
+    return [{"prompt": e.prompt, "response": filled.get(i, e.response), "mix": e.mix, "id": e.id,
+             "distilled": i in filled} for i, e in enumerate(found)]
+
+
+def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> torch.Tensor:
+    """Unit starting directions of the sensors (see the module docstring), ``(n_axes, d_model)``."""
+    def mean_diff(pos: list[str], neg: list[str], chat: bool) -> torch.Tensor:
+        md = diff_in_means(lm, pos, neg, component="resid_post", positions="last", layers=[layer], chat=chat, progress=progress)
+        return md.direction(layer)
+
+    harmful, harmless = load_builtin("harmful", split="train").texts, load_builtin("harmless", split="train").texts
+    lookalike = load_builtin("lookalike", split="train").texts
+    honest = load_honest_mc("train")
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    rows = []
+    for name in cfg.train.axes:
+        if name == "harmless":
+            v = mean_diff(harmful, harmless, True)
+        elif name == "helpful":
+            v = mean_diff(lookalike, harmful, True)
+        elif name == "honest":
+            true = [f"Q: {m.question}\nA: {m.mc1_choices[m.mc1_correct_index]}" for m in honest]
+            false = [f"Q: {m.question}\nA: {next(c for i, c in enumerate(m.mc1_choices) if i != m.mc1_correct_index)}" for m in honest]
+            v = mean_diff(true, false, False)
+        else:
+            v = torch.randn(lm.d_model, generator=gen)
+        rows.append(torch.nn.functional.normalize(v.float(), dim=0))
+    return torch.stack(rows)
+
+
+def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, examples: list[tuple[str, str]], axes: torch.Tensor,
+                   out: Path, progress: bool) -> TrainResult:
+    device = resolve_device(cfg.device)
+    settings = cfg.settings(variant)
+    model, _ = load_hf(lm.source, resolve_dtype(cfg.dtype, device), device, load_in_4bit=settings.qlora)
+    result = train(model, lm.tokenizer, examples, settings, out_dir=out / "train" / variant, progress=progress,
+                   init_axes=axes if settings.module else None)
+    where = out if variant == "module" else out / variant
+    if result.circuit is not None:
+        save_intervention(where / "mac.safetensors", result.circuit, model=lm.name)
+    if settings.lora is not None:
+        result.model.save_pretrained(str(where / "adapter"), safe_serialization=True)  # type: ignore[operator]
+        merged = result.model.merge_and_unload()  # type: ignore[operator]
+        merged.save_pretrained(str(out / MERGED[variant]), safe_serialization=True)
+        lm.tokenizer.save_pretrained(str(out / MERGED[variant]))
+    return result
+
+
+def _row_record(row: CompareRow) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    out = row.to_json()
+    out["mc"] = row.mc.to_json()
+    out["generations"] = row.generations
+    return out, ({} if row.first_logits is None else {"first_logits": row.first_logits})
+
+
+def _row_from_record(rec: StageRecord) -> CompareRow:
+    o = rec.output
+    refusal = {k: Rate(int(v["k"]), int(v["n"]), float(v["rate"]), tuple(v["ci95"])) for k, v in o["refusal"].items()}
+    mc = o["mc"]
+    result = TruthfulQAResult(tuple(i["mc1"] for i in mc["items"]), tuple(i["mc2"] for i in mc["items"]),
+                              tuple(tuple(i["mc1_logliks"]) for i in mc["items"]), tuple(tuple(i["mc2_logliks"]) for i in mc["items"]),
+                              Rate(int(mc["mc1"]["k"]), int(mc["mc1"]["n"]), float(mc["mc1"]["rate"]), tuple(mc["mc1"]["ci95"])),
+                              MeanCI.of([i["mc2"] for i in mc["items"]]))
+    return CompareRow(o["name"], refusal, result, o["kl"], o["perplexity"], o["throughput_ratio"], o["trainable_params"],
+                      o["trainable_pct"], o["train_seconds"], rec.tensors.get("first_logits"), o["generations"])
+
+
+def _test_sets(limit: int | None) -> TestSets:
+    sets = [load_builtin(name, split="test") for name in ("harmful", "harmless", "lookalike")]
+    return TestSets(*(s if limit is None else s[:limit] for s in sets))
+
+
+def _conscience(lm: LoadedModel, spec: str, progress: bool) -> Intervention | None:
+    if spec == "none":
+        return None
+    if spec != "fit":
+        return load_intervention(spec)
+    fit = fit_conscience(lm, load_builtin("harmful", split="train"), load_builtin("harmless", split="train"),
+                         load_builtin("harmful", split="val"), load_builtin("harmless", split="val"),
+                         lookalike_train=load_builtin("lookalike", split="train"), lookalike_val=load_builtin("lookalike", split="val"),
+                         progress=progress)
+    return fit.intervention
+
+
+def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> MacRun:
+    """Run every stage (reusing finished ones) and return the run; the report is written by the caller."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    store = StageStore(out)
+    key = resume_key(weights_hash(lm.source)["sha256"], dtype_name(lm.dtype))
+    layer = lm.n_layers // 2 if cfg.train.layer is None else cfg.train.layer
+    names = linear_names(lm.hf_model)
+    for variant in cfg.variants:  # settings errors before any compute
+        cfg.settings(variant).check(lm.n_layers, names)
+    if cfg.qlora and not torch.cuda.is_available():
+        raise InputError("QLoRA loads the base in 4 bits with bitsandbytes and needs a CUDA GPU; none is available here "
+                         "(use plain LoRA on CPU: qlora: false)", field="qlora")
+
+    def stage(name: str, fp_parts: Any, compute: Any) -> StageRecord:
+        fp = fingerprint(name, key, fp_parts)
+        found = store.load(name, fp)
+        if found is not None:
+            log.info("stage %s: reused", name)
+            return found
+        t0 = time.perf_counter()
+        output, tensors = compute()
+        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0)
+
+    data = stage("data", cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed},
+                 lambda: ({"train": _examples(lm, cfg, "train", progress), "val": _examples(lm, cfg, "val", progress)}, {}))
+    axes_rec = stage("axes", [list(cfg.train.axes), layer, cfg.train.seed], lambda: ({"layer": layer}, {"axes": _axes(lm, cfg, layer, progress)}))
+    examples = [(e["prompt"], e["response"]) for e in data.output["train"]]
+    training: dict[str, dict[str, Any]] = {}
+    for variant in cfg.variants:
+        def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+            result = _train_variant(lm, cfg, variant, examples, axes_rec.tensors["axes"], out, progress)
+            return result.summary(), {}
+        rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train)
+        training[variant] = rec.output
+    atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,
+                                              "examples": {"train": len(data.output["train"]), "val": len(data.output["val"])}})
+    tests, mc_items = _test_sets(cfg.compare.limit), load_honest_mc("test")[:cfg.compare.limit]
+    heldout = [line for line in load_corpus_text(None, heldout=True).splitlines() if line.strip()]
+    rows: list[CompareRow] = []
+    base_first = None
+
+    def measure(name: str, model: LoadedModel, iv: Intervention | None, fp_extra: Any) -> CompareRow:
+        def compute() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+            row = evaluate_row(name, model, tests, mc_items, heldout, intervention=iv, base_first_logits=base_first,
+                               max_new_tokens=cfg.compare.max_new_tokens, batch_size=cfg.compare.batch_size, progress=progress)
+            return _row_record(row)
+        rec = stage(f"eval_{name}", [cfg.compare.model_dump(mode="json"), fp_extra], compute)
+        row = _row_from_record(rec)
+        if name in training:
+            row.trainable_params, row.trainable_pct = training[name]["trainable_params"], training[name]["trainable_pct"]
+            row.train_seconds = training[name]["train_seconds"]
+        return row
+
+    base = measure("base", lm, None, None)
+    base_first = base.first_logits
+    rows.append(base)
+    if cfg.compare.addition:
+        vector = diff_in_means(lm, load_builtin("harmful", split="train"), load_builtin("harmless", split="train"),
+                               component="resid_post", positions="last", layers=[layer]).direction(layer)
+        rows.append(measure("addition", lm, ActivationAddition(vector, (layer,), 1.0, "resid_post"), [layer]))
+    conscience = _conscience(lm, cfg.compare.conscience, progress)
+    if conscience is not None:
+        rows.append(measure("conscience", lm, conscience, cfg.compare.conscience))
+    circuits: dict[str, AlignmentCircuit] = {}
+    for variant in cfg.variants:
+        iv: AlignmentCircuit | None = None
+        if variant != "lora":
+            iv = load_circuit(out / ("mac.safetensors" if variant == "module" else f"{variant}/mac.safetensors"))
+            circuits[variant] = iv
+        model = lm if variant == "module" else load_model(str(out / MERGED[variant]), dtype=cfg.dtype, device=cfg.device)
+        rows.append(measure(variant, model, iv, training[variant]))
+    return MacRun(out, cfg, lm.name, training, rows, time.perf_counter() - start, circuits, lm)
+
+
+def write_comparison(run: MacRun) -> list[Path]:
+    """``comparison.json`` and ``comparison.csv`` of a run."""
+    json_path, csv_path = run.out_dir / "comparison.json", run.out_dir / "comparison.csv"
+    atomic_write_json(json_path, {"model": run.model, "rows": [r.to_json() for r in run.rows],
+                                  "notes": ["refusal, MC and KL on test splits that training and selection never saw",
+                                            "KL: first-token KL(base || row) on the harmless test prompts",
+                                            "throughput_ratio: steered generate tokens/s over the same model with no hooks"]})
+    write_csv(csv_path, [r.csv_row() for r in run.rows])
+    return [json_path, csv_path]
+

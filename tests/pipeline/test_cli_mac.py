@@ -1,0 +1,111 @@
+"""``alignscope mac train`` / ``mac show`` end to end on a tiny model: files, the --json contract, resume, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from alignscope.cli import app
+from alignscope.models.loader import load_model
+from alignscope.steering.circuit import load_circuit
+from alignscope.steering.intervention_io import load_intervention
+from tests.reference import load_plain
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def mac_run(tiny_dir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+    tmp = tmp_path_factory.mktemp("mac")
+    cfg = {"model": str(tiny_dir("llama")), "device": "cpu",
+           "data": {"max_examples_per_mix": 6, "distill_tokens": 3},
+           "train": {"layer": 1, "epochs": 1, "batch_size": 4, "checkpoint_every": 2, "max_length": 48},
+           "lora": {"r": 2},
+           "compare": {"max_new_tokens": 3, "batch_size": 8, "limit": 4, "sensor_prompts": 1}}
+    path = tmp / "mac.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = tmp / "out"
+    res = runner.invoke(app, ["mac", "train", str(path), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(res.stdout.strip().splitlines()[-1]), path
+
+
+def test_files_and_json_contract(mac_run) -> None:
+    out, summary, _ = mac_run
+    for name in ("mac.safetensors", "training.json", "comparison.json", "comparison.csv", "report.html", "loss.png",
+                 "comparison.png", "sensors_0.png", "trajectories.png", "lora/adapter/adapter_model.safetensors",
+                 "lora_only_merged/config.json", "module_lora/mac.safetensors"):
+        assert (out / name).is_file(), name
+    assert {"trainable_params", "trainable_pct", "train_seconds", "comparison"} <= set(summary)
+    names = [r["name"] for r in summary["comparison"]]
+    assert names == ["base", "addition", "module", "lora", "module_lora"]
+    circuit = load_circuit(out / "mac.safetensors")
+    n_circuit = sum(p.numel() for p in circuit.net.parameters())
+    assert summary["trainable_params"] == n_circuit
+    base = load_model(str(mac_run[2].parent / "out" / "lora_only_merged"))
+    total = sum(p.numel() for p in base.hf_model.parameters())
+    assert summary["trainable_pct"] == pytest.approx(100 * n_circuit / total, rel=1e-9)
+    for row in summary["comparison"]:
+        for label in ("harmful", "harmless", "lookalike"):
+            r = row["refusal"][label]
+            assert r["n"] == 4 and 0 <= r["ci95"][0] <= r["ci95"][1] <= 1
+        assert row["mc1"]["n"] == 4 and row["mc2"]["n"] == 4
+    assert summary["comparison"][0]["kl"] is None  # the base is the reference
+    assert all(r["kl"]["n"] == 4 and r["kl"]["mean"] >= 0 for r in summary["comparison"][1:])
+    rows = list(csv.DictReader((out / "comparison.csv").open(encoding="utf-8")))
+    assert [r["name"] for r in rows] == names
+    assert isinstance(load_intervention(out / "mac.safetensors"), type(circuit))
+
+
+def test_lora_only_merged_is_a_plain_model_directory(mac_run, tiny_dir) -> None:
+    out, _, _ = mac_run
+    merged, base = load_plain(out / "lora_only_merged").state_dict(), load_plain(tiny_dir("llama")).state_dict()
+    assert merged.keys() == base.keys()
+    changed = [k for k, v in merged.items() if not torch.equal(v, base[k])]
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)
+
+
+def test_rerun_reuses_every_stage(mac_run) -> None:
+    out, summary, path = mac_run
+    again = runner.invoke(app, ["mac", "train", str(path), "--out", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert second["comparison"] == summary["comparison"]
+    assert second["seconds"] < summary["seconds"]
+
+
+def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
+    out, _, _ = mac_run
+    res = runner.invoke(app, ["mac", "show", "--mac", str(out / "mac.safetensors"), "--prompt", "How do I <b>bake</b> bread?",
+                              "--model", str(tiny_dir("llama")), "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "sensors.png").is_file()
+    assert len(payload["tokens"]) == len(payload["scores"]) == len(payload["gates"]) and len(payload["axes"]) == 3
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("train:\n  axes: []\n", "train.axes"),
+    ("train:\n  layer: 7\n", "layer"),
+    ("train:\n  colour: red\n", "train.colour"),
+    ("lora:\n  target_modules: [qkv_fused]\n", "lora.target_modules"),
+    ("qlora: true\n", "qlora"),
+])
+def test_bad_config_is_one_line_naming_the_field(tiny_dir, tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"model: {tiny_dir('llama')}\ndevice: cpu\nvariants: [lora]\n" + text, encoding="utf-8")
+    res = runner.invoke(app, ["mac", "train", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert field in res.output and "Traceback" not in res.output
+
+
+def test_wrong_d_model_names_both(mac_run, tmp_path: Path) -> None:
+    out, _, _ = mac_run
+    res = runner.invoke(app, ["mac", "show", "--mac", str(out / "mac.safetensors"), "--prompt", "hi", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "d_model" in res.output and "576" in res.output
