@@ -9,7 +9,7 @@ scored and the wall time. When ``lm_eval`` is importable, the same continuations
 its ``HFLM.loglikelihood`` on the same weights and both sets of metrics and the largest
 log-likelihood difference are printed; otherwise the output says it is not installed.
 
-Run: .venv/bin/python benchmarks/truthfulqa_mc.py [--limit 817] [--batch-size 8] [--threads 1] [--device cpu]
+With ``--intervention FILE`` (repeatable) the same questions are scored again with the intervention active, and\nthe paired differences per question are printed with 95% intervals.\n\nRun: .venv/bin/python benchmarks/truthfulqa_mc.py [--limit 817] [--batch-size 8] [--threads 1] [--device cpu] [--intervention F]
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 
 from alignscope.data.training import MCItem, read_mc_task
+from alignscope.dilemmas.summary import MeanCI
 from alignscope.evals.truthfulqa import TARGET_DELIMITER, TruthfulQAResult, evaluate_truthfulqa, mc_context
 from alignscope.models.loader import LoadedModel, load_model
+from alignscope.steering.intervention_io import load_intervention
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "truthfulqa" / "v1" / "mc_task.json"
 
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--intervention", type=Path, action="append", default=[],
+                        help="also score with this intervention file active (e.g. a trained mac.safetensors); repeatable")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -70,6 +74,15 @@ def main() -> None:
     print(f"{lm.name}, {len(items)} questions of {args.data.name} ({args.data.parent.name}), {n_seq} continuations, "
           f"batch {args.batch_size}, {args.device}, {args.threads} thread(s)")
     print(summary("alignscope", ours) + f"   wall {wall:.1f} s")
+    for path in args.intervention:
+        start = time.perf_counter()
+        steered = evaluate_truthfulqa(lm, items, load_intervention(path), batch_size=args.batch_size, progress=True)
+        print(summary(f"with {path}", steered) + f"   wall {time.perf_counter() - start:.1f} s")
+        d1 = [a - b for a, b in zip(steered.mc1_items, ours.mc1_items, strict=True)]
+        d2 = [a - b for a, b in zip(steered.mc2_items, ours.mc2_items, strict=True)]
+        print(f"  paired difference vs no intervention: MC1 {MeanCI.of(d1).mean:+.4f} (95% CI {MeanCI.of(d1).ci95[0]:+.4f} to "
+              f"{MeanCI.of(d1).ci95[1]:+.4f})   MC2 {MeanCI.of(d2).mean:+.4f} (95% CI {MeanCI.of(d2).ci95[0]:+.4f} to "
+              f"{MeanCI.of(d2).ci95[1]:+.4f})")
     if importlib.util.find_spec("lm_eval") is None:
         print("lm_eval is not installed here: no comparison with lm-evaluation-harness")
         return
