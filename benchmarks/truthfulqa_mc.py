@@ -9,7 +9,11 @@ scored and the wall time. When ``lm_eval`` is importable, the same continuations
 its ``HFLM.loglikelihood`` on the same weights and both sets of metrics and the largest
 log-likelihood difference are printed; otherwise the output says it is not installed.
 
-With ``--intervention FILE`` (repeatable) the same questions are scored again with the intervention active, and\nthe paired differences per question are printed with 95% intervals.\n\nRun: .venv/bin/python benchmarks/truthfulqa_mc.py [--limit 817] [--batch-size 8] [--threads 1] [--device cpu] [--intervention F]
+With ``--intervention FILE`` (repeatable) the same questions are scored again with the intervention active, and
+the paired differences per question are printed with 95% intervals.
+
+Run: .venv/bin/python benchmarks/truthfulqa_mc.py [--limit 817] [--batch-size 8] [--threads 1] [--device cpu]
+     [--intervention F]
 """
 
 from __future__ import annotations
