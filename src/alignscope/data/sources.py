@@ -45,6 +45,31 @@ class PromptSource:
         return f"{self.kind}:{self.name}" + (f":{self.split}" if self.split else "")
 
 
+def split_spec(text: str, *, what: str, grammar: str, field: str, file_kinds: Sequence[str] = ()) -> tuple[str, str, str | None] | None:
+    """``(kind, name, split)`` of ``builtin:NAME[:SPLIT]``, ``hf:NAME[:SPLIT]`` or ``KIND:PATH`` for a kind in
+    ``file_kinds``; None when ``text`` has none of these prefixes. The one parser of every source grammar
+    (prompt sources here, training sources in :mod:`alignscope.data.training.sources`).
+
+    Raises:
+        InputError: an empty name, path or split (``what`` and ``grammar`` word the message, ``field`` is named).
+    """
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        return None
+    if kind in file_kinds:
+        if not rest.strip():
+            raise InputError(f"{what} {text!r} names no file; expected {grammar}", field=field)
+        return kind, rest, None
+    if kind not in ("builtin", "hf"):
+        return None
+    name, has_split, split = rest.partition(":")
+    if not name:
+        raise InputError(f"{what} {text!r} names no set; expected {grammar}", field=field)
+    if has_split and not split:
+        raise InputError(f"{what} {text!r} has an empty split; expected {grammar}", field=field)
+    return kind, name, split or None
+
+
 def parse_source(spec: str | Path | PromptSource) -> PromptSource:
     """Parse ``builtin:NAME[:SPLIT]``, ``hf:NAME[:SPLIT]`` or a file path.
 
@@ -55,17 +80,13 @@ def parse_source(spec: str | Path | PromptSource) -> PromptSource:
     if isinstance(spec, PromptSource):
         return spec
     text = str(spec)
-    kind, sep, rest = text.partition(":")
-    if sep and kind in ("builtin", "hf"):
-        name, has_split, split = rest.partition(":")
-        if not name:
-            raise InputError(f"prompt source {text!r} names no set; expected {GRAMMAR}", field="prompts")
-        if has_split and not split:
-            raise InputError(f"prompt source {text!r} has an empty split; expected {GRAMMAR}", field="prompts")
+    parts = split_spec(text, what="prompt source", grammar=GRAMMAR, field="prompts")
+    if parts is not None:
+        kind, name, split = parts
         if kind == "builtin":
-            _check_builtin(text, name, split or None)
-            return PromptSource("builtin", name, split or None)
-        return PromptSource("hf", name, split or None)
+            _check_builtin(text, name, split)
+            return PromptSource("builtin", name, split)
+        return PromptSource("hf", name, split)
     if not text.strip():
         raise InputError(f"empty prompt source; expected {GRAMMAR}", field="prompts")
     return PromptSource("file", text)

@@ -236,7 +236,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
             row = evaluate_row(name, model, tests, mc_items, heldout, intervention=iv, base_first_logits=base_first,
                                max_new_tokens=cfg.compare.max_new_tokens, batch_size=cfg.compare.batch_size, progress=progress)
             return _row_record(row)
-        rec = stage(f"eval_{name}", [cfg.compare.model_dump(mode="json"), fp_extra], compute)
+        reads = cfg.compare.model_dump(mode="json", include={"max_new_tokens", "batch_size", "limit"})
+        rec = stage(f"eval_{name}", [reads, fp_extra], compute)
         row = _row_from_record(rec)
         if name in training:
             row.trainable_params, row.trainable_pct = training[name]["trainable_params"], training[name]["trainable_pct"]

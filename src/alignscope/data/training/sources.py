@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from alignscope.data.sources import split_spec
 from alignscope.data.training.examples import SPLITS, TrainingSet
 from alignscope.data.training.formats import (
     alpaca_examples,
@@ -55,24 +56,16 @@ def parse_training_source(spec: str | TrainingSource) -> TrainingSource:
     """
     if isinstance(spec, TrainingSource):
         return spec
-    kind, sep, rest = spec.partition(":")
-    if not sep or kind not in ("builtin", "hf", *FILE_KINDS):
+    parts = split_spec(spec, what="training source", grammar=TRAINING_GRAMMAR, field="source", file_kinds=FILE_KINDS)
+    if parts is None:
         raise InputError(f"training source {spec!r}: expected {TRAINING_GRAMMAR}", field="source")
-    if kind in FILE_KINDS:
-        if not rest.strip():
-            raise InputError(f"training source {spec!r} names no file; expected {TRAINING_GRAMMAR}", field="source")
-        return TrainingSource(kind, rest)  # type: ignore[arg-type]
-    name, has_split, split = rest.partition(":")
-    if not name:
-        raise InputError(f"training source {spec!r} names no set; expected {TRAINING_GRAMMAR}", field="source")
-    if has_split and not split:
-        raise InputError(f"training source {spec!r} has an empty split; expected {TRAINING_GRAMMAR}", field="source")
+    kind, name, split = parts
     if kind == "builtin" and name not in MIXES:
         raise InputError(f"training source {spec!r}: unknown mix {name!r}; valid mixes: {', '.join(MIXES)}", field="source")
     if kind == "builtin" and split and split not in SPLITS:
         raise InputError(f"training source {spec!r}: unknown split {split!r}; valid splits: {', '.join(SPLITS)}",
                          field="source")
-    return TrainingSource(kind, name, split or None)  # type: ignore[arg-type]
+    return TrainingSource(kind, name, split)  # type: ignore[arg-type]
 
 
 def load_training_source(spec: str | TrainingSource, *, seed: int = 0) -> TrainingSet:
