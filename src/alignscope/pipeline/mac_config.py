@@ -15,7 +15,7 @@ Every section is optional; no config at all trains on the embedded model and the
       axes: [helpful, harmless, honest]
       width: 16
       gate: sigmoid
-      lr: 0.01 
+      lr: 0.01
       epochs: 2
       batch_size: 8
       grad_accum: 1
