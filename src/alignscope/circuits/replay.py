@@ -15,6 +15,13 @@ The blocks are the TransformerBridge's own modules, so its hooks fire as in a no
 and the result equals a full patched forward pass (checked against plain HF in the tests).
 
 Metrics receive logits of the last position only, shaped ``(rows, 1, vocab)``.
+
+Under an intervention attached to the bridge (``with iv.apply(lm):`` around the analysis), every
+recorded and replayed pass is of the steered model: the residual kept for a replay is the one the
+block *received* (before the block's own hooks, so a ``resid_pre`` write is applied once, by the
+block, not twice), each replay announces a new sequence to the model's start hooks (so a stateful
+kind, e.g. the alignment circuit, forgets the recorded run's state), and on a site both touch the
+intervention's hook, attached first, runs first and a patch then overwrites its result.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from tqdm.auto import tqdm
 
 from alignscope.errors import AlignscopeError, InputError
 from alignscope.hooks.backends import BridgeTarget
-from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.handle import HookHandle, run_start_hooks
 from alignscope.hooks.read import reading
 from alignscope.metrics import Metric
 from alignscope.models.loader import LoadedModel
@@ -63,7 +70,7 @@ class RunRecord:
 
     Attributes:
         input_ids: ``(1, seq)`` token ids.
-        resid_pre: ``(n_layers, seq, d_model)`` residual entering each block.
+        resid_pre: ``(n_layers, seq, d_model)`` residual each block received (before its own hooks).
         acts: ``(component, layer) -> (seq, d_model)`` activations; ``head`` is ``(seq, n_heads, d_head)``.
         calls: the arguments each block received, replayed by :func:`replay`.
         last_logits: ``(1, 1, vocab)`` logits at the last position.
@@ -177,8 +184,11 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
     layers = decoder_layers(lm.hf_model)
     calls: dict[int, BlockCall] = {}
 
+    inputs: dict[int, torch.Tensor] = {}
+
     def grab_call(index: int) -> Any:
         def pre(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            inputs[index] = args[0][0].detach()
             calls[index] = BlockCall(tuple(_strip_cache(a) for a in args[1:]),
                                      {k: _strip_cache(v) for k, v in kwargs.items()})
         return pre
@@ -200,7 +210,8 @@ def record_run(lm: LoadedModel, ids: Sequence[int], components: Sequence[str] = 
     for i in range(len(layers)):
         if ("head", i) in acts:
             acts[("head", i)] = acts[("head", i)].reshape(len(ids), lm.n_heads, -1)
-    resid = torch.stack([acts[("resid_pre", i)] for i in range(len(layers))])
+    # what each block received, before its own hooks (an intervention's resid_pre write happens inside the block)
+    resid = torch.stack([inputs[i] for i in range(len(layers))])
     return RunRecord(input_ids, resid, acts, tuple(calls[i] for i in range(len(layers))), logits[:, -1:].detach())
 
 
@@ -227,9 +238,15 @@ def forward_from(lm: LoadedModel, record: RunRecord, hidden: torch.Tensor, start
     Returns:
         ``(batch, 1, vocab)`` last-position logits. Differentiable (call under ``no_grad`` if not needed).
     """
+    start_sequence(lm, record)
     for layer in range(start, lm.n_layers):
         hidden = run_block(lm, record, layer, hidden)
     return unembed_last(lm, hidden)
+
+
+def start_sequence(lm: LoadedModel, record: RunRecord) -> None:
+    """Tell the model's start hooks a new sequence begins (a stateful intervention resets), as a forward pass would."""
+    run_start_hooks(lm.hf_model, input_ids=record.input_ids, use_cache=False)
 
 
 def check_replay(lm: LoadedModel, record: RunRecord) -> None:
@@ -334,6 +351,7 @@ def _replay_chunk(lm: LoadedModel, target: RunRecord, rows: Sequence[Row],
         for p in row:
             masks.add(i, p)
     bridge = BridgeTarget(lm)
+    start_sequence(lm, target)
     with HookHandle() as handles, torch.no_grad():
         for (layer, comp, source), mask in masks.masks.items():
             value = None if source == ZERO else sources[source][(comp, layer)]

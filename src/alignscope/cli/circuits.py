@@ -3,6 +3,9 @@
 Prompts are tokenised raw (exactly ``tokenizer(text)``) unless ``--chat``. With ``--json`` the last
 stdout line is one JSON object; ``seconds`` is the sweep alone (model load excluded). With several
 pairs (``--pairs``) the JSON holds the mean over pairs and the per-pair data go to ``--out``.
+With ``--intervention FILE`` the intervention is attached to the bridge for the whole analysis, so
+clean, corrupt and patched runs are all of the steered model (see :mod:`alignscope.circuits.replay`
+for how patches and the intervention's hooks meet on one site).
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from typing import Annotated, Any
 import typer
 
 from alignscope.circuits.patching import PATCH_COMPONENTS
-from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
+from alignscope.cli.common import (
+    ChatOpt,
+    InterventionOpt,
+    JsonOpt,
+    ModelOptions,
+    component_parser,
+    emit_json,
+    fit_intervention,
+    handle_errors,
+    model_options,
+    out_console,
+    read_intervention,
+)
 
 CleanOpt = Annotated[str | None, typer.Option("--clean", help="Clean prompt text.")]
 CorruptOpt = Annotated[str | None, typer.Option("--corrupt", help="Corrupt prompt text (same number of tokens as --clean).")]
@@ -65,6 +80,7 @@ def patch_cmd(
     direction: Annotated[str, typer.Option(help="denoise (clean into corrupt) or noise (corrupt into clean).")] = "denoise",
     per_position: Annotated[bool, typer.Option("--per-position", help="head: patch each head at each position.")] = False,
     chat: ChatOpt = False,
+    intervention: InterventionOpt = None,
     out: OutOpt = None,
     graph: Annotated[bool, typer.Option("--graph", help="Also write the circuit graph (JSON, HTML, GraphML) to --out.")] = False,
     edges: Annotated[bool, typer.Option("--edges", help="Also score component-to-component edges (EAP-IG) into circuit_edges.*.")] = False,
@@ -75,15 +91,19 @@ def patch_cmd(
     from alignscope.circuits.runner import run_patch
     from alignscope.errors import InputError
     from alignscope.reports import circuits as outputs
+    from alignscope.steering.interventions import intervention_scope
 
     if method not in ("activation", "attribution"):
         raise InputError(f"unknown method {method!r}; choose activation or attribution", field="method")
     if (graph or edges) and out is None:
         raise InputError("--graph and --edges write files: give --out DIR", field="out")
     items = _pairs(pairs, clean, corrupt, answer, foil)
+    iv = read_intervention(intervention)
     lm = model.load()
-    run = run_patch(lm, items, site=site, method=method, ig_steps=ig_steps, direction=direction, per_position=per_position,
-                    chat=chat, progress=not json_out, edges=edges)
+    fit_intervention(iv, lm, intervention)
+    with intervention_scope(lm, iv):
+        run = run_patch(lm, items, site=site, method=method, ig_steps=ig_steps, direction=direction, per_position=per_position,
+                        chat=chat, progress=not json_out, edges=edges)
     files = outputs.write_patch_outputs(run, out, graph=graph, top_k=top_k) if out is not None else []
     payload = {**run.mean.to_json(), "n_pairs": len(run.results), "model": lm.name, "files": [str(f) for f in files]}
     if json_out:
@@ -109,6 +129,7 @@ def trace_cmd(
     window: Annotated[int, typer.Option(min=1, help="Layers restored together for attn and mlp.")] = 10,
     resid_window: Annotated[int, typer.Option("--resid-window", min=1, help="Layers restored together for resid.")] = 1,
     chat: ChatOpt = False,
+    intervention: InterventionOpt = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -117,6 +138,7 @@ def trace_cmd(
     from alignscope.circuits.runner import run_trace
     from alignscope.errors import InputError
     from alignscope.reports import circuits as outputs
+    from alignscope.steering.interventions import intervention_scope
 
     if prompts is not None:
         items = load_trace_items(prompts)[:limit]
@@ -124,9 +146,12 @@ def trace_cmd(
         items = [TraceItem(prompt, subject, answer, foil)]
     else:
         raise InputError("give --prompt and --subject, or --prompts FILE", field="prompt")
+    iv = read_intervention(intervention)
     lm = model.load()
-    run = run_trace(lm, items, kinds=[k.strip() for k in kinds.split(",") if k.strip()], noise=noise, seed=seed,
-                    samples=samples, window=window, resid_window=resid_window, chat=chat, progress=not json_out)
+    fit_intervention(iv, lm, intervention)
+    with intervention_scope(lm, iv):
+        run = run_trace(lm, items, kinds=[k.strip() for k in kinds.split(",") if k.strip()], noise=noise, seed=seed,
+                        samples=samples, window=window, resid_window=resid_window, chat=chat, progress=not json_out)
     files = outputs.write_trace_outputs(run, out) if out is not None else []
     payload = {**run.mean_json(), "n_prompts": len(run.results), "model": lm.name, "files": [str(f) for f in files]}
     if json_out:
@@ -151,6 +176,7 @@ def ablate_cmd(
     permutations: Annotated[int, typer.Option(min=0, max=10_000, help="Random component sets for the permutation test.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the random sets.")] = 0,
     chat: ChatOpt = False,
+    intervention: InterventionOpt = None,
     out: OutOpt = None,
     graph: Annotated[bool, typer.Option("--graph", help="Also write the ranked components as a circuit graph.")] = False,
     json_out: JsonOpt = False,
@@ -159,13 +185,17 @@ def ablate_cmd(
     from alignscope.circuits.runner import run_ablation
     from alignscope.errors import InputError
     from alignscope.reports import circuits as outputs
+    from alignscope.steering.interventions import intervention_scope
 
     if graph and out is None:
         raise InputError("--graph writes files: give --out DIR", field="out")
     items = _pairs(pairs, clean, corrupt, answer, foil)
+    iv = read_intervention(intervention)
     lm = model.load()
-    run = run_ablation(lm, items, site=site, per_position=per_position, method=method, k=k, permutations=permutations,
-                       seed=seed, chat=chat, progress=not json_out)
+    fit_intervention(iv, lm, intervention)
+    with intervention_scope(lm, iv):
+        run = run_ablation(lm, items, site=site, per_position=per_position, method=method, k=k, permutations=permutations,
+                           seed=seed, chat=chat, progress=not json_out)
     files = outputs.write_ablation_outputs(run, out, graph=graph) if out is not None else []
     payload = {**run.to_json(), "model": lm.name, "files": [str(f) for f in files]}
     if json_out:

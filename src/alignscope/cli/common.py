@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -22,6 +23,7 @@ from alignscope.sites import COMPONENTS, Component, parse_component
 
 if TYPE_CHECKING:
     from alignscope.models.loader import LoadedModel
+    from alignscope.steering.interventions import HookIntervention
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -37,6 +39,8 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch 
 _FLAGS = {"model": ModelOpt, "dtype": DtypeOpt, "device": DeviceOpt, "device_map": DeviceMapOpt, "load_in_4bit": FourBitOpt,
           "threads": ThreadsOpt}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+InterventionOpt = Annotated[Path | None, typer.Option(
+    "--intervention", "-i", help="intervention.safetensors (any kind: addition, ablation, clamp, conditional, mac) to apply while the model runs.")]
 ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat",
                                        help="Chat-template the prompts (--chat) or tokenise raw text as tokenizer(text) (--no-chat).")]
 
@@ -162,3 +166,27 @@ def component_parser(allowed: Sequence[str] = COMPONENTS) -> Callable[[str], Com
             raise FlagError(str(exc)) from None
 
     return parse
+
+
+def read_intervention(path: Path | None) -> HookIntervention | None:
+    """The ``--intervention`` file, read before any model loads (None without one); errors name the file and field."""
+    if path is None:
+        return None
+    from alignscope.steering.intervention_io import load_intervention
+
+    return load_intervention(path)
+
+
+def fit_intervention(iv: HookIntervention | None, lm: LoadedModel, path: Path | None) -> None:
+    """Check that ``iv`` fits ``lm`` (width, layers, sites); the error names ``path`` as well as the field."""
+    if iv is None:
+        return
+    from alignscope.errors import InputError
+    from alignscope.steering.intervention_io import intervention_path
+
+    try:
+        iv.validate(lm)
+    except InputError as exc:
+        raise InputError(str(exc), path=intervention_path(path) if path is not None else None) from None
+    except SiteError as exc:
+        raise InputError(str(exc), path=intervention_path(path) if path is not None else None, field="layers") from None

@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, emit_json, handle_errors, model_options, out_console
+from alignscope.cli.common import (
+    ChatOpt,
+    InterventionOpt,
+    JsonOpt,
+    ModelOptions,
+    emit_json,
+    fit_intervention,
+    handle_errors,
+    model_options,
+    out_console,
+    read_intervention,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +38,7 @@ def eval_cmd(
     prompts: PromptsOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: eval.json, generations.jsonl, by_category.csv, rates.png.")],
     model: ModelOptions = ModelOptions(),
-    intervention: Annotated[Path | None, typer.Option("--intervention", "-i", help="intervention.safetensors to apply while generating.")] = None,
+    intervention: InterventionOpt = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt.")] = 48,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
     refusal_phrases: Annotated[Path | None, typer.Option(help="Text file of refusal phrases, one per line (default: built-in list).")] = None,
@@ -50,12 +61,9 @@ def eval_cmd(
     pset = load_sources(prompts)
     detector = phrase_detector(load_phrases(refusal_phrases) if refusal_phrases else None)
     judge = _make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
-    iv = None
-    if intervention is not None:
-        from alignscope.steering.intervention_io import load_intervention
-
-        iv = load_intervention(intervention)
+    iv = read_intervention(intervention)
     lm = model.load()
+    fit_intervention(iv, lm, intervention)
     ev = evaluate_refusal(lm, pset, intervention=iv, chat=chat, max_new_tokens=max_new_tokens, batch_size=batch_size,
                           detector=detector, progress=True, judge=judge)
     extra: dict[str, Any] = {"model": lm.name, "prompts": list(prompts), "intervention_file": str(intervention) if intervention else None}

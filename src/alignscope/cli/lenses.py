@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, emit_json, handle_errors, model_options, out_console
+from alignscope.cli.common import (
+    ChatOpt,
+    InterventionOpt,
+    JsonOpt,
+    ModelOptions,
+    emit_json,
+    fit_intervention,
+    handle_errors,
+    model_options,
+    out_console,
+    read_intervention,
+)
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Directory for result files (JSON, CSV, PNG).")]
 
@@ -35,15 +46,20 @@ def dla_cmd(
     model: ModelOptions = ModelOptions(),
     by_head: Annotated[bool, typer.Option("--by-head", help="Also attribute to every attention head.")] = False,
     chat: ChatOpt = True,
+    intervention: InterventionOpt = None,
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Direct logit attribution of logit[answer] - logit[foil] to embed, attention, MLP (and heads)."""
     from alignscope.lenses.dla import direct_logit_attribution
     from alignscope.reports.lenses import write_dla_outputs
+    from alignscope.steering.interventions import intervention_scope
 
+    iv = read_intervention(intervention)
     lm = model.load()
-    res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat)
+    fit_intervention(iv, lm, intervention)
+    with intervention_scope(lm, iv):
+        res = direct_logit_attribution(lm, prompt, answer, foil, chat=chat, steered=iv is not None)
     payload = {"model": lm.name, "prompt": prompt, "answer": answer, "foil": foil, **res.to_json(by_head)}
     if out is not None:
         payload["files"] = [str(p) for p in write_dla_outputs(out, lm.name, res, payload, by_head=by_head)]
@@ -57,7 +73,8 @@ def dla_cmd(
     for layer in range(res.attn.shape[0]):
         table.add_row(str(layer), f"{float(res.attn[layer]):+.4f}", f"{float(res.mlp[layer]):+.4f}", f"{ratio[layer]:.2f}")
     out_console.print(table)
-    out_console.print(f"embed {res.embed:+.4f}  remainder {res.remainder:+.4f}  sum of parts {res.total():.4f} "
+    steer = "" if res.intervention is None else f"intervention {res.intervention:+.4f}  "
+    out_console.print(f"embed {res.embed:+.4f}  {steer}remainder {res.remainder:+.4f}  sum of parts {res.total():.4f} "
                       f"(model {res.logit_diff:.4f})")
 
 

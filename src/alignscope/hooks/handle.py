@@ -25,6 +25,18 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 
+def run_start_hooks(module: torch.nn.Module, **kwargs: Any) -> None:
+    """Run ``module``'s keyword forward-pre hooks (the sequence-start hooks) as if it were called with ``kwargs``.
+
+    For callers that run a model's blocks directly, without calling ``module`` itself (patching's
+    replay): a stateful intervention's start hook then resets its per-sequence state as it would at
+    the start of a forward pass. Plain pre-hooks (without keywords) are not start hooks and are not run.
+    """
+    for key, fn in list(module._forward_pre_hooks.items()):
+        if key in module._forward_pre_hooks_with_kwargs:
+            fn(module, (), dict(kwargs))
+
+
 class HookHandle:
     """Removes a group of torch hook handles; ``remove()`` is idempotent."""
 

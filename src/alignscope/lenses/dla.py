@@ -12,6 +12,14 @@ architecture registry. Models with a norm after each sublayer (Gemma 2/3) get th
 too, so heads still add up exactly. Parallel-attention models (Falcon, GPT-NeoX) need nothing
 special: their attention and MLP outputs are added to the same residual.
 
+Under an intervention (``with iv.apply(lm):`` around the call) the decomposition is of the steered
+forward pass. Components are read after the intervention's hooks, so a write at ``attn_out`` or
+``mlp_out`` counts in that component and one at ``resid_pre`` of layer 0 in ``embed``; a write to
+the residual stream between components (``resid_pre`` of a later layer, ``resid_post``, a
+projection removed, a circuit's nudge) is no component's output. With ``steered=True`` it gets its
+own part, ``intervention``: the share of ``final - (embed + sum(attn) + sum(mlp))``, so the parts
+still add up to the model's own logit difference.
+
 Example:
     >>> res = direct_logit_attribution(lm, "The capital of France is", answer=" Paris", foil=" Rome", chat=False)  # doctest: +SKIP
     >>> res.logit_diff, res.total()                        # doctest: +SKIP
@@ -72,6 +80,8 @@ class DLAResult:
         heads: ``(n_layers, n_heads)`` each head's share (they add up to ``attn - head_bias``).
         head_bias: ``(n_layers,)`` the attention output bias' share.
         remainder: the constant from the final norm's and the unembedding's biases.
+        intervention: with ``steered``, the share of what no component wrote (an intervention's
+            writes to the residual stream); None otherwise.
     """
 
     logit_diff: float
@@ -84,10 +94,11 @@ class DLAResult:
     answer_id: int
     foil_id: int
     tokens: list[str] = field(default_factory=list)
+    intervention: float | None = None
 
     def total(self) -> float:
         """Sum of all parts and the remainder (equals :attr:`logit_diff` up to float rounding)."""
-        return float(self.embed + self.attn.sum() + self.mlp.sum() + self.remainder)
+        return float(self.embed + self.attn.sum() + self.mlp.sum() + self.remainder + (self.intervention or 0.0))
 
     def attn_mlp_ratio(self) -> list[float]:
         """Per layer ``|attn| / (|attn| + |mlp|)``: 1 when attention carries the layer, 0 for the MLP."""
@@ -104,6 +115,8 @@ class DLAResult:
             for layer in range(self.heads.shape[0]):
                 rows.extend({"component": "head", "layer": layer, "head": h, "value": float(self.heads[layer, h])}
                             for h in range(self.heads.shape[1]))
+        if self.intervention is not None:
+            rows.append({"component": "intervention", "layer": None, "head": None, "value": self.intervention})
         return rows
 
     def to_json(self, by_head: bool = False) -> dict[str, Any]:
@@ -116,6 +129,8 @@ class DLAResult:
         }
         if by_head:
             out["head_bias"] = self.head_bias.tolist()
+        if self.intervention is not None:
+            out["intervention"] = self.intervention
         return out
 
 
@@ -186,8 +201,14 @@ def logit_directions(
     return direction, const, frozen
 
 
-def attribute_parts(parts: ResidualParts, unembed: Unembedder, answer_id: int, foil_id: int) -> DLAResult:
-    """Project collected residual parts onto the frozen answer-minus-foil read-out."""
+def unexplained(parts: ResidualParts) -> torch.Tensor:
+    """``final - (embed + sum(attn) + sum(mlp))``: what reached the read-out that no component wrote (an intervention's writes)."""
+    return parts.final - parts.embed - parts.attn.sum(0) - parts.mlp.sum(0)
+
+
+def attribute_parts(parts: ResidualParts, unembed: Unembedder, answer_id: int, foil_id: int, *,
+                    steered: bool = False) -> DLAResult:
+    """Project collected residual parts onto the frozen answer-minus-foil read-out (``steered``: add the ``intervention`` part)."""
     direction, const, frozen = logit_directions(unembed, parts.final, answer_id, foil_id)
 
     def share(x: torch.Tensor) -> torch.Tensor:
@@ -197,12 +218,13 @@ def attribute_parts(parts: ResidualParts, unembed: Unembedder, answer_id: int, f
         logit_diff=float(parts.logits[answer_id] - parts.logits[foil_id]), embed=float(share(parts.embed)),
         attn=share(parts.attn), mlp=share(parts.mlp), heads=share(parts.heads), head_bias=share(parts.head_bias),
         remainder=const, answer_id=answer_id, foil_id=foil_id,
+        intervention=float(share(unexplained(parts))) if steered else None,
     )
 
 
 def direct_logit_attribution(
     lm: LoadedModel, prompt: str | Sequence[int], answer: str | int, foil: str | int, *,
-    chat: bool = True, position: int = -1,
+    chat: bool = True, position: int = -1, steered: bool = False,
 ) -> DLAResult:
     """Direct logit attribution of ``logit[answer] - logit[foil]`` for one prompt.
 
@@ -213,6 +235,7 @@ def direct_logit_attribution(
         foil: the foil token, likewise.
         chat: format text with the chat template.
         position: read-out position counted from the end.
+        steered: an intervention is attached: report its writes as the ``intervention`` part.
 
     Returns:
         :class:`DLAResult`; ``result.total()`` equals ``result.logit_diff`` to float rounding.
@@ -221,5 +244,5 @@ def direct_logit_attribution(
     a = answer if isinstance(answer, int) else single_token_id(lm.tokenizer, answer, field="answer")
     f = foil if isinstance(foil, int) else single_token_id(lm.tokenizer, foil, field="foil")
     parts = residual_parts(lm, ids, position)
-    res = attribute_parts(parts, Unembedder.from_model(lm), a, f)
+    res = attribute_parts(parts, Unembedder.from_model(lm), a, f, steered=steered)
     return DLAResult(**{**res.__dict__, "tokens": [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids)]})
