@@ -34,7 +34,8 @@ def loop_reference(net: CircuitNet, h: torch.Tensor, real: torch.Tensor) -> tupl
     out, gates = h.clone().double(), torch.zeros(h.shape[0], h.shape[1], net.n_axes, dtype=torch.float64)
     axes, bias = net.axes.double(), net.axis_bias.double()
     for b in range(h.shape[0]):
-        hn = [h[b, t].double() / math.sqrt(float(h[b, t].double().pow(2).mean()) + 1e-6) for t in range(h.shape[1])]
+        rms = [math.sqrt(float(h[b, t].double().pow(2).mean()) + 1e-6) for t in range(h.shape[1])]
+        hn = [h[b, t].double() / rms[t] for t in range(h.shape[1])]
         scores = [axes @ x + bias for x in hn]
         for t in range(h.shape[1]):
             keys = [j for j in range(t + 1) if bool(real[b, j]) or j == t]
@@ -45,7 +46,7 @@ def loop_reference(net: CircuitNet, h: torch.Tensor, real: torch.Tensor) -> tupl
             z = net.decide.double() @ torch.cat([scores[t], context]) + net.decide_bias.double()
             g = torch.sigmoid(z) if net.gate == "sigmoid" else torch.tanh(z)
             gates[b, t] = g
-            out[b, t] = h[b, t].double() + g @ net.nudge.double()
+            out[b, t] = h[b, t].double() + rms[t] * (g @ net.nudge.double())
     return out, gates
 
 

@@ -15,7 +15,7 @@ Every section is optional; no config at all trains on the embedded model and the
       axes: [helpful, harmless, honest]
       width: 16
       gate: sigmoid
-      lr: 0.01
+      lr: 0.03
       epochs: 2
       batch_size: 8
       grad_accum: 1
@@ -71,7 +71,7 @@ class MacTrain(_Section):
     axes: tuple[str, ...] = ("helpful", "harmless", "honest")
     width: Annotated[int, Field(ge=1)] = 16
     gate: Literal["sigmoid", "tanh"] = "sigmoid"
-    lr: Annotated[float, Field(gt=0)] = 1e-2
+    lr: Annotated[float, Field(gt=0)] = 3e-2
     epochs: Annotated[int, Field(ge=1)] = 2
     batch_size: Annotated[int, Field(ge=1)] = 8
     grad_accum: Annotated[int, Field(ge=1)] = 1

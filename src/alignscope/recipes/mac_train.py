@@ -87,7 +87,7 @@ class TrainSettings:
     gate: str = "sigmoid"
     lora: LoraSettings | None = None
     qlora: bool = False
-    lr: float = 1e-2
+    lr: float = 3e-2
     epochs: int = 2
     batch_size: int = 8
     grad_accum: int = 1

@@ -10,9 +10,10 @@ and works in three steps on each token's hidden state ``h``:
    (padding is never attended to), the values are those scores. The context and the token's own
    scores give, through one linear map, a gate per axis (``sigmoid`` in [0, 1] or ``tanh`` in
    [-1, 1]).
-3. **Nudge.** ``h + gates @ nudge``: a gated correction vector per axis. The nudge vectors start at
-   zero, so an untrained circuit leaves the model exactly unchanged, and a gate of 0 leaves the
-   token unchanged.
+3. **Nudge.** ``h + rms(h) * (gates @ nudge)``: a gated correction vector per axis, in units of the
+   token's own RMS, so that one learning rate suits layers and models whose residual norms differ
+   by orders of magnitude. The nudge vectors start at zero, so an untrained circuit leaves the
+   model exactly unchanged, and a gate of 0 leaves the token unchanged.
 
 During KV-cached generation the keys and values of earlier tokens are kept in the
 :class:`CircuitHandle` (reset where a sequence starts, like conditional steering's gate), so a
@@ -84,11 +85,12 @@ class CircuitNet(torch.nn.Module):
         self.decide_bias = torch.nn.Parameter(torch.full((n_axes,), float(gate_bias)))
         self.nudge = torch.nn.Parameter(torch.zeros(n_axes, d_model))
 
-    def sense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(normalised state, axis scores)`` for ``h`` ``(batch, seq, d_model)``, in float32."""
+    def sense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(normalised state, axis scores, rms)`` for ``h`` ``(batch, seq, d_model)``, in float32."""
         x = h.float()
-        hn = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + _EPS)
-        return hn, hn @ self.axes.T + self.axis_bias
+        rms = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + _EPS)
+        hn = x / rms
+        return hn, hn @ self.axes.T + self.axis_bias, rms
 
     def forward(self, h: torch.Tensor, key_real: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -103,7 +105,7 @@ class CircuitNet(torch.nn.Module):
             ``(edited h, axis scores, gates, (keys, values) including this call's tokens)``;
             scores and gates are ``(batch, seq, n_axes)`` float32.
         """
-        hn, scores = self.sense(h)
+        hn, scores, rms = self.sense(h)
         keys, values = scores @ self.key.T, scores
         if past is not None:
             keys, values = torch.cat([past[0], keys], 1), torch.cat([past[1], scores], 1)
@@ -116,7 +118,7 @@ class CircuitNet(torch.nn.Module):
         context = logits.masked_fill(~allowed, float("-inf")).softmax(-1) @ values
         z = torch.cat([scores, context], -1) @ self.decide.T + self.decide_bias
         gates = torch.sigmoid(z) if self.gate == "sigmoid" else torch.tanh(z)
-        edited = h + (gates @ self.nudge).to(h.dtype)
+        edited = h + (rms * (gates @ self.nudge)).to(h.dtype)
         return edited, scores, gates, (keys, values)
 
 
