@@ -17,10 +17,10 @@ Interventions: ``no hooks``; ``addition`` (one activation addition at layer 10);
 (directional ablation at every layer, 90 hooks); ``conditional`` (probe at layers 16 and 20,
 user-message pooling, gating an addition at layer 10, so the gate needs the look-ahead prompt
 pass: the shape ``fit_conscience`` picks on the embedded model; ``--intervention FILE`` uses a
-saved one instead).
+saved one instead); with ``--mac FILE``, a trained alignment circuit (``alignscope mac train``).
 
 Run:
-    .venv/bin/python benchmarks/steering_generate_throughput.py [--tokens 32] [--batch 16] [--repeats 3] [--threads N]
+    .venv/bin/python benchmarks/steering_generate_throughput.py [--tokens 32] [--batch 16] [--repeats 3] [--threads N] [--mac F]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--intervention", help="a saved conditional intervention to time instead of the synthetic one")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: up to 2)")
+    ap.add_argument("--mac", help="a trained alignment circuit (mac.safetensors) to time as one more condition")
     args = ap.parse_args()
     torch.set_num_threads(args.threads or max(1, min(2, torch.get_num_threads())))
     lm = load_model("default", device="cpu")
@@ -70,6 +71,8 @@ def main() -> None:
     assert isinstance(conditional, ConditionalSteering)
     interventions: dict[str, Any] = {"no hooks": None, "addition": ActivationAddition(vec, (10,), 0.4),
                                      "ablation": DirectionalAblation(vec), "conditional": conditional}
+    if args.mac:
+        interventions["alignment circuit"] = load_intervention(args.mac)
 
     def run_plain(model: torch.nn.Module) -> Callable[[], None]:
         def go() -> None:

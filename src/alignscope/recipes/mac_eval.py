@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,19 +95,21 @@ class CompareRow:
 
 
 def throughput_ratio(lm: LoadedModel, prompts: Sequence[str], intervention: Intervention | None, *, max_new_tokens: int = 32,
-                     repeats: int = 2) -> float:
-    """Tokens per second of ``generate`` with ``intervention`` over the same without it (best of ``repeats`` each)."""
-    def best(iv: Intervention | None) -> float:
-        times = []
-        for _ in range(repeats):
+                     repeats: int = 3) -> float:
+    """Tokens per second of ``generate`` with ``intervention`` over the same without it.
+
+    The two conditions alternate for ``repeats`` rounds (so drift on a shared machine hits both)
+    and the ratio is of the median rates.
+    """
+    if intervention is None:
+        return 1.0
+    rates: dict[str, list[float]] = {"plain": [], "steered": []}
+    for _ in range(repeats):
+        for name, iv in (("plain", None), ("steered", intervention)):
             start = time.perf_counter()
             gens = generate_detailed(lm, prompts, max_new_tokens=max_new_tokens, batch_size=len(prompts), intervention=iv)
-            n = sum(len(t) for t in gens.token_ids)
-            times.append(n / (time.perf_counter() - start))
-        return max(times)
-
-    plain = best(None)
-    return 1.0 if intervention is None else best(intervention) / plain
+            rates[name].append(sum(len(t) for t in gens.token_ids) / (time.perf_counter() - start))
+    return statistics.median(rates["steered"]) / statistics.median(rates["plain"])
 
 
 def evaluate_row(name: str, lm: LoadedModel, tests: TestSets, mc_items: Sequence[MCItem], heldout: Sequence[str], *,
