@@ -334,7 +334,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
                 loss_sum = torch.nn.functional.cross_entropy(logits[:, :-1].float().flatten(0, 1), lab.flatten(),
                                                              ignore_index=IGNORE, reduction="sum")
                 (loss_sum / max(1, n_tokens)).backward()
-                total += float(loss_sum)
+                total += float(loss_sum.detach())
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
