@@ -109,3 +109,24 @@ def test_wrong_d_model_names_both(mac_run, tmp_path: Path) -> None:
     out, _, _ = mac_run
     res = runner.invoke(app, ["mac", "show", "--mac", str(out / "mac.safetensors"), "--prompt", "hi", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "d_model" in res.output and "576" in res.output
+
+
+def test_changed_training_data_redoes_the_data_stage(mac_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alignscope.pipeline import mac_run as module
+
+    out, _, path = mac_run
+    before = json.loads((out / "stages" / "data.json").read_text(encoding="utf-8"))
+    real = module.load_mix
+
+    def changed(name, split="train", *, seed=0):  # type: ignore[no-untyped-def]
+        examples = list(real(name, split, seed=seed))
+        if name == "refusals" and split == "train":
+            examples = [type(e)(**{**e.__dict__, "response": "I will not help with that, ever."}) for e in examples]
+        return examples
+
+    monkeypatch.setattr(module, "load_mix", changed)
+    res = runner.invoke(app, ["mac", "train", str(path), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    after = json.loads((out / "stages" / "data.json").read_text(encoding="utf-8"))
+    assert after["fingerprint"] != before["fingerprint"]
+    assert "I will not help with that, ever." in {e["response"] for e in after["output"]["train"]}

@@ -45,7 +45,7 @@ from alignscope.dilemmas.summary import MeanCI
 from alignscope.errors import InputError
 from alignscope.evals.generation import generate
 from alignscope.evals.truthfulqa import TruthfulQAResult
-from alignscope.io import atomic_write_json
+from alignscope.io import atomic_write_json, sha256_json
 from alignscope.lenses.corpus import load_corpus_text
 from alignscope.models.identity import dtype_name, resume_key, weights_hash
 from alignscope.models.loader import LoadedModel, load_hf, load_model, resolve_device, resolve_dtype
@@ -89,8 +89,8 @@ class MacRun:
                 "comparison": [r.to_json() for r in self.rows], "seconds": round(self.seconds, 3)}
 
 
-def _examples(lm: LoadedModel, cfg: MacConfig, split: str, progress: bool) -> list[dict[str, Any]]:
-    """Examples of the mixes and sources for ``split``; missing responses filled by the model's own greedy answers."""
+def _found(cfg: MacConfig, split: str) -> list[Example]:
+    """Examples of the configured mixes and sources for ``split`` (responses None where self-distilled)."""
     found: list[Example] = []
     for name in cfg.data.mixes:
         mix = list(load_mix(name, split, seed=cfg.train.seed))
@@ -100,6 +100,11 @@ def _examples(lm: LoadedModel, cfg: MacConfig, split: str, progress: bool) -> li
         found += mix
     for spec in cfg.data.sources:
         found += [e for e in load_training_source(spec, seed=cfg.train.seed) if e.split == split]
+    return found
+
+
+def _distil(lm: LoadedModel, cfg: MacConfig, found: list[Example], progress: bool) -> list[dict[str, Any]]:
+    """The examples as records, missing responses filled by the model's own greedy answers."""
     missing = [i for i, e in enumerate(found) if e.response is None]
     answers = generate(lm, [found[i].prompt for i in missing], max_new_tokens=cfg.data.distill_tokens, progress=progress) if missing else []
     filled = dict(zip(missing, answers, strict=True))
@@ -213,9 +218,12 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         output, tensors = compute()
         return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0)
 
-    data = stage("data", cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed},
-                 lambda: ({"train": _examples(lm, cfg, "train", progress), "val": _examples(lm, cfg, "val", progress)}, {}))
-    axes_rec = stage("axes", [list(cfg.train.axes), layer, cfg.train.seed], lambda: ({"layer": layer}, {"axes": _axes(lm, cfg, layer, progress)}))
+    found = {split: _found(cfg, split) for split in ("train", "val")}
+    content = sha256_json([[e.prompt, e.response, e.mix, e.id] for split in ("train", "val") for e in found[split]])
+    data = stage("data", [cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed}, content],
+                 lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
+    axes_rec = stage("axes", [list(cfg.train.axes), layer, cfg.train.seed, content],
+                     lambda: ({"layer": layer}, {"axes": _axes(lm, cfg, layer, progress)}))
     examples = [(e["prompt"], e["response"]) for e in data.output["train"]]
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg.variants:
@@ -228,6 +236,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
                                               "examples": {"train": len(data.output["train"]), "val": len(data.output["val"])}})
     tests, mc_items = _test_sets(cfg.compare.limit), load_honest_mc("test")[:cfg.compare.limit]
     heldout = [line for line in load_corpus_text(None, heldout=True).splitlines() if line.strip()]
+    test_content = sha256_json([[tests.get(label).texts for label in ("harmful", "harmless", "lookalike")],
+                                [[m.question, m.mc1_choices, m.mc2_choices, m.mc2_labels] for m in mc_items], heldout])
     rows: list[CompareRow] = []
     base_first = None
 
@@ -237,7 +247,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
                                max_new_tokens=cfg.compare.max_new_tokens, batch_size=cfg.compare.batch_size, progress=progress)
             return _row_record(row)
         reads = cfg.compare.model_dump(mode="json", include={"max_new_tokens", "batch_size", "limit"})
-        rec = stage(f"eval_{name}", [reads, fp_extra], compute)
+        rec = stage(f"eval_{name}", [reads, test_content, fp_extra], compute)
         row = _row_from_record(rec)
         if name in training:
             row.trainable_params, row.trainable_pct = training[name]["trainable_params"], training[name]["trainable_pct"]
