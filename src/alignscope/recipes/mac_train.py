@@ -41,6 +41,7 @@ from alignscope.errors import InputError
 from alignscope.io import atomic_write_json, read_safetensors, save_safetensors, sha256_json
 from alignscope.models.batches import pad_id
 from alignscope.models.chat import encode_one
+from alignscope.models.native import strip_wrappers
 from alignscope.models.registry import decoder_layers
 from alignscope.steering.circuit import DEFAULT_AXES, GATES, AlignmentCircuit
 
@@ -186,13 +187,9 @@ def linear_names(model: torch.nn.Module) -> set[str]:
 
     Works on a plain HF model and on a bridge-wrapped one (its ``_original_component`` segments are skipped).
     """
-    names = set()
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            parts = [p for p in name.split(".") if p not in ("_original_component", "original_component")]
-            if parts:
-                names.add(parts[-1])
-    return names
+    # strip_wrappers drops "<wrapper>." segments; the trailing "." lets it drop a final one too
+    return {strip_wrappers(f"{name}.").rstrip(".").rsplit(".", 1)[-1]
+            for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and name}
 
 
 def add_lora(model: torch.nn.Module, lora: LoraSettings, *, kbit: bool) -> torch.nn.Module:
