@@ -39,14 +39,14 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from alignscope.errors import InputError
-from alignscope.hooks.backends import BridgeTarget, HookTarget, NativeTarget
+from alignscope.hooks.backends import HookTarget, NativeTarget
 from alignscope.hooks.handle import HookHandle
 from alignscope.hooks.writes import HookFn
 from alignscope.io import read_safetensors
@@ -238,14 +238,9 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
     @contextmanager
     def apply(self, lm: LoadedModel, target: HookTarget | None = None, *, record: bool | None = None) -> Iterator[CircuitHandle]:
         """Attach for the duration of a ``with`` block; ``record`` overrides :attr:`record` for this scope."""
-        self.validate(lm)
-        handle = CircuitHandle(self.record if record is None else record)
-        target = BridgeTarget(lm) if target is None else target
-        self.register(target, handle, self.hooks(lm, handle))
-        try:
+        circuit = self if record is None else replace(self, record=record)  # shares the trained net
+        with HookIntervention.apply(circuit, lm, target) as handle:
             yield handle
-        finally:
-            handle.remove()
 
     def attach_to(self, model: torch.nn.Module, *, record: bool = False) -> CircuitHandle:
         """Attach to a plain HF causal LM (no alignscope loading); the handle's ``remove()`` detaches it."""
