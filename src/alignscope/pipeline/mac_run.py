@@ -112,8 +112,9 @@ def _distil(lm: LoadedModel, cfg: MacConfig, found: list[Example], progress: boo
              "distilled": i in filled} for i, e in enumerate(found)]
 
 
-def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> torch.Tensor:
-    """Unit starting directions of the sensors (see the module docstring), ``(n_axes, d_model)``."""
+def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[str, torch.Tensor]:
+    """``axes``: unit starting directions of the sensors (see the module docstring), ``(n_axes, d_model)``;
+    ``harmful_minus_harmless``: the raw mean difference behind the ``harmless`` axis (the addition row's vector)."""
     def mean_diff(pos: list[str], neg: list[str], chat: bool) -> torch.Tensor:
         md = diff_in_means(lm, pos, neg, component="resid_post", positions="last", layers=[layer], chat=chat, progress=progress)
         return md.direction(layer)
@@ -121,11 +122,12 @@ def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> torch.
     harmful, harmless = load_builtin("harmful", split="train").texts, load_builtin("harmless", split="train").texts
     lookalike = load_builtin("lookalike", split="train").texts
     honest = load_honest_mc("train")
+    refusal = mean_diff(harmful, harmless, True)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     rows = []
     for name in cfg.train.axes:
         if name == "harmless":
-            v = mean_diff(harmful, harmless, True)
+            v = refusal
         elif name == "helpful":
             v = mean_diff(lookalike, harmful, True)
         elif name == "honest":
@@ -135,7 +137,7 @@ def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> torch.
         else:
             v = torch.randn(lm.d_model, generator=gen)
         rows.append(torch.nn.functional.normalize(v.float(), dim=0))
-    return torch.stack(rows)
+    return {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
 
 
 def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, examples: list[tuple[str, str]], axes: torch.Tensor,
@@ -222,8 +224,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     content = sha256_json([[e.prompt, e.response, e.mix, e.id] for split in ("train", "val") for e in found[split]])
     data = stage("data", [cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed}, content],
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
-    axes_rec = stage("axes", [list(cfg.train.axes), layer, cfg.train.seed, content],
-                     lambda: ({"layer": layer}, {"axes": _axes(lm, cfg, layer, progress)}))
+    axes_rec = stage("axes", ["axes/2", list(cfg.train.axes), layer, cfg.train.seed, content],
+                     lambda: ({"layer": layer}, _axes(lm, cfg, layer, progress)))
     examples = [(e["prompt"], e["response"]) for e in data.output["train"]]
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg.variants:
@@ -258,9 +260,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     base_first = base.first_logits
     rows.append(base)
     if cfg.compare.addition:
-        vector = diff_in_means(lm, load_builtin("harmful", split="train"), load_builtin("harmless", split="train"),
-                               component="resid_post", positions="last", layers=[layer]).direction(layer)
-        rows.append(measure("addition", lm, ActivationAddition(vector, (layer,), 1.0, "resid_post"), [layer]))
+        vector = axes_rec.tensors["harmful_minus_harmless"]  # computed once, in the axes stage
+        rows.append(measure("addition", lm, ActivationAddition(vector, (layer,), 1.0, "resid_post"), axes_rec.content))
     conscience = _conscience(lm, cfg.compare.conscience, progress)
     if conscience is not None:
         rows.append(measure("conscience", lm, conscience, cfg.compare.conscience))
