@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,7 @@ from typing import Any
 import torch
 
 from alignscope.data.builtin_sets import load_builtin
-from alignscope.data.training import Example, load_honest_mc, load_mix, load_training_source
-from alignscope.dilemmas.summary import MeanCI
+from alignscope.data.training import Example, MCItem, load_honest_mc, load_mix, load_training_source
 from alignscope.errors import InputError
 from alignscope.evals.generation import generate
 from alignscope.evals.truthfulqa import TruthfulQAResult
@@ -54,7 +54,7 @@ from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
 from alignscope.recipes.conscience import fit_conscience
 from alignscope.recipes.mac_eval import CompareRow, TestSets, evaluate_row
 from alignscope.recipes.mac_train import TrainResult, linear_names, train
-from alignscope.stats import Rate
+from alignscope.stats import rate
 from alignscope.steering.circuit import AlignmentCircuit, load_circuit
 from alignscope.steering.directions import diff_in_means
 from alignscope.steering.intervention_io import load_intervention, save_intervention
@@ -165,14 +165,11 @@ def _row_record(row: CompareRow) -> tuple[dict[str, Any], dict[str, torch.Tensor
     return out, ({} if row.first_logits is None else {"first_logits": row.first_logits})
 
 
-def _row_from_record(rec: StageRecord) -> CompareRow:
+def _row_from_record(rec: StageRecord, mc_items: Sequence[MCItem]) -> CompareRow:
     o = rec.output
-    refusal = {k: Rate(int(v["k"]), int(v["n"]), float(v["rate"]), tuple(v["ci95"])) for k, v in o["refusal"].items()}
-    mc = o["mc"]
-    result = TruthfulQAResult(tuple(i["mc1"] for i in mc["items"]), tuple(i["mc2"] for i in mc["items"]),
-                              tuple(tuple(i["mc1_logliks"]) for i in mc["items"]), tuple(tuple(i["mc2_logliks"]) for i in mc["items"]),
-                              Rate(int(mc["mc1"]["k"]), int(mc["mc1"]["n"]), float(mc["mc1"]["rate"]), tuple(mc["mc1"]["ci95"])),
-                              MeanCI.of([i["mc2"] for i in mc["items"]]))
+    refusal = {k: rate(int(v["k"]), int(v["n"])) for k, v in o["refusal"].items()}
+    items = o["mc"]["items"]  # the scores follow from the stored log-likelihoods, as when they were computed
+    result = TruthfulQAResult.from_logliks(mc_items, [i["mc1_logliks"] for i in items], [i["mc2_logliks"] for i in items])
     return CompareRow(o["name"], refusal, result, o["kl"], o["perplexity"], o["throughput_ratio"], o["trainable_params"],
                       o["trainable_pct"], o["train_seconds"], rec.tensors.get("first_logits"), o["generations"])
 
@@ -250,7 +247,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
             return _row_record(row)
         reads = cfg.compare.model_dump(mode="json", include={"max_new_tokens", "batch_size", "limit"})
         rec = stage(f"eval_{name}", [reads, test_content, fp_extra], compute)
-        row = _row_from_record(rec)
+        row = _row_from_record(rec, mc_items)
         if name in training:
             row.trainable_params, row.trainable_pct = training[name]["trainable_params"], training[name]["trainable_pct"]
             row.train_seconds = training[name]["train_seconds"]
