@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from alignscope.data.training import MCItem, read_mc_task
-from alignscope.dilemmas.summary import MeanCI
 from alignscope.evals.truthfulqa import TARGET_DELIMITER, TruthfulQAResult, evaluate_truthfulqa, mc_context
 from alignscope.models.loader import LoadedModel, load_model
+from alignscope.stats import MeanCI
 from alignscope.steering.intervention_io import load_intervention
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "truthfulqa" / "v1" / "mc_task.json"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -65,6 +66,27 @@ def mean_ci(values: Sequence[float], z: float = Z95) -> tuple[float, tuple[float
     crit = float(sps.t.ppf(0.975, arr.size - 1)) if arr.size < 30 else z
     half = crit * float(arr.std(ddof=1)) / math.sqrt(arr.size)
     return mean, (mean - half, mean + half)
+
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """A mean with its 95% interval (:func:`mean_ci`) and the number of finite values it is over."""
+
+    mean: float
+    ci95: tuple[float, float]
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> MeanCI:
+        """The mean of the finite ``values`` (NaN and inf are left out and not counted)."""
+        finite = [v for v in values if np.isfinite(v)]
+        mean, (lo, hi) = mean_ci(finite)
+        return cls(mean, (lo, hi), len(finite))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"mean", "ci95", "n"}``."""
+        return {"mean": self.mean, "ci95": list(self.ci95), "n": self.n}
 
 
 def gini(values: Sequence[float]) -> float:

@@ -18,7 +18,7 @@ from alignscope.dilemmas.analysis import PairAnalysis, analyse_pair
 from alignscope.dilemmas.schema import DilemmaPair
 from alignscope.lenses.unembed import Unembedder
 from alignscope.models.loader import LoadedModel
-from alignscope.stats import Rate, mean_ci, rate
+from alignscope.stats import MeanCI, Rate, rate
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +28,6 @@ def analyse_dilemmas(lm: LoadedModel, pairs: Sequence[DilemmaPair], *, chat: boo
     ue = Unembedder.from_model(lm)
     return [analyse_pair(lm, p, chat=chat, positions=positions, unembed=ue)
             for p in tqdm(pairs, desc=f"dilemmas {lm.name}", disable=not progress)]
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """A mean over pairs with its 95% interval and the number of finite values it is over."""
-
-    mean: float
-    ci95: tuple[float, float]
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> MeanCI:
-        """The mean of the finite ``values`` (NaN and inf are left out and not counted)."""
-        finite = [v for v in values if np.isfinite(v)]
-        mean, (lo, hi) = mean_ci(finite)
-        return cls(mean, (lo, hi), len(finite))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mean": self.mean, "ci95": list(self.ci95), "n": self.n}
 
 
 @dataclass(frozen=True)
