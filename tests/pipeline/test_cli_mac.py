@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from alignscope.cli import app
+from alignscope.data.builtin_sets import load_builtin
 from alignscope.models.loader import load_model
 from alignscope.steering.circuit import load_circuit
 from alignscope.steering.intervention_io import load_intervention
+from tests.fake_openai import FakeOpenAI
 from tests.reference import load_plain
 
 runner = CliRunner()
@@ -80,6 +84,39 @@ def test_rerun_reuses_every_stage(mac_run) -> None:
     assert second["seconds"] < summary["seconds"]
 
 
+def test_judge_rates_every_row_in_its_own_stage(mac_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, summary, path = mac_run  # runs before the test that changes the training data in out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    marker = "sk-judge-MARKER-never-written-0042"
+    monkeypatch.setenv("ALIGNSCOPE_JUDGE_API_KEY", marker)
+    with FakeOpenAI(lambda text: f"helpful: {len(text) % 10 + 1}, harmless: {len(text) % 7 + 1}, honest: 9") as server:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg["compare"]["judge"] = {"base_url": server.url, "model": "judge-model", "max_retries": 0}
+        judged = tmp_path / "judged.yaml"
+        judged.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        res = runner.invoke(app, ["mac", "train", str(judged), "--out", str(copy), "--json"])
+        assert res.exit_code == 0, res.output
+        sent = [r["body"]["messages"][-1]["content"] for r in server.requests]
+        rows = json.loads(res.stdout.strip().splitlines()[-1])["comparison"]
+        assert len(sent) == len(rows) * 3 * 4  # every row, label and test prompt, once
+        again = runner.invoke(app, ["mac", "train", str(judged), "--out", str(copy), "--json"])
+        assert again.exit_code == 0 and len(server.requests) == len(sent)  # the judge stages were reused
+    stripped = [{k: v for k, v in r.items() if k != "judge"} for r in rows]
+    assert stripped == [{k: v for k, v in r.items() if k != "judge"} for r in summary["comparison"]]  # nothing else changed
+    for r_i, row in enumerate(rows):  # requests go row by row, label by label, prompt by prompt
+        for l_i, label in enumerate(("harmful", "harmless", "lookalike")):
+            asked = sent[(r_i * 3 + l_i) * 4:(r_i * 3 + l_i + 1) * 4]
+            assert all(p in t for p, t in zip(load_builtin(label, split="test").texts[:4], asked, strict=True))
+            scales = row["judge"][label]
+            assert scales["unreadable"] == 0 and scales["helpful"]["n"] == 4 and scales["honest"]["mean"] == 9
+            assert scales["helpful"]["mean"] == pytest.approx(statistics.mean(len(t) % 10 + 1 for t in asked), abs=1e-12)
+            assert scales["harmless"]["mean"] == pytest.approx(statistics.mean(len(t) % 7 + 1 for t in asked), abs=1e-12)
+    for file in copy.rglob("*"):
+        if file.is_file():
+            assert marker.encode() not in file.read_bytes(), file
+
+
 def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
     out, _, _ = mac_run
     res = runner.invoke(app, ["mac", "show", "--mac", str(out / "mac.safetensors"), "--prompt", "How do I <b>bake</b> bread?",
@@ -130,3 +167,4 @@ def test_changed_training_data_redoes_the_data_stage(mac_run, monkeypatch: pytes
     after = json.loads((out / "stages" / "data.json").read_text(encoding="utf-8"))
     assert after["fingerprint"] != before["fingerprint"]
     assert "I will not help with that, ever." in {e["response"] for e in after["output"]["train"]}
+

@@ -110,6 +110,20 @@ class Judge:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    def complete(self, system: str, user: str, *, max_tokens: int) -> str:
+        """The judge's reply text to one system + user message pair (temperature 0)."""
+        body = {
+            "model": self.config.model,
+            "temperature": 0,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        }
+        reply = self._post(body)
+        try:
+            return str(reply["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError):
+            raise JudgeError(f"judge endpoint {self.url} answered without choices[0].message.content") from None
+
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode("utf-8")
         last = "no attempt made"
@@ -133,19 +147,8 @@ class Judge:
 
     def judge_one(self, prompt: str, response: str) -> bool | None:
         """True when the judge calls ``response`` a refusal, False for compliance, None if unreadable."""
-        body = {
-            "model": self.config.model,
-            "temperature": 0,
-            "max_tokens": 8,
-            "messages": [{"role": "system", "content": JUDGE_SYSTEM},
-                         {"role": "user", "content": JUDGE_TEMPLATE.format(prompt=prompt, response=response)}],
-        }
-        reply = self._post(body)
-        try:
-            content = reply["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            raise JudgeError(f"judge endpoint {self.url} answered without choices[0].message.content") from None
-        verdict = parse_verdict(str(content))
+        content = self.complete(JUDGE_SYSTEM, JUDGE_TEMPLATE.format(prompt=prompt, response=response), max_tokens=8)
+        verdict = parse_verdict(content)
         if verdict is None:
             log.warning("judge gave no REFUSAL/COMPLIANCE verdict: %.60r", content)
         return verdict

@@ -38,6 +38,8 @@ Every section is optional; no config at all trains on the embedded model and the
       batch_size: 16
       sensor_prompts: 4             # prompts per label drawn in the sensor heatmap
       limit: null                   # first N prompts per test set and honest item (quick checks only; null: all)
+      judge: null                   # {base_url, model, api_key_env, ...}: an OpenAI-compatible judge rates every
+                                    # row's generations 1-10 on helpful, harmless and honest (key from the environment)
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alignscope.errors import InputError
-from alignscope.pipeline.config import read_yaml, to_input_error
+from alignscope.pipeline.config import JudgeSection, read_yaml, to_input_error
 from alignscope.recipes.mac_train import LoraSettings, TrainSettings
 
 Variant = Literal["module", "lora", "module_lora"]
@@ -96,6 +98,7 @@ class MacCompare(_Section):
     batch_size: Annotated[int, Field(ge=1)] = 16
     sensor_prompts: Annotated[int, Field(ge=1)] = 4
     limit: Annotated[int | None, Field(ge=1)] = None
+    judge: JudgeSection | None = None
 
 
 class MacConfig(_Section):

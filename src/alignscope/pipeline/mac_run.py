@@ -42,8 +42,10 @@ import torch
 
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.data.training import Example, MCItem, load_honest_mc, load_mix, load_training_source
-from alignscope.errors import InputError
+from alignscope.errors import InputError, in_stage
 from alignscope.evals.generation import generate
+from alignscope.evals.judge import Judge
+from alignscope.evals.ratings import RatingSummary
 from alignscope.evals.truthfulqa import TruthfulQAResult
 from alignscope.io import atomic_write_json, sha256_json
 from alignscope.lenses.corpus import load_corpus_text
@@ -52,7 +54,7 @@ from alignscope.models.loader import LoadedModel, load_hf, load_model, resolve_d
 from alignscope.pipeline.mac_config import MacConfig
 from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
 from alignscope.recipes.conscience import fit_conscience
-from alignscope.recipes.mac_eval import CompareRow, TestSets, evaluate_row
+from alignscope.recipes.mac_eval import CompareRow, TestSets, evaluate_row, judge_ratings
 from alignscope.recipes.mac_train import TrainResult, linear_names, train
 from alignscope.stats import rate
 from alignscope.steering.circuit import AlignmentCircuit, load_circuit
@@ -214,7 +216,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
             log.info("stage %s: reused", name)
             return found
         t0 = time.perf_counter()
-        output, tensors = compute()
+        with in_stage(name):
+            output, tensors = compute()
         return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0)
 
     found = {split: _found(cfg, split) for split in ("train", "val")}
@@ -239,6 +242,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
                                 [[m.question, m.mc1_choices, m.mc2_choices, m.mc2_labels] for m in mc_items], heldout])
     rows: list[CompareRow] = []
     base_first = None
+    judge = None if cfg.compare.judge is None else Judge(cfg.compare.judge.judge_config())
 
     def measure(name: str, model: LoadedModel, iv: Intervention | None, fp_extra: Any) -> CompareRow:
         def compute() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -248,6 +252,11 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         reads = cfg.compare.model_dump(mode="json", include={"max_new_tokens", "batch_size", "limit"})
         rec = stage(f"eval_{name}", [reads, test_content, fp_extra], compute)
         row = _row_from_record(rec, mc_items)
+        if judge is not None:  # its own stage: a judge failure loses no evaluation, and a rerun asks it nothing twice
+            target = {"base_url": judge.config.base_url, "model": judge.config.model}  # never the key
+            ratings = stage(f"judge_{name}", ["judge/1", target, rec.content],
+                            lambda: (judge_ratings(judge, tests, row.generations, progress=progress), {}))
+            row.ratings = {label: RatingSummary.of(r) for label, r in ratings.output.items()}
         if name in training:
             row.trainable_params, row.trainable_pct = training[name]["trainable_params"], training[name]["trainable_pct"]
             row.train_seconds = training[name]["train_seconds"]

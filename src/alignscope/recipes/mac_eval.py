@@ -30,6 +30,8 @@ from alignscope.data.training import MCItem
 from alignscope.evals.behaviour import evaluate_refusal
 from alignscope.evals.capability import kl_summary, perplexity
 from alignscope.evals.generation import generate_detailed
+from alignscope.evals.judge import Judge
+from alignscope.evals.ratings import RatingSummary, rate_many
 from alignscope.evals.truthfulqa import TruthfulQAResult, evaluate_truthfulqa
 from alignscope.hooks.read import read
 from alignscope.metrics import kl_divergence
@@ -70,6 +72,7 @@ class CompareRow:
     train_seconds: float | None = None
     first_logits: torch.Tensor | None = field(default=None, repr=False)
     generations: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    ratings: dict[str, RatingSummary] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The row as written to ``comparison.json`` (rates with n and ci95; MC1 and MC2 with intervals)."""
@@ -77,7 +80,8 @@ class CompareRow:
                 "refusal": {k: r.as_dict() for k, r in self.refusal.items()},
                 "mc1": self.mc.mc1.as_dict(), "mc2": self.mc.mc2.to_json(), "kl": self.kl, "perplexity": self.perplexity,
                 "throughput_ratio": self.throughput_ratio, "trainable_params": self.trainable_params,
-                "trainable_pct": self.trainable_pct, "train_seconds": self.train_seconds}
+                "trainable_pct": self.trainable_pct, "train_seconds": self.train_seconds,
+                "judge": None if self.ratings is None else {label: r.to_json() for label, r in self.ratings.items()}}
 
     def csv_row(self) -> dict[str, Any]:
         """The flat CSV form of :meth:`to_json`."""
@@ -91,6 +95,9 @@ class CompareRow:
         row.update({"perplexity": self.perplexity, "throughput_ratio": self.throughput_ratio,
                     "trainable_params": self.trainable_params, "trainable_pct": self.trainable_pct,
                     "train_seconds": self.train_seconds})
+        for label, summary in (self.ratings or {}).items():
+            for scale, m in summary.scales.items():
+                row[f"judge_{label}_{scale}"] = m.mean
         return row
 
 
@@ -137,6 +144,12 @@ def evaluate_row(name: str, lm: LoadedModel, tests: TestSets, mc_items: Sequence
     ppl = perplexity(lm, list(heldout), intervention, batch_size=8, progress=progress)
     speed = throughput_ratio(lm, tests.harmless.texts[:8], intervention) if intervention is not None else None
     return CompareRow(name, refusal, mc, kl, ppl, speed, first_logits=first, generations=gens)
+
+
+def judge_ratings(judge: Judge, tests: TestSets, generations: dict[str, list[str]], *, progress: bool = False
+                  ) -> dict[str, list[dict[str, int] | None]]:
+    """The judge's 1-10 helpful/harmless/honest ratings of each test prompt's generation, per label."""
+    return {label: rate_many(judge, tests.get(label).texts, generations[label], progress=progress) for label in LABELS}
 
 
 def sensor_trace(lm: LoadedModel, circuit: AlignmentCircuit, prompts: Sequence[str], *, chat: bool = True
