@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -46,3 +48,24 @@ class SiteError(AlignscopeError, KeyError):
 
 class ResumeMismatchError(AlignscopeError):
     """An output directory holds a run made with different inputs than the ones given now."""
+
+
+_STAGE_ATTR = "alignscope_stage"
+
+
+@contextmanager
+def in_stage(name: str) -> Iterator[None]:
+    """Mark the stage an exception escaped from, so the CLI's one-line error can name it."""
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, _STAGE_ATTR, None) is None:
+            with suppress(AttributeError, TypeError):  # an exception type without a __dict__ keeps no stage
+                setattr(exc, _STAGE_ATTR, name)
+        raise
+
+
+def stage_of(exc: BaseException) -> str | None:
+    """The innermost stage ``exc`` escaped from (see :func:`in_stage`), or None."""
+    stage = getattr(exc, _STAGE_ATTR, None)
+    return stage if isinstance(stage, str) else None

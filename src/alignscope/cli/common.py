@@ -5,9 +5,12 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import wraps
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
@@ -17,13 +20,19 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from alignscope.errors import AlignscopeError, SiteError
-from alignscope.io import jsonable
+from alignscope.errors import AlignscopeError, SiteError, stage_of
+from alignscope.io import atomic_write_text, jsonable
+from alignscope.models.embedded import cache_root
 from alignscope.sites import COMPONENTS, Component, parse_component
 
 if TYPE_CHECKING:
     from alignscope.models.loader import LoadedModel
     from alignscope.steering.interventions import HookIntervention
+
+try:  # typer vendors click since 0.2x; older typer uses click's own context
+    from typer._click.globals import get_current_context as _current_context
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import get_current_context as _current_context  # type: ignore[no-redef,assignment,unused-ignore]
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -56,7 +65,14 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Show deliberate errors as one clear line (exit 2) instead of a traceback."""
+    """Show deliberate errors as one clear line (exit 2) and unexpected ones as one line plus a log (exit 1).
+
+    An unexpected exception (a bug, or a failure deep inside torch) becomes one ``error:`` line
+    naming the command, the stage it escaped from (:func:`alignscope.errors.in_stage`) and the
+    exception type, and pointing at the full traceback, written to ``error.log`` in the command's
+    output directory (its ``out`` option) or else under the cache directory. Finished stages are
+    already on disk, so a rerun resumes after the fix. ``--verbose`` also prints the traceback.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -65,8 +81,45 @@ def handle_errors(func: F) -> F:
         except AlignscopeError as exc:
             show_error(str(exc))
             raise typer.Exit(code=2) from None
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            command = _command_path(func)
+            log_path = _write_traceback(kwargs.get("out") or kwargs.get("out_dir"), command)
+            stage = stage_of(exc)
+            where = f" in stage {stage!r}" if stage else ""
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            show_error(f"internal error in `{command}`{where}: {type(exc).__name__}{': ' + first if first else ''} "
+                       f"(full traceback in {log_path}; finished stages are kept, a rerun resumes)")
+            if logging.getLogger("alignscope").isEnabledFor(logging.DEBUG):
+                err_console.print(traceback.format_exc(), highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
 
+    wrapper.handles_errors = True  # type: ignore[attr-defined]  # what tests/pipeline/test_internal_errors.py checks on every command
     return wrapper  # type: ignore[return-value]
+
+
+def _command_path(func: Callable[..., Any]) -> str:
+    ctx = _current_context(silent=True)
+    return ctx.command_path if ctx is not None else f"alignscope {func.__name__}"
+
+
+def _write_traceback(out: Any, command: str) -> Path:
+    """Write the current exception's traceback to ``OUT/error.log`` (else the cache's ``logs/``); return the path."""
+    text = f"{command}\n{datetime.now(timezone.utc).isoformat()}\n\n{traceback.format_exc()}"
+    candidates = []
+    if isinstance(out, str | Path):
+        candidates.append(Path(out) / "error.log")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    candidates.append(cache_root() / "logs" / f"error-{stamp}-{os.getpid()}.log")
+    for path in candidates:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+            return path
+        except OSError:
+            continue
+    return Path("(not written: no writable directory)")
 
 
 def show_error(message: str) -> None:

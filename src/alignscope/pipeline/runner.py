@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from alignscope.errors import in_stage
 from alignscope.evals.study import StageTiming, StudyResults
 from alignscope.models.identity import dtype_name, model_identity, resume_key, weights_hash
 from alignscope.models.loader import resolve_device, resolve_dtype
@@ -154,7 +155,8 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None
             log.info("stage %s: running", spec.name)
             t0 = time.perf_counter()
             ctx.seed_everything()
-            produced = spec.compute(ctx, {d: records[d] for d in spec.deps})
+            with in_stage(spec.name):
+                produced = spec.compute(ctx, {d: records[d] for d in spec.deps})
             record = store.save(spec.name, fp, produced.output, produced.tensors, seconds=time.perf_counter() - t0,
                                 files=produced.files)
         else:
