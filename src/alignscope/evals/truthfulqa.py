@@ -45,13 +45,12 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from alignscope.data.training import MCItem
-from alignscope.dilemmas.summary import MeanCI
 from alignscope.errors import InputError
 from alignscope.evals.generation import generation_target
 from alignscope.hooks.forward import run_batches
 from alignscope.models.batches import pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
-from alignscope.stats import Rate, rate
+from alignscope.stats import MeanCI, Rate, rate
 from alignscope.steering.interventions import Intervention, intervention_scope
 
 QA_PRIMER = (
