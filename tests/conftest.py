@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -18,6 +19,12 @@ from alignscope.models.tiny import TINY_FAMILIES, build_tiny_model
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# Fuzzing profiles: the default keeps CI fast; `pytest --hypothesis-profile=long` searches deeper.
+_FUZZ = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large], "derandomize": True}
+settings.register_profile("default", max_examples=30, **_FUZZ)
+settings.register_profile("long", max_examples=1000, **{**_FUZZ, "derandomize": False})
+settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from alignscope.errors import InputError
 from alignscope.io import atomic_write_text
 
 Row = tuple[int, dict[str, str]]
+TOO_DEEP = "invalid JSON: nested deeper than the parser allows; expected a flat record"
 
 
 def read_text(path: str | Path, *, what: str = "file", empty: str = "") -> str:
@@ -68,6 +69,8 @@ def parse_json(text: str, path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=exc.lineno) from None
+    except RecursionError:
+        raise InputError(TOO_DEEP, path=path) from None
 
 
 def parse_jsonl(text: str, path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -83,6 +86,8 @@ def parse_jsonl(text: str, path: str | Path) -> Iterator[tuple[int, Any]]:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=lineno) from None
+        except RecursionError:
+            raise InputError(TOO_DEEP, path=path, line=lineno) from None
         yield lineno, value
 
 
@@ -95,13 +100,23 @@ def parse_csv(text: str, path: str | Path, *, required: Sequence[str] = (), deli
         InputError: a ``required`` column is not in the header (line 1, the column and the header named).
     """
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip() for h in reader.fieldnames or []]
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise InputError(f"invalid CSV header: {exc}", path=path, line=1) from None
+    header = [h.strip() for h in fieldnames or []]
     reader.fieldnames = header
     for name in required:
         if name not in header:
             needs = f"; required columns: {', '.join(required)}" if len(required) > 1 else ""
             raise InputError(f"missing required column; header has {header}{needs}", path=path, line=1, field=name)
-    return [(reader.line_num, row) for row in reader]
+    rows: list[Row] = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:  # a cell over the csv module's size limit, a NUL byte, a broken quote
+        raise InputError(f"invalid CSV: {exc}", path=path, line=reader.line_num + 1) from None
+    return rows
 
 
 def read_json(path: str | Path, *, what: str = "file") -> Any:

@@ -292,9 +292,11 @@ def read_yaml(file: Path) -> Any:
     if not file.is_file():
         raise InputError("config file does not exist", path=file)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.safe_load(file.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise InputError("invalid UTF-8; save the config as UTF-8", path=file) from None
+    except RecursionError:
+        raise InputError("invalid YAML: nested deeper than the parser allows", path=file) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=file,
