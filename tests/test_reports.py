@@ -4,6 +4,7 @@ from pathlib import Path
 
 from alignscope.reports.html import Page
 from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
+from alignscope.reports.refusal_report import category_bars_png
 
 
 def test_page_escapes_data_and_inlines_plotly(tmp_path: Path) -> None:
@@ -29,3 +30,9 @@ def test_pngs_are_written(tmp_path: Path) -> None:
         rate_bars_png(tmp_path / "b.png", {"before": {"harmful": (0.1, 0.05, 0.2)}, "after": {"harmful": (0.8, 0.7, 0.9)}}, title="b"),
     ):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_category_bars_without_categories(tmp_path: Path) -> None:
+    """A test split whose prompts carry no category drew no bars and crashed (found by tests/hardening/test_secrets.py)."""
+    path = category_bars_png(tmp_path / "c.png", {"before": {}, "after": {}}, title="t")
+    assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"

@@ -4,12 +4,14 @@ The weights hash is :func:`alignscope.models.identity.weights_hash` (the one eve
 output keys on).
 
 The manifest never holds a token or key: the config carries only the *name* of the
-environment variable a judge key is read from, and nothing else from the environment is
-recorded.
+environment variable a judge key is read from, and ``secrets_present`` lists which of the
+variables alignscope or its libraries read a secret from were set (:data:`SECRET_VARIABLES`,
+plus the judge's), never their values.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Mapping
@@ -33,6 +35,20 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+SECRET_VARIABLES: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "ALIGNSCOPE_JUDGE_API_KEY")
+
+
+def secrets_present(extra: tuple[str, ...] = ()) -> list[str]:
+    """The names (never the values) of the secret-holding environment variables that are set."""
+    return sorted({name for name in (*SECRET_VARIABLES, *extra) if os.environ.get(name)})
+
+
+def _judge_key_variable(config: Mapping[str, Any]) -> tuple[str, ...]:
+    judge = (config.get("evaluate") or {}).get("judge") if isinstance(config.get("evaluate"), Mapping) else None
+    name = judge.get("api_key_env") if isinstance(judge, Mapping) else None
+    return (name,) if isinstance(name, str) and name else ()
+
+
 def write_manifest(path: str | Path, *, config: Mapping[str, Any], seed: int, model: Mapping[str, Any],
                    stages: Mapping[str, Mapping[str, Any]], seconds: float, config_path: str | None) -> Path:
     """Write ``manifest.json`` atomically; returns its path."""
@@ -45,6 +61,7 @@ def write_manifest(path: str | Path, *, config: Mapping[str, Any], seed: int, mo
         "versions": package_versions(),
         "stages": {k: dict(v) for k, v in stages.items()},
         "seconds_total": round(seconds, 3),
+        "secrets_present": secrets_present(_judge_key_variable(config)),
     }
     atomic_write_json(path, payload)
     return Path(path)

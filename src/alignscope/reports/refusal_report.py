@@ -104,7 +104,7 @@ def category_bars_png(path: Path, groups: Mapping[str, Mapping[str, tuple[float,
     height = 0.8 / max(1, len(groups))
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.32 * len(cats) + 1.2)))
     for i, (cond, triples) in enumerate(groups.items()):
-        vals = np.array([triples.get(c, (np.nan,) * 3) for c in cats], dtype=float)
+        vals = np.array([triples.get(c, (np.nan,) * 3) for c in cats], dtype=float).reshape(len(cats), 3)  # no categories: no bars
         ys = np.arange(len(cats)) + i * height
         err = np.array([vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]])
         ax.barh(ys, vals[:, 0], height=height, xerr=err, capsize=2, label=cond)
