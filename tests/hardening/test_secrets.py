@@ -33,8 +33,9 @@ def commands(model: str, tmp: Path, judge_url: str, config: Path) -> dict[str, l
     for name, texts in (("pos", ["do a bad thing", "harm them"]), ("neg", ["bake bread", "sing a song"])):
         (tmp / f"{name}.jsonl").write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts), encoding="utf-8")
     (tmp / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
-    (tmp / "pairs.jsonl").write_text(json.dumps({"id": "p1", "category": "c", "base": {"prompt": "Choose A or B.", "ethical_option": "A", "other_option": "B"},
-                                                 "counterfactual": {"prompt": "Choose B or A.", "ethical_option": "B", "other_option": "A"}}) + "\n", encoding="utf-8")
+    pair = {"id": "p1", "category": "c", "base": {"prompt": "Choose A or B.", "ethical_option": "A", "other_option": "B"},
+            "counterfactual": {"prompt": "Choose B or A.", "ethical_option": "B", "other_option": "A"}}
+    (tmp / "pairs.jsonl").write_text(json.dumps(pair) + "\n", encoding="utf-8")
     m, cpu = ["--model", model], ["--device", "cpu"]
     return {
         "models": ["models", "--json"],
