@@ -84,6 +84,16 @@ def save_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], meta
     atomic_write_bytes(path, st_save(cpu, metadata=dict(metadata) if metadata else None))
 
 
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy", ".npz")
+
+
+def refuse_pickle(path: Path) -> None:
+    """Refuse a file in a pickle-based format by its name, before anything opens it: alignscope never unpickles."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InputError(f"{path.suffix} files can hold pickled code and alignscope never unpickles; save the tensors as "
+                         "safetensors (safetensors.torch.save_file) and pass that file", path=path)
+
+
 def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors and the string metadata of a user-supplied safetensors file (never pickle).
 
@@ -94,6 +104,7 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
     from safetensors import SafetensorError, safe_open
 
     target = Path(path)
+    refuse_pickle(target)
     if not target.is_file():
         raise InputError(f"{what} does not exist", path=target)
     try:

@@ -208,7 +208,8 @@ def load_hf(source: str, dtype: torch.dtype, device: torch.device, *, device_map
         AlignscopeError: the model cannot be loaded.
     """
     dev, torch_dtype = device, dtype
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    _refuse_pickled_weights(source)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "use_safetensors": True}  # never unpickle weights
     token = os.environ.get("HF_TOKEN")  # read from the environment only; never stored
     if token:
         kwargs["token"] = token
@@ -229,6 +230,13 @@ def load_hf(source: str, dtype: torch.dtype, device: torch.device, *, device_map
         hf_model.to(dev)  # type: ignore[arg-type]
     _ensure_pad_token(tokenizer)
     return hf_model, tokenizer
+
+
+def _refuse_pickled_weights(source: str) -> None:
+    folder = Path(source)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and (any(folder.glob("*.bin")) or any(folder.glob("*.pt"))):
+        raise InputError("the model directory holds only pickle-based weights (.bin/.pt) and alignscope never unpickles; "
+                         "save it with save_pretrained(..., safe_serialization=True) first", path=folder)
 
 
 def _four_bit_config(compute_dtype: torch.dtype) -> Any:

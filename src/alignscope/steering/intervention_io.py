@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from alignscope.errors import InputError
-from alignscope.io import read_safetensors, save_safetensors
+from alignscope.io import read_safetensors, refuse_pickle, save_safetensors
 from alignscope.steering.circuit import AlignmentCircuit
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.interventions import (
@@ -59,8 +59,13 @@ KINDS: dict[str, Callable[[FieldReader], HookIntervention]] = {
 
 
 def intervention_path(path: str | Path) -> Path:
-    """``path`` itself when it names a ``.safetensors`` file, else ``path/intervention.safetensors``."""
+    """``path`` itself when it names a ``.safetensors`` file, else ``path/intervention.safetensors``.
+
+    Raises:
+        InputError: ``path`` names a pickle-based file (``.pt``, ``.pkl``, ...): never opened.
+    """
     p = Path(path)
+    refuse_pickle(p)
     return p if p.suffix == ".safetensors" else p / "intervention.safetensors"
 
 
