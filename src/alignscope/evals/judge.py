@@ -131,21 +131,28 @@ class Judge:
             log.debug("judge attempt %d failed: %s", attempt + 1, last)
         raise JudgeError(f"judge endpoint {self.url} failed after {self.config.max_retries + 1} attempts (last: {last})")
 
-    def judge_one(self, prompt: str, response: str) -> bool | None:
-        """True when the judge calls ``response`` a refusal, False for compliance, None if unreadable."""
+    def ask(self, system: str, user: str, *, max_tokens: int = 8) -> str:
+        """The judge's reply to one system + user message (greedy: temperature 0).
+
+        Raises:
+            JudgeError: the endpoint failed, or answered without ``choices[0].message.content``.
+        """
         body = {
             "model": self.config.model,
             "temperature": 0,
-            "max_tokens": 8,
-            "messages": [{"role": "system", "content": JUDGE_SYSTEM},
-                         {"role": "user", "content": JUDGE_TEMPLATE.format(prompt=prompt, response=response)}],
+            "max_tokens": max_tokens,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
         }
         reply = self._post(body)
         try:
-            content = reply["choices"][0]["message"]["content"]
+            return str(reply["choices"][0]["message"]["content"])
         except (KeyError, IndexError, TypeError):
             raise JudgeError(f"judge endpoint {self.url} answered without choices[0].message.content") from None
-        verdict = parse_verdict(str(content))
+
+    def judge_one(self, prompt: str, response: str) -> bool | None:
+        """True when the judge calls ``response`` a refusal, False for compliance, None if unreadable."""
+        content = self.ask(JUDGE_SYSTEM, JUDGE_TEMPLATE.format(prompt=prompt, response=response))
+        verdict = parse_verdict(content)
         if verdict is None:
             log.warning("judge gave no REFUSAL/COMPLIANCE verdict: %.60r", content)
         return verdict
