@@ -21,28 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from transformers import PreTrainedTokenizerBase
-
 from alignscope.data.bias import CrowsPair
 from alignscope.errors import InputError
-from alignscope.evals.loglik import scored_logliks
+from alignscope.evals.loglik import prefix_id, scored_logliks
 from alignscope.models.loader import LoadedModel
 from alignscope.stats import Rate, rate
 from alignscope.steering.interventions import Intervention
 
 NOISY_NOTE = "CrowS-Pairs is a noisy set (many pairs do not cleanly test the stated stereotype); a rough signal only"
-
-
-def prefix_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The one token every sentence is conditioned on: BOS, else EOS.
-
-    Raises:
-        InputError: the tokenizer has neither.
-    """
-    for tok in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if tok is not None:
-            return int(tok)
-    raise InputError("the tokenizer has no BOS or EOS token to condition a sentence on", field="tokenizer")
 
 
 def sentence_logliks(lm: LoadedModel, sentences: Sequence[str], intervention: Intervention | None = None, *,

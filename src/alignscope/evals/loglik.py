@@ -55,6 +55,18 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, context: str, continuation: 
     return context_ids, continuation_ids
 
 
+def prefix_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token a continuation with no context is conditioned on: BOS, else EOS (as lm-eval's HFLM ``prefix_token_id``).
+
+    Raises:
+        InputError: the tokenizer has neither.
+    """
+    for tok in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if tok is not None:
+            return int(tok)
+    raise InputError("the tokenizer has no BOS or EOS token to condition a sentence on", field="tokenizer")
+
+
 def scored_logliks(
     lm: LoadedModel,
     encoded: Sequence[tuple[Sequence[int], Sequence[int]]],
