@@ -7,7 +7,7 @@
 The intervention is ``--intervention FILE``, else the demo's ``demo_out/run/intervention.safetensors``
 (``make demo`` writes it), else one built by ``alignscope run`` (the refusal study) in a temporary directory.
 
-Run: .venv/bin/python benchmarks/bench_suite.py [--intervention F] [--threads 2] [--public-limit 200] [--skip-public]
+Run: .venv/bin/python benchmarks/bench_suite.py [--intervention F] [--threads 2] [--public-limit 200] [--skip-public] [--suites S]
 """
 
 from __future__ import annotations
@@ -62,13 +62,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--public-limit", type=int, default=200)
     parser.add_argument("--skip-public", action="store_true")
+    parser.add_argument("--suites", default="refusal,truthfulqa,factual,bias,perplexity", help="the in-house run's suites")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         iv = args.intervention or demo_intervention(tmp)
         common = ["--model", "default", "--intervention", str(iv), "--threads", str(args.threads), "--device", "cpu"]
-        payload, seconds = bench([*common, "--suite", "refusal,truthfulqa,factual,bias,perplexity", "--out", str(tmp / "inhouse")])
-        print("\n## in-house sets\n")
+        payload, seconds = bench([*common, "--suite", args.suites, "--out", str(tmp / "inhouse")])
+        print(f"\n## in-house sets ({args.suites})\n")
         print(table(payload))
         for suite, note in payload["notes"].items():
             print(f"\n{suite}: {note}")
