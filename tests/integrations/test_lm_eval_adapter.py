@@ -84,7 +84,7 @@ def test_rolling_and_generation_with_the_intervention(setup) -> None:
     lm, _, _, iv_file = setup
     iv = load_intervention(iv_file)
     model = AlignscopeLM(lm=lm, intervention=str(iv_file), batch_size=2, max_length=8)
-    text = "The quick brown fox jumps over the lazy dog and then runs far away."
+    text = "The quick brown fox jumps over the lazy dog, then runs far away across the green hills to the old river bank."
     ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert len(ids) > 16
     [rolling] = model.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)], disable_tqdm=True)
