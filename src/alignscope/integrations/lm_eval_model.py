@@ -7,7 +7,8 @@
 ``pretrained`` is what ``--model`` takes everywhere in alignscope (``default`` for the embedded model, a hub
 id or a local directory); ``intervention`` is any intervention file (addition, ablation, clamp, conditional,
 mac), read and checked against the model as ``--intervention`` is (an intervention built for another model
-is an error naming both); ``dtype`` and ``device`` as in the CLI; ``batch_size`` from lm-eval.
+is an error naming both); ``dtype`` and ``device`` as in the CLI (lm-eval's default ``cuda:0`` falls back to
+``auto`` where CUDA is absent, as HFLM does); ``batch_size`` from lm-eval.
 
 * ``loglikelihood``: :func:`alignscope.evals.loglik.scored_logliks` on HFLM's encoding (``_encode_pair``;
   an empty context is the BOS/EOS prefix token), so TruthfulQA MC through lm-eval equals
@@ -25,10 +26,12 @@ module registers ``alignscope`` (``lm_eval.api.registry.register_model``);
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
@@ -41,12 +44,23 @@ from alignscope.models.loader import LoadedModel, load_model
 from alignscope.steering.interventions import Intervention
 
 DEFAULT_MAX_GEN_TOKS = 256
+log = logging.getLogger(__name__)
 
 
 def _batch_size(value: Any) -> int:
     """lm-eval passes ``batch_size`` as an int, a digit string or ``auto``/``auto:N`` (taken as 8)."""
     text = str(value if value is not None else 8)
     return int(text) if text.isdigit() and int(text) > 0 else 8
+
+
+def _device(device: str | None) -> str:
+    """lm-eval's device; its default ``cuda:0`` falls back to ``auto`` where CUDA is absent, as lm-eval's HFLM falls back."""
+    if not device:
+        return "auto"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        log.warning("device %s asked for but CUDA is not available; using auto", device)
+        return "auto"
+    return str(device)
 
 
 @register_model("alignscope")
@@ -58,7 +72,7 @@ class AlignscopeLM(LM):  # type: ignore[misc]
         super().__init__()
         path = Path(intervention) if intervention else None
         iv = read_intervention(path)
-        self.lm = lm if lm is not None else load_model(pretrained, dtype=dtype, device="auto" if device in (None, "") else device)
+        self.lm = lm if lm is not None else load_model(pretrained, dtype=dtype, device=_device(device))
         fit_intervention(iv, self.lm, path)
         self.intervention: Intervention | None = iv
         self.batch_size = _batch_size(batch_size)
