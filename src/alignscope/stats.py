@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,3 +130,99 @@ def top_k_overlap(a: Sequence[float], b: Sequence[float], k: int) -> float:
     if k == 0:
         return float("nan")
     return len(set(np.argsort(-x)[:k].tolist()) & set(np.argsort(-y)[:k].tolist())) / k
+
+
+MCNEMAR_EXACT_BELOW = 25
+"""McNemar's test is the exact binomial test when fewer than this many pairs are discordant."""
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """An after-minus-before difference on the same items, its 95% interval and a paired test's p-value."""
+
+    diff: float
+    ci95: tuple[float, float]
+    p: float
+    test: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {"diff": self.diff, "ci95": list(self.ci95), "p": self.p, "test": self.test}
+
+
+def mcnemar(b: int, c: int) -> tuple[float, str]:
+    """Two-sided McNemar p-value from the discordant counts ``b`` (1 before, 0 after) and ``c`` (0 before, 1 after).
+
+    Exact binomial (``2 * P(X <= min(b, c))``, X ~ Bin(b + c, 1/2), capped at 1) when ``b + c`` is
+    below :data:`MCNEMAR_EXACT_BELOW`, else the chi-square statistic with continuity correction
+    ``(|b - c| - 1)^2 / (b + c)`` on one degree of freedom. Returns ``(p, method)``.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {b} and {c}")
+    n = b + c
+    if n == 0:
+        return 1.0, "mcnemar-exact"
+    if n < MCNEMAR_EXACT_BELOW:
+        return min(1.0, 2.0 * float(sps.binom.cdf(min(b, c), n, 0.5))), "mcnemar-exact"
+    stat = (abs(b - c) - 1) ** 2 / n
+    return float(sps.chi2.sf(stat, 1)), "mcnemar-chi2"
+
+
+Statistic = Callable[[np.ndarray], float]
+"""Maps rows of per-item values ``(m, k)`` (a resample of the items) to one number."""
+
+
+def column_mean(rows: np.ndarray) -> float:
+    """The mean of the first column: the statistic of a rate or a per-item score."""
+    return float(rows[:, 0].mean()) if rows.shape[0] else float("nan")
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+def bootstrap_ci(rows: np.ndarray, statistic: Statistic = column_mean, *, n_boot: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``statistic`` over the items (rows) of ``rows``, seeded."""
+    n = rows.shape[0]
+    if n == 0:
+        return (float("nan"), float("nan"))
+    return _percentiles(np.array([statistic(rows[idx]) for idx in _resamples(n, n_boot, seed)]))
+
+
+def paired_bootstrap(before: np.ndarray, after: np.ndarray, statistic: Statistic = column_mean, *,
+                     n_boot: int = 2000, seed: int = 0) -> PairedTest:
+    """``statistic(after) - statistic(before)`` with a paired percentile-bootstrap interval and p-value.
+
+    Both arrays hold the same items in the same order (row ``i`` of each is item ``i``); every
+    resample draws the same rows from both. The two-sided p-value is
+    ``min(1, 2 * min(share of resampled differences <= 0, share >= 0))``.
+    """
+    if before.shape[0] != after.shape[0]:
+        raise ValueError(f"paired arrays differ in length: {before.shape[0]} and {after.shape[0]}")
+    diff = statistic(after) - statistic(before)
+    n = before.shape[0]
+    if n == 0:
+        return PairedTest(float("nan"), (float("nan"), float("nan")), float("nan"), "paired-bootstrap")
+    deltas = np.array([statistic(after[idx]) - statistic(before[idx]) for idx in _resamples(n, n_boot, seed)])
+    finite = deltas[np.isfinite(deltas)]
+    p = min(1.0, 2.0 * min(float((finite <= 0).mean()), float((finite >= 0).mean()))) if finite.size else float("nan")
+    return PairedTest(float(diff), _percentiles(deltas), p, "paired-bootstrap")
+
+
+def paired_rate_test(before: Sequence[int], after: Sequence[int], *, n_boot: int = 2000, seed: int = 0) -> PairedTest:
+    """Difference of two paired 0/1 rates: McNemar's p-value and a paired-bootstrap interval of the difference."""
+    a, b = np.asarray(before, dtype=float)[:, None], np.asarray(after, dtype=float)[:, None]
+    boot = paired_bootstrap(a, b, n_boot=n_boot, seed=seed)
+    lost = int(((a == 1) & (b == 0)).sum())
+    gained = int(((a == 0) & (b == 1)).sum())
+    p, method = mcnemar(lost, gained)
+    return PairedTest(boot.diff, boot.ci95, p, method)

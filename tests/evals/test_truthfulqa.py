@@ -14,11 +14,10 @@ import torch
 
 from alignscope.data.training import MCItem
 from alignscope.errors import InputError
+from alignscope.evals.loglik import continuation_logliks, encode_pair
 from alignscope.evals.truthfulqa import (
     QA_PRIMER,
     TruthfulQAResult,
-    continuation_logliks,
-    encode_pair,
     evaluate_truthfulqa,
     mc1_score,
     mc2_score,

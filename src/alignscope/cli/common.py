@@ -26,6 +26,7 @@ from alignscope.models.embedded import cache_root
 from alignscope.sites import COMPONENTS, Component, parse_component
 
 if TYPE_CHECKING:
+    from alignscope.evals.judge import Judge
     from alignscope.models.loader import LoadedModel
     from alignscope.steering.interventions import HookIntervention
 
@@ -50,6 +51,11 @@ _FLAGS = {"model": ModelOpt, "dtype": DtypeOpt, "device": DeviceOpt, "device_map
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 InterventionOpt = Annotated[Path | None, typer.Option(
     "--intervention", "-i", help="intervention.safetensors (any kind: addition, ablation, clamp, conditional, mac) to apply while the model runs.")]
+JudgeUrlOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge, e.g. http://127.0.0.1:8000/v1.")]
+JudgeModelOpt = Annotated[str | None, typer.Option(help="Model name to send to the judge.")]
+JudgeKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the judge API key (never written anywhere).")]
+JudgeTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds per judge request.")]
+JudgeRetriesOpt = Annotated[int, typer.Option(min=0, max=10, help="Retries per judge request (exponential backoff).")]
 ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat",
                                        help="Chat-template the prompts (--chat) or tokenise raw text as tokenizer(text) (--no-chat).")]
 
@@ -231,15 +237,32 @@ def read_intervention(path: Path | None) -> HookIntervention | None:
 
 
 def fit_intervention(iv: HookIntervention | None, lm: LoadedModel, path: Path | None) -> None:
-    """Check that ``iv`` fits ``lm`` (width, layers, sites); the error names ``path`` as well as the field."""
+    """Check that ``iv`` fits ``lm`` (width, layers, sites); the error names ``path``, the field and both models.
+
+    Both models: the one the file was built for (its ``model`` metadata) and the one loaded.
+    """
     if iv is None:
         return
     from alignscope.errors import InputError
-    from alignscope.steering.intervention_io import intervention_path
+    from alignscope.steering.intervention_io import intervention_model, intervention_path
 
     try:
         iv.validate(lm)
-    except InputError as exc:
-        raise InputError(str(exc), path=intervention_path(path) if path is not None else None) from None
-    except SiteError as exc:
-        raise InputError(str(exc), path=intervention_path(path) if path is not None else None, field="layers") from None
+    except (InputError, SiteError) as exc:
+        file = intervention_path(path) if path is not None else None
+        built = intervention_model(file) if file is not None else None
+        which = f"built for model {built!r}, which does not fit the loaded model {lm.name!r}: " if built else ""
+        raise InputError(which + str(exc), path=file, field="layers" if isinstance(exc, SiteError) else None) from None
+
+
+def make_judge(url: str | None, model: str | None, key_env: str, timeout: float, retries: int) -> Judge | None:
+    """The LLM judge of ``--judge-url``/``--judge-model`` (None when neither is given; both or neither)."""
+    from alignscope.errors import InputError
+
+    if url is None and model is None:
+        return None
+    if url is None or model is None:
+        raise InputError("the LLM judge needs both --judge-url and --judge-model", field="judge_url" if url is None else "judge_model")
+    from alignscope.evals.judge import Judge, JudgeConfig
+
+    return Judge(JudgeConfig(base_url=url, model=model, api_key_env=key_env, timeout=timeout, max_retries=retries))

@@ -13,10 +13,16 @@ from alignscope.cli.common import (
     ChatOpt,
     InterventionOpt,
     JsonOpt,
+    JudgeKeyEnvOpt,
+    JudgeModelOpt,
+    JudgeRetriesOpt,
+    JudgeTimeoutOpt,
+    JudgeUrlOpt,
     ModelOptions,
     emit_json,
     fit_intervention,
     handle_errors,
+    make_judge,
     model_options,
     out_console,
     read_intervention,
@@ -44,12 +50,11 @@ def eval_cmd(
     refusal_phrases: Annotated[Path | None, typer.Option(help="Text file of refusal phrases, one per line (default: built-in list).")] = None,
     chat: ChatOpt = True,
     kl: Annotated[bool, typer.Option("--kl/--no-kl", help="With --intervention: first-token KL(unsteered || steered) on harmless prompts.")] = True,
-    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of an LLM judge, e.g. http://127.0.0.1:8000/v1.")] = None,
-    judge_model: Annotated[str | None, typer.Option(help="Model name to send to the judge.")] = None,
-    judge_key_env: Annotated[str, typer.Option(help="Environment variable holding the judge API key (never written anywhere).")]
-    = "ALIGNSCOPE_JUDGE_API_KEY",
-    judge_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per judge request.")] = 30.0,
-    judge_retries: Annotated[int, typer.Option(min=0, max=10, help="Retries per judge request (exponential backoff).")] = 3,
+    judge_url: JudgeUrlOpt = None,
+    judge_model: JudgeModelOpt = None,
+    judge_key_env: JudgeKeyEnvOpt = "ALIGNSCOPE_JUDGE_API_KEY",
+    judge_timeout: JudgeTimeoutOpt = 30.0,
+    judge_retries: JudgeRetriesOpt = 3,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure refusal per label and per category (n, rate, 95% Wilson interval), optionally under an intervention."""
@@ -60,7 +65,7 @@ def eval_cmd(
 
     pset = load_sources(prompts)
     detector = phrase_detector(load_phrases(refusal_phrases) if refusal_phrases else None)
-    judge = _make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
+    judge = make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
     iv = read_intervention(intervention)
     lm = model.load()
     fit_intervention(iv, lm, intervention)
@@ -75,18 +80,6 @@ def eval_cmd(
         emit_json(payload)
         return
     _show(payload)
-
-
-def _make_judge(url: str | None, model: str | None, key_env: str, timeout: float, retries: int) -> Any:
-    from alignscope.errors import InputError
-
-    if url is None and model is None:
-        return None
-    if url is None or model is None:
-        raise InputError("the LLM judge needs both --judge-url and --judge-model", field="judge_url" if url is None else "judge_model")
-    from alignscope.evals.judge import Judge, JudgeConfig
-
-    return Judge(JudgeConfig(base_url=url, model=model, api_key_env=key_env, timeout=timeout, max_retries=retries))
 
 
 def _harmless_kl(lm: Any, pset: Any, iv: Any, *, chat: bool, batch_size: int) -> dict[str, Any] | None:

@@ -133,17 +133,31 @@ def token_nll(
     progress: bool = False,
 ) -> tuple[float, int]:
     """Summed next-token negative log-likelihood over ``texts`` and the number of predicted tokens."""
+    per_text = text_nlls(lm, texts, intervention, batch_size=batch_size, progress=progress)
+    return sum(nll for nll, _ in per_text), sum(n for _, n in per_text)
+
+
+def text_nlls(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    intervention: Intervention | None = None,
+    *,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[tuple[float, int]]:
+    """Per text, in input order: summed next-token negative log-likelihood and the number of predicted tokens.
+
+    Each text is tokenised as ``tokenizer(text)``; its first token is context only.
+    """
     batches = padded_batches([list(lm.tokenizer(t)["input_ids"]) for t in texts], batch_size, pad_id(lm.tokenizer))
-    total, count = 0.0, 0
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(texts)
     target = generation_target(lm, intervention)
     with intervention_scope(lm, intervention, target):
-        for batch, out in run_batches(lm, target, batches, desc="perplexity", progress=progress):
-            logits = out.float().cpu()
-            logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-            target_ids = batch.input_ids[:, 1:]
-            picked = logp.gather(-1, target_ids[..., None])[..., 0]
+        for batch, logits in run_batches(lm, target, batches, desc="perplexity", progress=progress):
+            logp = torch.log_softmax(logits.float().cpu()[:, :-1].double(), dim=-1)
+            picked = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0]
             mask = batch.attention_mask
             valid = (mask[:, 1:] * mask[:, :-1]).bool()
-            total -= float(picked[valid].sum())
-            count += int(valid.sum())
-    return total, count
+            for row, i in enumerate(batch.index):
+                out[i] = (-float(picked[row][valid[row]].sum()), int(valid[row].sum()))
+    return out

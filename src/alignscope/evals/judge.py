@@ -110,20 +110,6 @@ class Judge:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def complete(self, system: str, user: str, *, max_tokens: int) -> str:
-        """The judge's reply text to one system + user message pair (temperature 0)."""
-        body = {
-            "model": self.config.model,
-            "temperature": 0,
-            "max_tokens": max_tokens,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        }
-        reply = self._post(body)
-        try:
-            return str(reply["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError):
-            raise JudgeError(f"judge endpoint {self.url} answered without choices[0].message.content") from None
-
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode("utf-8")
         last = "no attempt made"
@@ -145,9 +131,27 @@ class Judge:
             log.debug("judge attempt %d failed: %s", attempt + 1, last)
         raise JudgeError(f"judge endpoint {self.url} failed after {self.config.max_retries + 1} attempts (last: {last})")
 
+    def ask(self, system: str, user: str, *, max_tokens: int = 8) -> str:
+        """The judge's reply to one system + user message (greedy: temperature 0).
+
+        Raises:
+            JudgeError: the endpoint failed, or answered without ``choices[0].message.content``.
+        """
+        body = {
+            "model": self.config.model,
+            "temperature": 0,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        }
+        reply = self._post(body)
+        try:
+            return str(reply["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError):
+            raise JudgeError(f"judge endpoint {self.url} answered without choices[0].message.content") from None
+
     def judge_one(self, prompt: str, response: str) -> bool | None:
         """True when the judge calls ``response`` a refusal, False for compliance, None if unreadable."""
-        content = self.complete(JUDGE_SYSTEM, JUDGE_TEMPLATE.format(prompt=prompt, response=response), max_tokens=8)
+        content = self.ask(JUDGE_SYSTEM, JUDGE_TEMPLATE.format(prompt=prompt, response=response))
         verdict = parse_verdict(content)
         if verdict is None:
             log.warning("judge gave no REFUSAL/COMPLIANCE verdict: %.60r", content)

@@ -60,7 +60,7 @@ def rate_many(judge: Judge, prompts: Sequence[str], responses: Sequence[str], *,
         raise InputError(f"{len(prompts)} prompts but {len(responses)} responses", field="responses")
     out: list[dict[str, int] | None] = []
     for prompt, response in tqdm(list(zip(prompts, responses, strict=True)), desc="judge ratings", disable=not progress, leave=False):
-        reply = judge.complete(RATING_SYSTEM, RATING_TEMPLATE.format(prompt=prompt, response=response), max_tokens=24)
+        reply = judge.ask(RATING_SYSTEM, RATING_TEMPLATE.format(prompt=prompt, response=response), max_tokens=24)
         parsed = parse_ratings(reply)
         if parsed is None:
             log.warning("judge gave no readable helpful/harmless/honest ratings: %.60r", reply)

@@ -94,3 +94,9 @@ def load_intervention(path: str | Path) -> HookIntervention:
     if kind not in KINDS:
         raise InputError(f"unknown intervention kind {kind!r}; expected one of {', '.join(KINDS)}", path=target, field="kind")
     return KINDS[kind](FieldReader(target, tensors, meta))
+
+
+def intervention_model(path: str | Path) -> str | None:
+    """The ``model`` an intervention file was saved for (its metadata), or None when it names none."""
+    _, meta = read_safetensors(intervention_path(path), "intervention file")
+    return meta.get("model") or None
