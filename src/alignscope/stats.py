@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -108,3 +109,24 @@ def top_k_overlap(a: Sequence[float], b: Sequence[float], k: int) -> float:
     if k == 0:
         return float("nan")
     return len(set(np.argsort(-x)[:k].tolist()) & set(np.argsort(-y)[:k].tolist())) / k
+
+
+def bootstrap_means(values: Any, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Means of ``n_boot`` seeded resamples (with replacement) of the rows of ``values`` ``(n, ...)``: ``(n_boot, ...)``."""
+    arr = np.asarray(values, dtype=float)
+    if arr.shape[0] == 0:
+        raise ValueError("no values to resample")
+    idx = np.random.default_rng(seed).integers(0, arr.shape[0], size=(n_boot, arr.shape[0]))
+    return arr[idx].mean(axis=1)  # type: ignore[no-any-return]
+
+
+def percentile_ci(samples: Any, axis: int = 0) -> tuple[Any, Any]:
+    """The 2.5% and 97.5% percentiles of ``samples`` along ``axis`` (a percentile-bootstrap 95% interval)."""
+    lo, hi = np.percentile(np.asarray(samples, dtype=float), [2.5, 97.5], axis=axis)
+    return lo, hi
+
+
+def permutation_p(observed: float, null: Sequence[float], *, lower: bool = True) -> float:
+    """One-sided permutation p-value ``(1 + #{null at least as extreme}) / (N + 1)`` (``lower``: smaller is extreme)."""
+    hits = sum(1 for x in null if (x <= observed if lower else x >= observed))
+    return (1 + hits) / (len(null) + 1)
