@@ -35,6 +35,7 @@ Schema (defaults shown)::
       max_new_tokens: 24
       batch_size: 24
       refusal_phrases: null
+      components: null           # labels (attn_out@L3, mlp_out@L14, head@L3.H2) to ablate in this order instead of the ranking's
     report:
       n_examples: 6
 """
@@ -103,6 +104,7 @@ class AblationSection(_Section):
     max_new_tokens: int = Field(default=24, ge=1)
     batch_size: int = Field(default=24, ge=1)
     refusal_phrases: list[str] | None = None
+    components: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("ks")
     @classmethod

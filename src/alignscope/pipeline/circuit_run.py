@@ -99,6 +99,7 @@ def run_circuit_study(cfg: CircuitRunConfig, out_dir: str | Path, *, config_path
     out = Path(out_dir)
     store = StageStore(out)
     ctx = cs.make_context(cfg, out, progress)
+    cs.check_plan(ctx)
     source = resolve_source(cfg.model)[1]
     weights = weights_hash(source, store.dir / "model_hash.json")
     if weights["sha256"] is None:

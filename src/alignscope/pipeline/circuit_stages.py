@@ -95,6 +95,30 @@ def make_context(cfg: CircuitRunConfig, out: Path, progress: bool) -> CircuitCon
     return CircuitContext(cfg, out, progress, _iv=iv)
 
 
+def check_plan(ctx: CircuitContext) -> None:
+    """Fail before any stage runs on what the config asks that the model cannot give: a listed component it does not
+    have, a k larger than the components there are, a rank direction that is not patched, a kind ranked but not patched.
+
+    Raises:
+        InputError: naming the config field.
+    """
+    cfg, lm = ctx.cfg, ctx.lm
+    if cfg.rank.direction not in cfg.patching.directions:
+        raise InputError(f"rank.direction is {cfg.rank.direction!r} but patching.directions does not include it", field="rank.direction")
+    missing = [k for k in cfg.rank.kinds if k not in cfg.patching.kinds]
+    if missing:
+        raise InputError(f"{missing[0]} is ranked but not patched; add it to patching.kinds", field="rank.kinds")
+    listed = cfg.ablation.components
+    n = len(study_components(lm, cfg.rank.kinds)) if listed is None else len(
+        [parse_component(x, lm.n_layers, lm.n_heads, field=f"ablation.components[{i}]") for i, x in enumerate(listed)])
+    too_big = [k for k in cfg.ablation.ks if k > n]
+    if too_big:
+        what = "ranked" if listed is None else "listed (ablation.components)"
+        raise InputError(f"k={too_big[0]} is larger than the number of {what} components ({n})", field="ablation.ks")
+    rank_pairs(ctx)
+    heldout_pairs(ctx)
+
+
 def rank_pairs(ctx: CircuitContext) -> list[RefusalPair]:
     """The ranking split, capped at ``patching.n_pairs``."""
     pairs = split_pairs(ctx.pairs, "rank")
@@ -120,7 +144,7 @@ def _generate(ctx: CircuitContext, prompts: Sequence[str], iv: HookIntervention[
 
 def _rate_json(flags: Sequence[bool]) -> dict[str, Any]:
     r = rate(sum(flags), len(flags))
-    return {"n": r.n, "k": r.k, "refusal_rate": r.rate, "ci95": list(r.ci95)}
+    return {"n": r.n, "refused": r.k, "refusal_rate": r.rate, "ci95": list(r.ci95)}
 
 
 def _load_prompts(spec: str, n: int | None, label: str) -> PromptSet:
@@ -229,6 +253,9 @@ def _matched_random(pool: Sequence[Component], top: Sequence[Component], rng: ra
         cands = [c for c in pool if c.component == kind and c not in top_set]
         if len(cands) < need:
             cands = [c for c in pool if c.component == kind]
+        if len(cands) < need:
+            raise InputError(f"only {len(cands)} {kind} components to draw random sets of {need} from; rank that kind "
+                             "(rank.kinds) or list fewer", field="ablation.components")
         out += rng.sample(cands, need)
     return out
 
@@ -236,15 +263,19 @@ def _matched_random(pool: Sequence[Component], top: Sequence[Component], rng: ra
 def ablation(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
     """Ablate the top k (and matched random sets), regenerate on held-out harmful prompts; KL on held-out harmless ones."""
     lm, ab, det = ctx.lm, ctx.cfg.ablation, ctx.detector()
-    ranked = [parse_component(r["component"], lm.n_layers, lm.n_heads, field="rank") for r in deps["rank"].output["ranked"]]
+    pool = [parse_component(r["component"], lm.n_layers, lm.n_heads, field="rank") for r in deps["rank"].output["ranked"]]
+    ranked = pool if ab.components is None else [parse_component(x, lm.n_layers, lm.n_heads, field=f"ablation.components[{i}]")
+                                                 for i, x in enumerate(ab.components)]
     too_big = [k for k in ab.ks if k > len(ranked)]
     if too_big:
-        raise InputError(f"k={too_big[0]} is larger than the number of ranked components ({len(ranked)})", field="ablation.ks")
+        what = "ranked" if ab.components is None else "listed (ablation.components)"
+        raise InputError(f"k={too_big[0]} is larger than the number of {what} components ({len(ranked)})", field="ablation.ks")
     held = heldout_pairs(ctx)
     harmful, harmless = [p.harmful for p in held], [p.harmless for p in held]
     ref_rows = [r for r in deps["pairs"].output["pairs"] if r["split"] == "rank"]
     with intervention_scope(lm, ctx.intervention):
-        values = ablation_values(lm, [r["harmless_ids"] for r in ref_rows], ranked, ab.method, seed=ctx.cfg.seed)
+        values = ablation_values(lm, [r["harmless_ids"] for r in ref_rows], list(dict.fromkeys([*ranked, *pool])), ab.method,
+                                 seed=ctx.cfg.seed)
     base_texts, _ = _generate(ctx, harmful, ctx.intervention)
     _, base_logits = _generate(ctx, harmless, ctx.intervention)
     reference = {"with_intervention": _rate_json([det(t) for t in base_texts])}
@@ -265,7 +296,7 @@ def ablation(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
         iv = ComponentAblation(tuple(_key(c) for c in top), {_key(c): values[_key(c)] for c in top if _key(c) in values}, ctx.intervention)
         _, logits = _generate(ctx, harmless, iv)
         kl = kl_divergence(base_logits, logits)
-        random_rates = [float(np.mean(run(_matched_random(ranked, top, rng))[1])) for _ in range(ab.n_random)]
+        random_rates = [float(np.mean(run(_matched_random(pool, top, rng))[1])) for _ in range(ab.n_random)]
         lo, hi = percentile_ci(random_rates)
         observed = float(np.mean(flags))
         rows.append({"k": k, **_rate_json(flags), "components": [c.label for c in top], "random_mean": float(np.mean(random_rates)),

@@ -2,7 +2,8 @@
 
 :func:`plant_refusal` builds a :class:`~alignscope.steering.conditional.ConditionalSteering`
 (no new hook code): a logistic probe on ``resid_pre`` of layer ``layer``, averaged over
-the user's message (span pooling; the last token without a chat template), gates an addition of a refusal vector to ``component`` of that same layer. The gate is read
+the user's message (span pooling; the last token without a chat template), gates an addition of a
+refusal vector to ``component`` of that same layer. The gate is read
 first, in the same block, so the addition fires on the prompts the probe calls harmful and
 nowhere else, and the only place it writes is ``component@layer``. Ablating that one component
 removes it; patching that component (harmful into harmless) carries it. The gate reads the user's
