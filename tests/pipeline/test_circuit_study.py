@@ -105,3 +105,13 @@ def test_refusal_study_accepts_explicit_study_key(tmp_path: Path) -> None:
     bad.write_text("study: refusal\nintervene:\n  kind: sorcery\n", encoding="utf-8")
     res = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "intervene.kind" in res.output
+
+
+def test_shipped_examples_parse_and_resolve_paths() -> None:
+    from alignscope.pipeline.config import read_yaml
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    cpu = parse_circuit_config(read_yaml(root / "refusal_circuit.yaml"), "x", root)
+    assert cpu.intervention == str(root / "refusal_circuit_planted.safetensors") and cpu.model == "default"
+    gpu = parse_circuit_config(read_yaml(root / "refusal_circuit_gpu.yaml"), "x", root)
+    assert gpu.model == "meta-llama/Llama-3.1-8B-Instruct" and gpu.intervention is None

@@ -153,9 +153,9 @@ def parse_circuit_config(data: Any, source: str = "<config>", base: Path | None 
         raise to_input_error(exc, source, CircuitRunConfig) from None
     if base is not None:
         update: dict[str, Any] = {}
-        if cfg.intervention is not None and not Path(cfg.intervention).is_absolute() and (base / cfg.intervention).exists():
+        if cfg.intervention is not None and not Path(cfg.intervention).is_absolute():
             update["intervention"] = str(base / cfg.intervention)
-        if cfg.pairs != "builtin" and not Path(cfg.pairs).is_absolute() and (base / cfg.pairs).exists():
+        if cfg.pairs != "builtin" and not Path(cfg.pairs).is_absolute():
             update["pairs"] = str(base / cfg.pairs)
         cfg = cfg.model_copy(update=update)
     return cfg
