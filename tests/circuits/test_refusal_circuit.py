@@ -117,3 +117,29 @@ def test_component_ablation_rejects_bad_keys() -> None:
         ComponentAblation((("mlp", 0, None),))
     with pytest.raises(InputError, match="head index"):
         ComponentAblation((("attn_out", 0, 1),))
+
+
+def test_attribution_first_pass_matches_plain_gradient_times_delta(strong_lm: Callable[[str], LoadedModel],
+                                                                   strong_plain: Callable[[str], torch.nn.Module]) -> None:
+    from alignscope.circuits.suffix_patching import attribute_shared_suffix, patch_candidates
+    from tests.circuits.plain_reference import naive_attribution
+
+    lm, plain = strong_lm("llama"), strong_plain("llama")
+    metric = _metric(lm)
+    target, n_t = encode_one(lm.tokenizer, HARMLESS[0], chat=True)
+    source, n_s = encode_one(lm.tokenizer, HARMFUL[0], chat=True)
+    assert len(target) == len(source)  # the plain reference needs equal lengths; the estimate reads only the suffix
+    n = min(n_t, n_s)
+    comps = study_components(lm, ("attn_out", "mlp_out"))
+    est = attribute_shared_suffix(lm, target, source, n, comps, metric)
+    for kind in ("attn_out", "mlp_out"):
+        ref = naive_attribution(plain, source, target, kind, lambda logits: metric(logits.view(1, 1, -1))[0], lm.n_heads, 0)
+        for layer in range(lm.n_layers):
+            i = comps.index(Component(kind, layer))
+            assert float(est[i]) == pytest.approx(float(ref[layer, -n:].sum()), rel=1e-3, abs=1e-4)
+    effects, estimates, exact = patch_candidates(lm, target, source, n, comps, metric, 2)
+    full = patch_shared_suffix(lm, target, source, n, comps, metric).effects
+    top2 = torch.argsort(estimates.abs(), descending=True)[:2]
+    assert torch.allclose(effects[top2], full[top2], atol=1e-5)
+    rest = [i for i in range(len(comps)) if i not in top2.tolist()]
+    assert torch.equal(effects[rest], estimates[rest])

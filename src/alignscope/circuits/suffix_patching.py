@@ -12,6 +12,10 @@ head's output ``z``) over the shared positions, through the replay engine
 (:func:`~alignscope.circuits.replay.replay`: prefix reuse from the patched layer, staircase
 batching). The effect is ``metric(patched target) - metric(target)``.
 
+:func:`attribute_shared_suffix` is the fast first pass for big models: the gradient of the metric
+on the target run times the source-minus-target activation over the shared positions (attribution
+patching), for every component from one forward and one backward pass.
+
 Example:
     >>> comps = study_components(lm, ("attn_out", "mlp_out", "head"))             # doctest: +SKIP
     >>> res = patch_shared_suffix(lm, harmless_ids, harmful_ids, 5, comps, metric)  # doctest: +SKIP
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from alignscope.circuits.ablation import Component
+from alignscope.circuits.gradients import path_gradients
 from alignscope.circuits.replay import ActKey, Patch, RunRecord, record_run, replay
 from alignscope.errors import InputError
 from alignscope.metrics import Metric
@@ -121,3 +126,39 @@ def patch_shared_suffix(lm: LoadedModel, target_ids: Sequence[int], source_ids: 
                     max_batch_tokens=max_batch_tokens)
     base = float(metric(target.last_logits)[0])
     return SuffixPatch(values - base, base, float(metric(source.last_logits)[0]), n_shared, time.perf_counter() - start)
+
+
+def attribute_shared_suffix(lm: LoadedModel, target_ids: Sequence[int], source_ids: Sequence[int], n_shared: int,
+                            components: Sequence[Component], metric: Metric) -> torch.Tensor:
+    """Attribution-patching estimates of :func:`patch_shared_suffix`'s effects, ``(n_components,)``.
+
+    ``sum over the shared positions and the hidden axis of (a_source - a_target) * d metric / d a_target``.
+    """
+    if not 1 <= n_shared <= min(len(target_ids), len(source_ids)):
+        raise InputError(f"shared positions must be 1..{min(len(target_ids), len(source_ids))}, got {n_shared}", field="n_shared")
+    kinds = sorted({c.component for c in components})
+    path = path_gradients(lm, target_ids, target_ids, kinds, metric, 0)
+    source = record_run(lm, source_ids, kinds)
+    out = []
+    for c in components:
+        key = (c.component, c.layer)
+        prod = (source.acts[key][-n_shared:].float() - path.target_acts[key][-n_shared:].float()) * path.grads[key][-n_shared:].float()
+        out.append(prod[:, c.head].sum() if c.head is not None else prod.sum())
+    return torch.stack(out).cpu()
+
+
+def patch_candidates(lm: LoadedModel, target_ids: Sequence[int], source_ids: Sequence[int], n_shared: int,
+                     components: Sequence[Component], metric: Metric, candidates: int, *,
+                     max_batch_tokens: int = 4096) -> tuple[torch.Tensor, torch.Tensor, SuffixPatch]:
+    """Attribution first, then exact patching of the ``candidates`` largest ``|estimates|``.
+
+    Returns:
+        The effects (exact for the candidates, the estimate elsewhere), the estimates, and the exact run.
+    """
+    est = attribute_shared_suffix(lm, target_ids, source_ids, n_shared, components, metric)
+    picked = torch.argsort(est.abs(), descending=True)[:candidates].tolist()
+    exact = patch_shared_suffix(lm, target_ids, source_ids, n_shared, [components[i] for i in picked], metric,
+                                max_batch_tokens=max_batch_tokens)
+    effects = est.clone()
+    effects[torch.tensor(picked)] = exact.effects.float()
+    return effects, est, exact

@@ -17,7 +17,9 @@ Schema (defaults shown)::
       harmless: builtin:harmless:test
       n: 24                      # prompts per label (round-robin over categories; null: all)
     patching:
-      method: exact              # exact: every component through the replay engine (the only method so far)
+      method: exact              # exact (every component through the replay engine; fine on small models) or attribution
+                                 # (gradient x delta of every component, then exact patching of the top `candidates`)
+      candidates: 40
       kinds: [resid_pre, attn_out, mlp_out, head]   # what is patched (resid_pre: the heatmap only, never ranked)
       directions: [denoise, noise]
       n_pairs: null              # ranking pairs used (null: all of the rank split)
@@ -78,7 +80,8 @@ class BaselineSection(_Section):
 class PatchingSection(_Section):
     """Which components are patched, in which directions, and how."""
 
-    method: Literal["exact"] = "exact"
+    method: Literal["exact", "attribution"] = "exact"
+    candidates: int = Field(default=40, ge=1)
     kinds: list[Kind] = Field(default_factory=_all_kinds, min_length=1)
     directions: list[Direction] = Field(default_factory=_directions, min_length=1)
     n_pairs: int | None = Field(default=None, ge=1)

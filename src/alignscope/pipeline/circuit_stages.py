@@ -21,7 +21,7 @@ from alignscope.circuits.ablation import Component
 from alignscope.circuits.ablation_values import ablation_values
 from alignscope.circuits.edges import edge_attribution
 from alignscope.circuits.ranking import first_place_rate, layer_importance, rank_components
-from alignscope.circuits.suffix_patching import parse_component, patch_shared_suffix, study_components
+from alignscope.circuits.suffix_patching import parse_component, patch_candidates, patch_shared_suffix, study_components
 from alignscope.data.prompts import PromptSet
 from alignscope.data.refusal_pairs import RefusalPair, load_refusal_pairs, split_pairs
 from alignscope.data.sources import load_source, parse_source
@@ -199,15 +199,23 @@ def patching(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
     seconds = 0.0
     with intervention_scope(lm, ctx.intervention):
         for direction in pc.directions:
-            effects, per_pair = [], []
+            effects, per_pair, estimates = [], [], []
             for r in rows:
                 target, source = ((r["harmless_ids"], r["harmful_ids"]) if direction == "denoise"
                                   else (r["harmful_ids"], r["harmless_ids"]))
-                res = patch_shared_suffix(lm, target, source, r["n_shared"], components, metric, max_batch_tokens=pc.max_batch_tokens)
-                effects.append(res.effects)
+                if pc.method == "attribution":
+                    eff, est, res = patch_candidates(lm, target, source, r["n_shared"], components, metric, pc.candidates,
+                                                     max_batch_tokens=pc.max_batch_tokens)
+                    estimates.append(est)
+                else:
+                    res = patch_shared_suffix(lm, target, source, r["n_shared"], components, metric, max_batch_tokens=pc.max_batch_tokens)
+                    eff = res.effects
+                effects.append(eff)
                 per_pair.append({"target": res.target_metric, "source": res.source_metric})
                 seconds += res.seconds
             tensors[f"effects_{direction}"] = torch.stack(effects)
+            if estimates:
+                tensors[f"estimates_{direction}"] = torch.stack(estimates)
             metrics[direction] = per_pair
     return StageOutput({"components": [c.label for c in components], "pairs": [r["id"] for r in rows], "metrics": metrics,
                         "method": pc.method, "seconds_patching": seconds, "note": SHARED_NOTE}, tensors)
