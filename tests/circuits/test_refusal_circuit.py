@@ -137,7 +137,7 @@ def test_attribution_first_pass_matches_plain_gradient_times_delta(strong_lm: Ca
         for layer in range(lm.n_layers):
             i = comps.index(Component(kind, layer))
             assert float(est[i]) == pytest.approx(float(ref[layer, -n:].sum()), rel=1e-3, abs=1e-4)
-    effects, estimates, exact = patch_candidates(lm, target, source, n, comps, metric, 2)
+    effects, estimates, _exact = patch_candidates(lm, target, source, n, comps, metric, 2)
     full = patch_shared_suffix(lm, target, source, n, comps, metric).effects
     top2 = torch.argsort(estimates.abs(), descending=True)[:2]
     assert torch.allclose(effects[top2], full[top2], atol=1e-5)
