@@ -7,7 +7,7 @@ baseline    refusal rates in generation, harmful/harmless, per category       --
 pairs       tokenise the pairs; shared post-instruction positions             --
 patching    per-pair effects of every component, denoise and noise            pairs
 rank        mean effect, bootstrap CI, causal fraction, top k, layers          patching
-edges       edge attribution between the top components         pairs, rank
+edges       edge attribution (EAP-IG) between the top components              pairs, rank
 ablation    top-k and random-set ablation in generation on held-out prompts   pairs, rank
 report      ``results.json``, CSVs, PNGs, ``report.html``, manifest            all
 ==========  ================================================================  ===================
@@ -57,7 +57,8 @@ def _no_batch(section: Any) -> dict[str, Any]:
 
 
 CIRCUIT_STAGES: tuple[CircuitStage, ...] = (
-    CircuitStage("baseline", cs.baseline, (), lambda c: [c.chat, c.baseline.model_dump(mode="json"), _no_batch(c.ablation)]),
+    CircuitStage("baseline", cs.baseline, (), lambda c: [c.chat, c.baseline.model_dump(mode="json"), c.ablation.max_new_tokens,
+                                                         c.ablation.refusal_phrases]),
     CircuitStage("pairs", cs.pairs, (), lambda c: [c.chat]),
     CircuitStage("patching", cs.patching, ("pairs",), lambda c: [c.chat, _no_batch(c.patching)]),
     CircuitStage("rank", cs.rank, ("patching",), lambda c: [c.seed, c.rank.model_dump(mode="json")]),
