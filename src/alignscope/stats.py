@@ -226,3 +226,23 @@ def paired_rate_test(before: Sequence[int], after: Sequence[int], *, n_boot: int
     gained = int(((a == 0) & (b == 1)).sum())
     p, method = mcnemar(lost, gained)
     return PairedTest(boot.diff, boot.ci95, p, method)
+
+
+def bootstrap_means(values: Any, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Means of ``n_boot`` seeded resamples (with replacement) of the rows of ``values`` ``(n, ...)``: ``(n_boot, ...)``."""
+    arr = np.asarray(values, dtype=float)
+    if arr.shape[0] == 0:
+        raise ValueError("no values to resample")
+    return arr[_resamples(arr.shape[0], n_boot, seed)].mean(axis=1)  # type: ignore[no-any-return]
+
+
+def percentile_ci(samples: Any, axis: int = 0) -> tuple[Any, Any]:
+    """The 2.5% and 97.5% percentiles of ``samples`` along ``axis`` (a percentile-bootstrap 95% interval)."""
+    lo, hi = np.percentile(np.asarray(samples, dtype=float), [2.5, 97.5], axis=axis)
+    return lo, hi
+
+
+def permutation_p(observed: float, null: Sequence[float], *, lower: bool = True) -> float:
+    """One-sided permutation p-value ``(1 + #{null at least as extreme}) / (N + 1)`` (``lower``: smaller is extreme)."""
+    hits = sum(1 for x in null if (x <= observed if lower else x >= observed))
+    return (1 + hits) / (len(null) + 1)

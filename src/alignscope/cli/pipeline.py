@@ -24,13 +24,28 @@ def run_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; rerunning into it resumes from finished stages.")]
     = Path("alignscope_run"),
     model: Annotated[str | None, typer.Option("--model", "-m", help="Override the config's model.")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="refusal (the default) or refusal_circuit; "
+                                              "a config's `study:` key says the same.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the refusal study: baseline, extract, select, intervene, evaluate (test split), report. Resumable."""
-    from alignscope.pipeline.config import load_config
+    """Run the refusal study: baseline, extract, select, intervene, evaluate (test split), report. Resumable.
+
+    With ``--study refusal_circuit`` (or ``study: refusal_circuit`` in the config): the refusal-circuit
+    study (baseline, pairs, patching, rank, edges, ablation in generation, report).
+    """
+    from alignscope.pipeline.circuit_config import parse_circuit_config, study_of
+    from alignscope.pipeline.config import parse_config, read_yaml
+
+    data = None if config is None else read_yaml(config)
+    source = "<built-in>" if config is None else str(config)
+    if study_of(data, source, study) == "refusal_circuit":
+        _run_circuit(parse_circuit_config(data, source, None if config is None else config.parent), out, model, config, json_out)
+        return
     from alignscope.pipeline.runner import run_pipeline
 
-    cfg = load_config(config)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "study"}
+    cfg = parse_config(data, source)
     if model is not None:
         cfg = cfg.model_copy(update={"model": model})
     result = run_pipeline(cfg, out, config_path=None if config is None else str(config), progress=True)
@@ -39,6 +54,43 @@ def run_cmd(
         emit_json(summary)
         return
     _show(summary)
+
+
+def _run_circuit(cfg: Any, out: Path, model: str | None, config: Path | None, json_out: bool) -> None:
+    from alignscope.pipeline.circuit_run import run_circuit_study
+
+    if model is not None:
+        cfg = cfg.model_copy(update={"model": model})
+    summary = run_circuit_study(cfg, out, config_path=None if config is None else str(config)).summary()
+    if json_out:
+        emit_json(summary)
+        return
+    _show_circuit(summary)
+
+
+def _show_circuit(summary: dict[str, Any]) -> None:
+    base = ", ".join(f"{label} {_pct(v['refusal_rate'])} ({_ci(v['ci95'])}, n={v['n']})" for label, v in summary["baseline"].items())
+    out_console.print(f"refusal-circuit study: {summary['model']}; baseline refusal: {base}", markup=False)
+    table = Table(title="top components (patching effect on refusal log-odds)")
+    for col in ("rank", "component", "effect", "95% CI", "causal fraction"):
+        table.add_column(col)
+    for i, row in enumerate(summary["top_components"][:10], start=1):
+        table.add_row(str(i), escape(row["component"]), f"{row['effect']:.3f}", f"{row['ci95'][0]:.3f}..{row['ci95'][1]:.3f}",
+                      f"{row['causal_fraction']:.2f}")
+    out_console.print(table)
+    out_console.print(f"first component ranks first in {_pct(summary['first_place_rate'])} of bootstrap resamples", markup=False)
+    abl = Table(title="ablation in generation (held-out harmful prompts)")
+    for col in ("k", "refusal", "95% CI", "random mean", "random 95%", "p", "harmless KL"):
+        abl.add_column(col)
+    for row in summary["ablation"]:
+        abl.add_row(str(row["k"]), _pct(row["refusal_rate"]), _ci(row["ci95"]), _pct(row["random_mean"]), _ci(row["random_ci95"]),
+                    f"{row['p_value']:.3f}", f"{row['kl_harmless']:.4f}")
+    out_console.print(abl)
+    for name, ref in summary["reference"].items():
+        out_console.print(f"no ablation, {name.replace('_', ' ')}: {_pct(ref['refusal_rate'])} ({_ci(ref['ci95'])})", markup=False)
+    for name, path in summary["paths"].items():
+        out_console.print(f"  {name}: {path}", markup=False)
+    out_console.print(f"done in {summary['seconds']:.0f} s")
 
 
 def _show(summary: dict[str, Any]) -> None:
