@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from alignscope.errors import InputError
 
@@ -35,4 +36,5 @@ def reduce_points(x: NDArray[np.float64], method: str = "none", *, n_components:
         return np.asarray(PCA(n_components=k, svd_solver="full").fit_transform(x), dtype=np.float64)
     perplexity = float(min(30, x.shape[0] - 1))
     tsne = TSNE(n_components=k, perplexity=perplexity, init="pca", random_state=seed)
-    return np.asarray(tsne.fit_transform(x), dtype=np.float64)
+    with threadpool_limits(1):  # scikit-learn's OpenMP threads beside torch's spin against each other: 30x slower on 2 cores
+        return np.asarray(tsne.fit_transform(x), dtype=np.float64)
