@@ -18,7 +18,7 @@ Example:
     >>> import numpy as np
     >>> x = np.array([[0.0], [1.0], [5.0], [6.0]]); y = np.array([0, 0, 1, 1])
     >>> round(xie_beni(x, y), 4), round(dunn(x, y), 4)
-    (0.025, 4.0)
+    (0.01, 4.0)
 """
 
 from __future__ import annotations
