@@ -28,6 +28,8 @@ ITEMS: tuple[tuple[str, str, str, str], ...] = (
      "vs the Colosseum, top nodes per layer and position", "make docs"),
     ("patch/resid_pre_activation_effect.png", "Patching effect map", "logit(' Paris') - logit(' Rome') recovered per layer and position",
      "make docs"),
+    ("mac/report.html", "Alignment circuit dashboard", "the circuit's comparison with the base model and the other rows, loss "
+     "curves, what its sensors read token by token", "alignscope mac train --out demo_out/mac"),
     ("dla/dla_layers.png", "Direct logit attribution", "each layer's attention and MLP share of logit(' Paris') - logit(' London')",
      "make docs"),
 )
@@ -55,7 +57,7 @@ def render(config: Any) -> str:
     have = present()
     lines: list[str] = []
     for rel, title, what, _ in have:
-        lines += [f"## {title}", "", f"{what}.", ""]
+        lines += [f"## {title}", "", f"{what[0].upper()}{what[1:]}.", ""]
         if rel.endswith(".png"):
             lines += [f"![{title}](gallery/{rel})", ""]
         else:

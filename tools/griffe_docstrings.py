@@ -13,7 +13,7 @@ from typing import Any
 
 import griffe
 
-_EXAMPLE = re.compile(r"^(\s*)Example:\s*$", re.MULTILINE)
+_EXAMPLE = re.compile(r"^([ \t]*)Example:[ \t]*$", re.MULTILINE)
 _ROLE = re.compile(r":(?:mod|class|meth|func|attr|data|obj|exc):`(~?)([^`]+)`")
 
 
