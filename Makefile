@@ -115,7 +115,7 @@ docs: $(STAMP)
 		--corrupt "The Colosseum is located in the city of" --answer " Paris" --foil " Rome" --site resid_pre --graph --out $(DEMO_OUT)/patch
 	test -f $(DEMO_OUT)/dla/dla_layers.png || $(BIN)/alignscope dla --prompt "The capital of France is" --answer " Paris" \
 		--foil " London" --no-chat --out $(DEMO_OUT)/dla
-	$(BIN)/python -m pytest -q tests/docs
+	ALIGNSCOPE_DOC_BLOCKS=1 $(BIN)/python -m pytest -q tests/docs
 	ALIGNSCOPE_GALLERY=$(abspath $(DEMO_OUT)) $(BIN)/mkdocs build --strict --site-dir site
 	@echo "docs: site/index.html"
 

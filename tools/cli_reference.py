@@ -16,7 +16,7 @@ MARKER = "<!-- cli-reference -->"
 
 
 def cell(text: str) -> str:
-    """Text safe inside one markdown table cell: one line; pipes, ``<``, brackets and backslashes escaped."""
+    """Text as literal markdown on one line (a table cell or a paragraph): pipes, ``<``, brackets, emphasis marks escaped."""
     out = " ".join(text.split())
     for raw, safe in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), ("[", "\\["), ("]", "\\]"), ("*", "\\*"), ("_", "\\_")):
         out = out.replace(raw, safe)
@@ -27,7 +27,8 @@ def command_sections(cmd: Any, ctx: Any, path: str, level: int = 2) -> list[str]
     """Markdown for one command and, for a group, each of its subcommands in the group's order."""
     out = [f"{'#' * level} `{path}`", ""]
     if cmd.help:
-        out += ["```text", cmd.help.strip(), "```", ""]
+        for paragraph in cmd.help.strip().split("\n\n"):
+            out += [cell(paragraph), ""]
     out += ["```text", cmd.get_usage(ctx).removeprefix("Usage: ").strip(), "```", ""]
     records = [(p, p.get_help_record(ctx)) for p in cmd.params]
     rows = [(p, rec) for p, rec in records if rec is not None]

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.circuits.conftest import strong_dir  # noqa: F401  (the circuits tests' tiny model with O(1) weights)
+from tests.docs.conftest import built_site  # noqa: F401  (the docs site, built with mkdocs build --strict)
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -86,14 +87,3 @@ def open_page(browser_context: Any, tmp_path: Path) -> Iterator[Any]:
     for page in pages:
         page.close()
 
-
-@pytest.fixture(scope="session")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The docs site built once per session with ``mkdocs build --strict``."""
-    from tests.docs.site import build_site
-
-    pytest.importorskip("mkdocs", reason="the docs extra (mkdocs) is not installed")
-    dest = tmp_path_factory.mktemp("site") / "site"
-    res = build_site(dest)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return dest
