@@ -23,10 +23,11 @@ PAYLOAD = "<script>alert(1)</script>"
 
 
 def assert_clean(opened: Opened) -> None:
-    """No console errors, no uncaught exceptions, no dialogs, nothing fetched that failed."""
+    """No console errors, no uncaught exceptions, no dialogs, no request off the file system, nothing that failed to load."""
     assert opened.console_errors == [], opened.console_errors
     assert opened.page_errors == [], opened.page_errors
     assert opened.dialogs == [], f"a dialog opened (script executed): {opened.dialogs}"
+    assert opened.external_requests == [], f"the page tried to fetch from outside: {opened.external_requests}"
     assert opened.failed_requests == [], opened.failed_requests
 
 

@@ -8,6 +8,7 @@ network, and a fresh profile per session. They skip, with the reason, when eithe
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pytest
 from tests.circuits.conftest import strong_dir  # noqa: F401  (the circuits tests' tiny model with O(1) weights)
 from tests.docs.conftest import built_site  # noqa: F401  (the docs site, built with mkdocs build --strict)
 
+_EXTERNAL = re.compile(r"^(?!(file|data|blob|about):)")  # any request that leaves the local file system
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -58,6 +60,7 @@ class Opened:
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
+    external_requests: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -78,6 +81,12 @@ def open_page(browser_context: Any, tmp_path: Path) -> Iterator[Any]:
 
         page.on("dialog", on_dialog)
         page.on("requestfailed", lambda r: got.failed_requests.append(r.url))
+
+        def leave_site(route: Any) -> None:  # a page must not fetch anything: record and refuse it (also where a network exists)
+            got.external_requests.append(route.request.url)
+            route.abort()
+
+        page.route(_EXTERNAL, leave_site)
         page.goto(path.resolve().as_uri(), wait_until="load")
         page.wait_for_timeout(300)
         page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
