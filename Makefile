@@ -17,7 +17,7 @@ DEMO_OUT ?= demo_out
 EXTRAS := dev,ray,lmeval,browser,docs
 comma := ,
 
-.PHONY: demo test lint typecheck pytest install lock test-latest test-lowest clean
+.PHONY: demo test lint typecheck pytest install lock test-latest test-lowest clean docs chromium
 
 install: $(STAMP)
 
@@ -92,10 +92,36 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium for the browser tests (tests/browser; Playwright's own browser download cannot work
+# here). A no-op when /usr/bin/chromium exists, or apt-get is absent, or we are not root; it never fails
+# the build: without Chromium the browser tests skip and say why.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" != 0 ]; then \
+		echo "no /usr/bin/chromium, and no apt-get as root to install it: the browser tests will skip"; \
+	else \
+		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+		|| echo "apt-get could not install chromium: the browser tests will skip"; \
+	fi
+
+# The documentation site, into site/ (open site/index.html; no network at build or view time).
+# The gallery takes the demo's reports from $(DEMO_OUT) (run `make demo` for the refusal study's); a circuit
+# diagram and a DLA plot on the embedded model are made here when missing. The tutorials' checked console
+# blocks are executed first (tests/docs), so the site never shows output the code no longer prints.
+DOCS_PROMPT := "The Eiffel Tower is located in the city of"
+docs: $(STAMP)
+	test -f $(DEMO_OUT)/patch/circuit.html || $(BIN)/alignscope patch --clean $(DOCS_PROMPT) \
+		--corrupt "The Colosseum is located in the city of" --answer " Paris" --foil " Rome" --site resid_pre --graph --out $(DEMO_OUT)/patch
+	test -f $(DEMO_OUT)/dla/dla_layers.png || $(BIN)/alignscope dla --prompt "The capital of France is" --answer " Paris" \
+		--foil " London" --no-chat --out $(DEMO_OUT)/dla
+	ALIGNSCOPE_DOC_BLOCKS=1 $(BIN)/python -m pytest -q tests/docs
+	ALIGNSCOPE_GALLERY=$(abspath $(DEMO_OUT)) $(BIN)/mkdocs build --strict --site-dir site
+	@echo "docs: site/index.html"
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(LATEST) $(LOWEST) $(LOCK_TOOLS) $(DEMO_OUT)
+	rm -rf $(VENV) $(LATEST) $(LOWEST) $(LOCK_TOOLS) $(DEMO_OUT) site
