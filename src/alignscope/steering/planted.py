@@ -59,7 +59,8 @@ def plant_refusal(lm: LoadedModel, harmful: Sequence[str], harmless: Sequence[st
 
     Args:
         lm: the model to plant into.
-        harmful, harmless: prompts the gate's logistic probe is fitted on (gate on where its logit is positive).
+        harmful: prompts the gate's logistic probe is fitted on as positives (the gate is on where its logit is positive).
+        harmless: the probe's negatives.
         layer: the planted layer.
         component: where the vector is added (``mlp_out`` or ``attn_out``: a component a study ablates).
         vector: ``contrast`` or ``unembed``.
