@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from alignscope.cli import circuits, core, evals, generate, lenses, mac, pipeline, steering
+from alignscope.cli import circuits, compare, core, evals, generate, lenses, mac, pipeline, steering
 from alignscope.cli.common import setup_logging
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     setup_logging(verbose)
 
 
-for _module in (core, pipeline, steering, evals, generate, circuits, lenses, mac):
+for _module in (core, pipeline, steering, evals, generate, circuits, lenses, mac, compare):
     _module.register(app)
 
 
