@@ -89,19 +89,16 @@ class GgufModel:
     name: str
     aliases: tuple[str, ...]
     hf_id: str
+    package: str
     locate: Callable[[], Path]
 
     def installed(self) -> bool:
-        """Whether the GGUF can be found (the package is installed)."""
-        try:
-            self.locate()
-        except AlignscopeError:
-            return False
-        return True
+        """Whether the package that ships the GGUF is installed (cheap: nothing is assembled or hashed)."""
+        return importlib.util.find_spec(self.package) is not None
 
 
-EMBEDDED = GgufModel(EMBEDDED_NAME, ("default", EMBEDDED_NAME, EMBEDDED_HF_ID), EMBEDDED_HF_ID, find_gguf)
-GEMMA3 = GgufModel(GEMMA3_NAME, (GEMMA3_NAME, GEMMA3_HF_ID), GEMMA3_HF_ID, find_gemma3_gguf)
+EMBEDDED = GgufModel(EMBEDDED_NAME, ("default", EMBEDDED_NAME, EMBEDDED_HF_ID), EMBEDDED_HF_ID, GGUF_PACKAGE, find_gguf)
+GEMMA3 = GgufModel(GEMMA3_NAME, (GEMMA3_NAME, GEMMA3_HF_ID), GEMMA3_HF_ID, GEMMA3_PACKAGE, find_gemma3_gguf)
 GGUF_MODELS: dict[str, GgufModel] = {m.name: m for m in (EMBEDDED, GEMMA3)}
 
 
