@@ -28,6 +28,9 @@ model that is not installed (``gemma3-270m`` without ``alignscope[models]``) is 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -114,6 +117,10 @@ class Catalog:
         assert entry.id is not None
         return entry.id
 
+    def prepare(self, key: str) -> str:
+        """Resolve ``key``'s weights on disk now (build a tiny model, convert a GGUF), so parallel tasks find them ready."""
+        return resolve_source(self.source(key))[1]
+
     def intervention_file(self, key: str) -> Path | None:
         """The entry's intervention file, resolved (None without one)."""
         value = self.entries[key].intervention
@@ -123,7 +130,7 @@ class Catalog:
         """What a result of ``key`` depends on, without loading it: the weights hash (or the id when there are no
         local weight files) and dtype (:func:`~alignscope.models.identity.resume_key`), and the intervention file's hash."""
         entry = self.entries[key]
-        _, source = resolve_source(self.source(key))
+        source = self.prepare(key)
         sha = weights_hash(source)["sha256"] or hashlib.sha256(source.encode()).hexdigest()
         out: dict[str, Any] = {**resume_key(sha, entry.dtype), "load_in_4bit": entry.load_in_4bit}
         iv = self.intervention_file(key)
@@ -141,10 +148,20 @@ class Catalog:
 
 
 def tiny_dir(family: str, seed: int) -> Path:
-    """A seeded tiny model of ``family`` in the cache, built on first use."""
+    """A seeded tiny model of ``family`` in the cache, built on first use (in a temporary folder renamed into place)."""
     target = cache_root() / "models" / f"tiny-{family}-seed{seed}"
-    if not (target / "config.json").is_file():
-        build_tiny_model(family, target, seed=seed)
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build_tiny_model(family, tmp, seed=seed)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").is_file():  # another process may have finished the same build first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

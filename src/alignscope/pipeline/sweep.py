@@ -170,6 +170,8 @@ def run_sweep(catalog: Catalog, metrics: Sequence[str], out: str | Path, *, sett
         for sub in ("models", "cache"):
             shutil.rmtree(job.out / sub, ignore_errors=True)
     units, skipped = plan_units(catalog, metrics)
+    for key in dict.fromkeys(k for u in units for k in (u.key, catalog[u.key].partner) if k is not None):
+        catalog.prepare(key)  # here, once, before any executor's tasks run in parallel
     reused = [u for u in units if is_done(job, u, mode)]
     todo = [u for u in units if u not in reused]
     log.info("%d units: %d reused, %d to run (%s executor)", len(units), len(reused), len(todo), executor_name)
