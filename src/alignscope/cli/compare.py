@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -125,6 +125,17 @@ def compare_cmd(
         out_console.print(f"skipped {key}: {reason}")
     for key, by_metric in result.results().items():
         for metric, summ in by_metric.items():
-            peak = f" peak layer {summ['peak_layer']}/{summ['n_layers']}" if metric == "deltas" else ""
-            out_console.print(f"{key} / {metric}:{peak}")
+            out_console.print(f"{key} / {metric}: {_headline(metric, summ)}")
     out_console.print(f"report: {out / 'report.html'}")
+
+
+def _headline(metric: str, summary: dict[str, Any]) -> str:
+    """One line per unit for the terminal."""
+    if metric != "deltas":
+        return ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, (int, float, str)))
+    rows = summary["per_layer"]
+    peak = next(r for r in rows if r["layer"] == summary["peak_layer"])
+    return (f"vs {summary['base']}: peak layer {summary['peak_layer']} of {summary['n_layers']} "
+            f"(|delta| {peak['delta_norm_chosen']:.3g}, cosine {peak['cosine_chosen']:.4f}), "
+            f"max |delta| {max(r['delta_norm_chosen'] for r in rows):.3g} at layer "
+            f"{max(rows, key=lambda r: r['delta_norm_chosen'])['layer']}")
