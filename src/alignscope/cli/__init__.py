@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from alignscope.cli import aqi, bench, circuits, core, evals, generate, lenses, mac, pipeline, steering
+from alignscope.cli import aqi, bench, circuits, compare, core, evals, generate, lenses, mac, pipeline, steering
 from alignscope.cli.common import setup_logging
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     setup_logging(verbose)
 
 
-for _module in (core, pipeline, steering, evals, bench, generate, circuits, lenses, mac, aqi):
+for _module in (core, pipeline, steering, evals, bench, generate, circuits, lenses, mac, aqi, compare):
     _module.register(app)
 
 

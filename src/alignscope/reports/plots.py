@@ -119,3 +119,38 @@ def save_figure(fig: Any, plt: Any, path: str | Path) -> Path:
     plt.close(fig)
     tmp.replace(out)
     return out
+
+
+def bars_png(path: str | Path, values: Mapping[str, float], *, title: str, ylabel: str,
+             errors: Mapping[str, tuple[float, float]] | None = None) -> Path:
+    """One bar per name (optionally with ``(lo, hi)`` whiskers) as a PNG."""
+    plt = pyplot()
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2), 4))
+    heights = np.array([values[n] for n in names], dtype=float)
+    yerr = None
+    if errors:
+        yerr = np.array([[values[n] - errors[n][0] if n in errors else 0.0 for n in names],
+                         [errors[n][1] - values[n] if n in errors else 0.0 for n in names]])
+    ax.bar(range(len(names)), heights, yerr=yerr, capsize=3)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, plt, path)
+
+
+def labelled_points_png(path: str | Path, points: Mapping[str, tuple[float, float]], *, title: str, xlabel: str, ylabel: str) -> Path:
+    """A scatter of named points, each labelled with its name, as a PNG."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (x, y) in points.items():
+        ax.scatter([x], [y])
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, plt, path)
