@@ -33,8 +33,8 @@ class InputError(AlignscopeError, ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         prefix = ", ".join(where)
-        if "\n" in message or "\r" in message:  # one line: a parser's multi-line message (YAML's) is folded
-            message = " ".join(message.split())
+        if "\n" in message or "\r" in message:  # one line: a multi-line message (YAML's, a token listing) is folded
+            message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.path = None if path is None else str(path)
         self.line = line

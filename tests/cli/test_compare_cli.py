@@ -51,7 +51,7 @@ def test_deltas_with_an_intervention_partner(tmp_path: Path, tiny_dir, monkeypat
 @pytest.mark.parametrize(("args", "message"), [
     (["deltas", "--base", "x", "--data", "builtin:harm", "--out", "o"], "the aligned model is the base model"),
     (["deltas", "--base", "x", "--aligned", "y", "--data", "builtin:nope", "--out", "o"], "unknown built-in group set 'nope'"),
-    (["compare", "REG", "--out", "o", "--metrics", "deltas,aqz"], "unknown metric 'aqz'; valid metrics: deltas"),
+    (["compare", "REG", "--out", "o", "--metrics", "deltas,aqz"], "unknown metric 'aqz'; valid metrics: aqi, deltas"),
     (["compare", "REG", "--out", "o", "--fresh", "--skip-done"], "at most one of --resume, --fresh and --skip-done"),
     (["compare", "REG", "--out", "o", "--executor", "dask"], "unknown executor 'dask'"),
 ])
@@ -72,17 +72,18 @@ def test_compare_json_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ALIGNSCOPE_CACHE", str(tmp_path / "cache"))
     reg = write_registry(tmp_path / "reg")
     out = tmp_path / "sweep"
-    res = runner.invoke(app, ["compare", str(reg), "--out", str(out), "--limit", "3", "--json"])
+    res = runner.invoke(app, ["compare", str(reg), "--out", str(out), "--limit", "3", "--aqi-bootstrap", "10", "--json"])
     assert res.exit_code == 0, res.output
     payload = last_json(res.output)
     assert set(payload) == {"models", "metrics", "results", "seconds", "executor"}
-    assert payload["models"] == ["t1", "steered"] and payload["metrics"] == ["deltas"] and payload["executor"] == "local"
+    assert payload["models"] == ["t0", "t1", "steered"] and payload["metrics"] == ["aqi", "deltas"] and payload["executor"] == "local"
     assert payload["results"]["steered"]["deltas"]["peak_layer"] == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["results"] == payload["results"] and summary["computed"] == ["t1/deltas", "steered/deltas"]
-    for name in ("report.html", "model_dims.png", "deltas_cosine.png", "deltas_delta_norm.png", "deltas_explained_variance.png",
+    assert summary["results"] == payload["results"] and summary["computed"] == ["t0/aqi", "t1/aqi", "t1/deltas", "steered/aqi", "steered/deltas"]
+    for name in ("report.html", "model_dims.png", "aqi_bars.png", "aqi_heatmap.png", "models/t0/aqi/result.json",
+                 "deltas_cosine.png", "deltas_delta_norm.png", "deltas_explained_variance.png",
                  "models/t1/result.json", "models/t1/deltas/result.json", "models/steered/deltas/deltas.safetensors"):
         assert (out / name).is_file(), name
     assert json.loads((out / "models" / "t1" / "result.json").read_text())["metrics"]["deltas"]["result"] == payload["results"]["t1"]["deltas"]
-    again = runner.invoke(app, ["compare", str(reg), "--out", str(out), "--limit", "3"])
-    assert again.exit_code == 0 and "0 units run, 2 reused" in again.output
+    again = runner.invoke(app, ["compare", str(reg), "--out", str(out), "--limit", "3", "--aqi-bootstrap", "10"])
+    assert again.exit_code == 0 and "0 units run, 5 reused" in again.output

@@ -86,7 +86,7 @@ def test_a_pair_whose_tokenizers_differ_names_both(tmp_path: Path, tiny_dir, mon
 
 def test_unknown_metric_lists_the_valid_ones() -> None:
     assert parse_metrics(" deltas, deltas ") == ("deltas",)
-    with pytest.raises(InputError, match="unknown metric 'aqx'; valid metrics: deltas"):
+    with pytest.raises(InputError, match="unknown metric 'aqx'; valid metrics: aqi, deltas"):
         parse_metrics("deltas,aqx")
     with pytest.raises(InputError, match="no metric named"):
         parse_metrics(" , ")
