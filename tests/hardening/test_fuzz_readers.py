@@ -17,8 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alignscope.circuits.pairs import load_pairs, load_trace_items
+from alignscope.data.axioms import read_hh as read_axiom_hh
+from alignscope.data.axioms import read_litmus
+from alignscope.data.bias import read_bbq, read_crows
+from alignscope.data.facts import load_facts, read_known_facts
 from alignscope.data.prompts import load_prompts
 from alignscope.data.public import load_advbench, load_hh_rlhf, load_refusal_direction, load_xstest
+from alignscope.data.refusal_pairs import load_refusal_pairs
+from alignscope.data.text_groups import load_text_groups
+from alignscope.data.toxic_prompts import load_toxic_prompts
 from alignscope.data.training.formats import load_alpaca, load_beavertails, load_hh_examples, load_truthfulqa_csv, read_mc_task
 from alignscope.dilemmas.moralchoice import load_moralchoice
 from alignscope.dilemmas.schema import load_dilemmas
@@ -27,6 +34,7 @@ from alignscope.evals.refusal import load_phrases
 from alignscope.lenses.corpus import load_corpus_text
 from alignscope.pipeline.config import load_config
 from alignscope.pipeline.mac_config import load_mac_config
+from alignscope.pipeline.model_catalog import load_catalog
 from alignscope.steering.circuit import load_circuit
 from alignscope.steering.direction_io import load_direction
 from alignscope.steering.intervention_io import load_intervention
@@ -58,6 +66,20 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, st.SearchStrategy[bytes]]] 
     "xstest": (lambda p: load_xstest(p), ".csv", csv_files(["id", "prompt", "type", "label", "focus", "note"])),
     "refusal phrases": (load_phrases, ".txt", st.binary(max_size=500)),
     "lens corpus": (load_corpus_text, ".txt", st.binary(max_size=500)),
+    "litmus.csv": (read_litmus, ".csv", csv_files(["axiom", "safety_label", "input", "split"])),
+    "litmus.jsonl": (read_litmus, ".jsonl", jsonl_files(["axiom", "safety_label", "input", "split"])),
+    "axioms hh": (read_axiom_hh, ".jsonl", jsonl_files(["chosen", "rejected"])),
+    "bbq": (read_bbq, ".jsonl", jsonl_files(["example_id", "question_polarity", "context_condition", "category", "answer_info",
+                                             "additional_metadata", "context", "question", "ans0", "ans1", "ans2", "label"])),
+    "crows-pairs": (read_crows, ".csv", csv_files(["", "sent_more", "sent_less", "stereo_antistereo", "bias_type"])),
+    "facts": (load_facts, ".jsonl", jsonl_files(["id", "subject", "relation", "prompt", "target"])),
+    "rome knowns": (read_known_facts, ".json", json_files(["known_id", "subject", "attribute", "template", "prediction", "prompt",
+                                                           "relation_id"])),
+    "refusal pairs": (load_refusal_pairs, ".jsonl", jsonl_files(["id", "category", "split", "harmful", "harmless"])),
+    "deltas text groups": (load_text_groups, ".jsonl", jsonl_files(["chosen", "rejected"])),
+    "toxicity prompts": (load_toxic_prompts, ".jsonl", jsonl_files(["prompt", "id", "category"])),
+    "model registry": (load_catalog, ".yaml", yaml_files(["models", "id", "path", "tiny", "dtype", "load_in_4bit", "device_map",
+                                                          "intervention", "partner"])),
     "direction": (load_direction, ".safetensors", safetensors_files()),
     "intervention": (load_intervention, ".safetensors", safetensors_files()),
     "circuit": (load_circuit, ".safetensors", safetensors_files()),
