@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from alignscope.cli import app
 from alignscope.errors import InputError
 from alignscope.io import read_safetensors
 from alignscope.models.loader import load_model
+from alignscope.pipeline.model_catalog import load_catalog
 from alignscope.steering.circuit import load_circuit
 from alignscope.steering.direction_io import load_direction
 from alignscope.steering.intervention_io import load_intervention
@@ -54,3 +56,12 @@ def test_model_directory_with_only_pickled_weights(tiny_dir, tmp_path: Path) -> 
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(InputError, match="never unpickles"):
         load_model(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("key", ["../evil", "/abs", "a/b", "..", ".hidden", "a\\b", "x" * 101])
+def test_registry_keys_cannot_escape_the_output_folder(tmp_path: Path, key: str) -> None:
+    reg = tmp_path / "models.yaml"
+    reg.write_text(f"models:\n  {json.dumps(key)}:\n    tiny: llama\n", encoding="utf-8")
+    with pytest.raises(InputError, match="names its output folder") as info:
+        load_catalog(reg)
+    assert str(reg) in str(info.value)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -165,6 +166,9 @@ def tiny_dir(family: str, seed: int) -> Path:
     return target
 
 
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def load_catalog(path: str | Path) -> Catalog:
     """Read and validate a registry file.
 
@@ -186,6 +190,10 @@ def load_catalog(path: str | Path) -> Catalog:
         raise _entry_error(exc, str(file)) from None
     if not parsed.models:
         raise InputError("no models listed", path=file, field="models")
+    for key in parsed.models:  # keys name output folders (DIR/models/KEY): no path separators, no `..`
+        if not _KEY.fullmatch(str(key)):
+            raise InputError("a model key names its output folder: use letters, digits, '.', '_' and '-', starting with a "
+                             f"letter or digit (got {str(key)!r})", path=file, field=f"models.{key}")
     catalog = Catalog(dict(parsed.models), file)
     for key, entry in parsed.models.items():
         if entry.partner is not None and entry.partner not in parsed.models:
