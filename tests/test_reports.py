@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alignscope.reports.html import Page
@@ -36,3 +37,20 @@ def test_category_bars_without_categories(tmp_path: Path) -> None:
     """A test split whose prompts carry no category drew no bars and crashed (found by tests/hardening/test_secrets.py)."""
     path = category_bars_png(tmp_path / "c.png", {"before": {}, "after": {}}, title="t")
     assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_page_shows_hostile_text_as_text() -> None:
+    """Every data-drawn text, figure labels included: no tag survives, and bidirectional controls are shown, not applied."""
+    hostile = "evil\u202etxt.exe </script><img src=x onerror=alert(1)> \u2066x\u2069"
+    page = Page(hostile, subtitle=hostile)
+    page.add_heading(hostile)
+    page.add_text(hostile)
+    page.add_pre(hostile)
+    page.add_table([hostile], [[hostile]], caption=hostile)
+    page.add_figure({"data": [{"type": "bar", "x": [hostile], "y": [1], "hovertext": [hostile]}], "layout": {"title": {"text": hostile}}})
+    out = page.render()
+    assert "\u202e" not in out and "\u2066" not in out and "\u2069" not in out
+    outside_scripts = re.sub(r"<script>.*?</script>", "", out, flags=re.S)  # a script ends only at a real </script>
+    assert "<img src=x" not in outside_scripts and "</script><img" not in out
+    assert out.count("evil[U+202E]txt.exe") >= 8  # title, subtitle, heading, text, pre, header, cell, caption (+ the figure's)
+    assert '"x": ["evil[U+202E]txt.exe <\\/script><img src=x onerror=alert(1)> [U+2066]x[U+2069]"]' in out

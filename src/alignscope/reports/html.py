@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,30 @@ th{background:#f3f3f3}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5rem;
 """
 
 
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+"""Bidirectional-formatting characters, which can make displayed text read differently from what it is."""
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+
+
+def visible(char: str) -> str:
+    """The visible stand-in for a bidirectional control: ``[U+202E]``."""
+    return f"[U+{ord(char):04X}]"
+
+
 def escape(value: Any) -> str:
-    """HTML-escape any value's text (quotes included)."""
-    return html.escape(str(value), quote=True)
+    """HTML-escape any value's text (quotes included); bidirectional controls are shown as ``[U+XXXX]``."""
+    return html.escape(_BIDI.sub(lambda m: visible(m.group(0)), str(value)), quote=True)
+
+
+def _shown(value: Any) -> Any:
+    """``value`` with every string's bidirectional controls made visible (figure labels, hover texts)."""
+    if isinstance(value, str):
+        return _BIDI.sub(lambda m: visible(m.group(0)), value)
+    if isinstance(value, dict):
+        return {_shown(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(v) for v in value]
+    return value
 
 
 class Page:
@@ -72,7 +94,7 @@ class Page:
     def add_figure(self, figure: Any) -> None:
         """A plotly figure (``plotly.graph_objects.Figure`` or its dict form)."""
         spec = figure.to_plotly_json() if hasattr(figure, "to_plotly_json") else figure
-        payload = json.dumps(spec, default=_json_default).replace("</", "<\\/")
+        payload = json.dumps(_shown(spec), default=_json_default).replace("</", "<\\/")
         div_id = f"fig{self._n_figs}"
         self._n_figs += 1
         self._parts.append(
