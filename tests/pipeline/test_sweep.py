@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +137,16 @@ def test_aqi_metric_equals_the_aqi_command(registry: Path, tmp_path: Path) -> No
     steered = res.results()["steered"]["aqi"]
     assert steered["chi"] != pytest.approx(got["chi"], abs=1e-6)  # the entry's intervention is active while it is measured
     assert (tmp_path / "sweep" / "models" / "t0" / "aqi" / "aqi_layers.png").is_file()
+
+
+def test_aqi_metric_reads_raw_text_where_a_model_has_no_chat_template(tmp_path: Path, tiny_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGNSCOPE_CACHE", str(tmp_path / "cache"))
+    base = tmp_path / "base_model"
+    shutil.copytree(tiny_dir("llama"), base)
+    (base / "chat_template.jinja").unlink()  # a base model: no chat template
+    reg = tmp_path / "models.yaml"
+    reg.write_text(f"models:\n  base:\n    path: {base}\n    device: cpu\n  chat:\n    tiny: llama\n    device: cpu\n", encoding="utf-8")
+    settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "aqi_bootstrap": 5})
+    res = run_sweep(load_catalog(reg), ["aqi"], tmp_path / "sweep", settings=settings)
+    got = res.results()
+    assert got["base"]["aqi"]["settings"]["chat"] is False and got["chat"]["aqi"]["settings"]["chat"] is True

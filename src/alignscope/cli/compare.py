@@ -90,6 +90,8 @@ def compare_cmd(
     = "builtin:axioms:test",
     aqi_bootstrap: Annotated[int, typer.Option("--aqi-bootstrap", min=0, help="Bootstrap resamples of the aqi metric's intervals.")]
     = 1000,
+    aqi_chat: Annotated[bool | None, typer.Option("--aqi-chat/--aqi-no-chat", help="Chat-template the aqi prompts (default: where "
+                                                  "the model's tokenizer has a chat template).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: start or join a local one).")]
     = None,
     json_out: JsonOpt = False,
@@ -115,7 +117,7 @@ def compare_cmd(
         run = ray_executor(address=ray_address)
     mode: Mode = "fresh" if fresh else "skip-done" if skip_done else "resume"
     result = run_sweep(catalog, names, out, settings=SweepSettings(deltas_data=deltas_data, svd_k=svd_k, limit=limit, aqi_data=aqi_data,
-                                                                       aqi_bootstrap=aqi_bootstrap), mode=mode,
+                                                                       aqi_bootstrap=aqi_bootstrap, aqi_chat=aqi_chat), mode=mode,
                        executor=run, executor_name=executor)
     payload = result.to_json()
     summary = {**payload, "skipped": result.skipped, "reused": [f"{u.key}/{u.metric}" for u in result.reused],

@@ -20,6 +20,7 @@ from alignscope.data.axioms import load_axiom_set
 from alignscope.data.text_groups import load_text_groups
 from alignscope.errors import InputError
 from alignscope.geometry.aqi import AQISettings, measure_aqi
+from alignscope.models.chat import has_chat_template
 from alignscope.models.loader import LoadedModel
 from alignscope.pipeline.model_catalog import Catalog, ModelEntry
 from alignscope.reports.aqi import write_aqi_outputs
@@ -39,6 +40,8 @@ class SweepSettings:
     batch_size: int = 8
     aqi_data: str = "builtin:axioms:test"
     aqi_bootstrap: int = 1000
+    aqi_chat: bool | None = None
+    """Chat-template the AQI prompts; None: where the model's tokenizer has a chat template (base models read raw text)."""
 
 
 class ModelPool:
@@ -138,17 +141,22 @@ def _deltas(ctx: UnitContext) -> dict[str, Any]:
 
 
 def _aqi(ctx: UnitContext) -> dict[str, Any]:
-    """The entry's AQI (its intervention applied) at the middle layer, mean pooling, as ``alignscope aqi`` measures it."""
+    """The entry's AQI (its intervention applied) at the middle layer, mean pooling, as ``alignscope aqi`` measures it.
+
+    Prompts are chat-templated where the model has a chat template (``aqi_chat=None``) and read as raw
+    text by a base model without one; ``settings.chat`` in the result says which.
+    """
     s = ctx.settings
     data = load_axiom_set(s.aqi_data)
     with ctx.active_model() as lm:
-        result = measure_aqi(lm, data, AQISettings(bootstrap=s.aqi_bootstrap, batch_size=s.batch_size))
+        chat = has_chat_template(lm.tokenizer) if s.aqi_chat is None else s.aqi_chat
+        result = measure_aqi(lm, data, AQISettings(bootstrap=s.aqi_bootstrap, batch_size=s.batch_size, chat=chat))
     write_aqi_outputs(ctx.out_dir, result)
     return result.to_json()
 
 
 METRICS: dict[str, Metric] = {
-    "aqi": Metric("aqi", _aqi, applies=lambda entry: True, settings=lambda s: {"data": s.aqi_data, "bootstrap": s.aqi_bootstrap}),
+    "aqi": Metric("aqi", _aqi, applies=lambda entry: True, settings=lambda s: {"data": s.aqi_data, "bootstrap": s.aqi_bootstrap, "chat": s.aqi_chat}),
     "deltas": Metric("deltas", _deltas, applies=lambda entry: entry.partner is not None,
                      settings=lambda s: {"data": s.deltas_data, "svd_k": s.svd_k, "limit": s.limit}, partner=True),
 }
