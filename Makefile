@@ -103,7 +103,9 @@ chromium:
 	elif ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" != 0 ]; then \
 		echo "no /usr/bin/chromium, and no apt-get as root to install it: the browser tests will skip"; \
 	else \
-		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+		export DEBIAN_FRONTEND=noninteractive; \
+		timeout 900 apt-get install -y -q chromium </dev/null >/dev/null 2>&1 \
+		|| { timeout 300 apt-get update -q </dev/null >/dev/null 2>&1 && timeout 900 apt-get install -y -q chromium </dev/null >/dev/null 2>&1; } \
 		|| echo "apt-get could not install chromium: the browser tests will skip"; \
 	fi
 
