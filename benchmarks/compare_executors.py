@@ -32,19 +32,25 @@ def run(registry: Path, out: Path, executor: str, limit: int) -> tuple[dict[str,
     return json.loads(proc.stdout.strip().splitlines()[-1]), seconds
 
 
+TIMING_KEYS = {"seconds"}
+"""Wall-clock fields: how long a unit took, not what it measured, so they are left out of the comparison."""
+
+
 def max_difference(a: Any, b: Any, path: str = "") -> float:
     """The largest absolute difference between two JSON values of the same shape (inf when the shapes differ)."""
     if isinstance(a, dict) and isinstance(b, dict):
         if a.keys() != b.keys():
             print(f"keys differ at {path or '<root>'}: {sorted(a)} vs {sorted(b)}")
             return float("inf")
-        return max((max_difference(a[k], b[k], f"{path}.{k}") for k in a), default=0.0)
+        return max((max_difference(a[k], b[k], f"{path}.{k}") for k in a if k not in TIMING_KEYS), default=0.0)
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return float("inf")
         return max((max_difference(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b, strict=True))), default=0.0)
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return 0.0 if a == b else float("inf")
+    if abs(float(a) - float(b)) > 1e-5:
+        print(f"differs at {path}: {a} vs {b}")
     return abs(float(a) - float(b))
 
 

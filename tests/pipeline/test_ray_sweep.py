@@ -63,3 +63,15 @@ def test_units_ask_for_a_gpu_when_their_entries_do(tmp_path: Path) -> None:
     job = SweepJob(load_catalog(reg), SETTINGS, tmp_path)
     assert unit_resources(job, Unit("a", "deltas"), 1.0) == {"num_cpus": 1.0, "num_gpus": 1.0}  # its base wants one
     assert unit_resources(job, Unit("c", "deltas"), 2.0) == {"num_cpus": 2.0, "num_gpus": 0.0}
+
+
+def test_ray_aqi_equals_local_aqi(cluster: Path, tmp_path: Path) -> None:
+    cat = load_catalog(write_registry(tmp_path / "reg"))
+    settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "aqi_bootstrap": 10})
+    local = run_sweep(cat, ["aqi"], tmp_path / "local", settings=settings).results()
+    remote = run_sweep(cat, ["aqi"], tmp_path / "ray", settings=settings, executor=ray_executor(), executor_name="ray").results()
+    assert local.keys() == remote.keys() == {"t0", "t1", "steered"}
+    for key in local:
+        a, b = dict(local[key]["aqi"]), dict(remote[key]["aqi"])
+        a.pop("seconds"), b.pop("seconds")  # wall time, not a result
+        assert a == b, key
