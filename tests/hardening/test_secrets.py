@@ -14,10 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from alignscope.cli import app
+from alignscope.models.tiny import TINY_HIDDEN
 from alignscope.pipeline import steering_stages
+from alignscope.steering.intervention_io import save_intervention
+from alignscope.steering.interventions import ActivationAddition
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline.stubs import stub_intervene, stub_select
 
@@ -36,6 +40,9 @@ def commands(model: str, tmp: Path, judge_url: str, config: Path) -> dict[str, l
     pair = {"id": "p1", "category": "c", "base": {"prompt": "Choose A or B.", "ethical_option": "A", "other_option": "B"},
             "counterfactual": {"prompt": "Choose B or A.", "ethical_option": "B", "other_option": "A"}}
     (tmp / "pairs.jsonl").write_text(json.dumps(pair) + "\n", encoding="utf-8")
+    save_intervention(tmp / "steer.safetensors", ActivationAddition(torch.ones(TINY_HIDDEN), (1,), 1.0), model="tiny")
+    (tmp / "models.yaml").write_text(f"models:\n  base:\n    path: {model}\n    device: cpu\n  steered:\n    path: {model}\n"
+                                     "    device: cpu\n    intervention: steer.safetensors\n    partner: base\n", encoding="utf-8")
     m, cpu = ["--model", model], ["--device", "cpu"]
     return {
         "models": ["models", "--json"],
@@ -57,6 +64,13 @@ def commands(model: str, tmp: Path, judge_url: str, config: Path) -> dict[str, l
                              "--steps", "2", "--batch-seqs", "2", "--seq-len", "16", "--json"],
         "dilemmas": ["dilemmas", *m, "--pairs", str(tmp / "pairs.jsonl"), "--out", str(tmp / "dilemmas"), "--no-chat", "--json"],
         "run": ["run", str(config), "--out", str(tmp / "run"), "--json"],
+        "aqi": ["aqi", *m, *cpu, "--data", "builtin:axioms:test", "--bootstrap", "5", "--out", str(tmp / "aqi"), "--json"],
+        "bench": ["bench", *m, "--suite", "factual,toxicity", "--limit", "4", "--max-new-tokens", "2", "--judge-url", judge_url,
+                  "--judge-model", "judge", "--out", str(tmp / "bench"), "--json"],
+        "deltas": ["deltas", "--base", model, "--aligned-intervention", str(tmp / "steer.safetensors"), "--data", "builtin:harm:test",
+                   "--limit", "4", "--out", str(tmp / "deltas"), "--json"],
+        "compare": ["compare", str(tmp / "models.yaml"), "--metrics", "aqi,deltas", "--aqi-bootstrap", "5", "--limit", "4",
+                    "--out", str(tmp / "compare"), "--json"],
     }
 
 
