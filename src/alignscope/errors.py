@@ -48,6 +48,18 @@ class SiteError(AlignscopeError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class NumericalError(AlignscopeError):
+    """Non-finite values (inf/NaN) where results would be computed; the message names the layer and site.
+
+    Attributes:
+        site: the first site whose output was not finite (an :class:`alignscope.sites.Site`), or None.
+    """
+
+    def __init__(self, message: str, *, site: object | None = None) -> None:
+        super().__init__(message)
+        self.site = site
+
+
 class ResumeMismatchError(AlignscopeError):
     """An output directory holds a run made with different inputs than the ones given now."""
 

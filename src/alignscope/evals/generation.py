@@ -31,6 +31,7 @@ from transformers import GenerationConfig
 
 from alignscope.errors import InputError
 from alignscope.hooks.backends import HookTarget, select_target
+from alignscope.hooks.numerics import check_logits
 from alignscope.models.batches import Batch, encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.interventions import Intervention, intervention_scope
@@ -110,7 +111,7 @@ def generate_detailed(
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
     with intervention_scope(lm, intervention, target), torch.no_grad():
         for batch in batches:
-            new, logits = _generate_batch(lm, target.root, batch, config)
+            new, logits = _generate_batch(lm, target, batch, config)
             for row, idx in enumerate(batch.index):
                 token_ids[idx] = new[row]
                 texts[idx] = str(lm.tokenizer.decode(new[row], skip_special_tokens=True))
@@ -152,11 +153,19 @@ def _greedy_config(lm: LoadedModel, max_new_tokens: int, min_new_tokens: int = 0
                             output_logits=True, return_dict_in_generate=True)
 
 
-def _generate_batch(lm: LoadedModel, model: torch.nn.Module, batch: Batch,
+def _generate_batch(lm: LoadedModel, target: HookTarget, batch: Batch,
                     config: GenerationConfig) -> tuple[list[list[int]], torch.Tensor]:
-    """Generate for one batch on ``model``; returns the new ids per row (cut at EOS) and first-step logits ``(b, vocab)``."""
+    """Generate for one batch on ``target``; returns the new ids per row (cut at EOS) and first-step logits ``(b, vocab)``.
+
+    Raises:
+        NumericalError: a decoding step's logits hold inf/NaN (named by step, and by the layer and
+            site where they began on the prompt, when the prompt pass already shows them).
+    """
     ids, mask = batch.to(lm.device)
-    out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)  # type: ignore[operator]
+    out = target.root.generate(input_ids=ids, attention_mask=mask, generation_config=config)  # type: ignore[operator]
+    for step, step_logits in enumerate(out.logits):
+        check_logits(step_logits, mask, target, ids, n_layers=lm.n_layers, dtype=lm.dtype,
+                     what=f"generation step {step}'s logits", decoding=step > 0)
     new = out.sequences[:, ids.shape[1]:].tolist()
     eos = config.eos_token_id
     stops = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()

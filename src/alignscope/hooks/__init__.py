@@ -6,4 +6,6 @@
 * :mod:`alignscope.hooks.writes`: the hook signature and how a write at a site reaches the
   residual stream.
 * :mod:`alignscope.hooks.handle`: the one handle type for attached hooks.
+* :mod:`alignscope.hooks.numerics`: the inf/NaN guard every forward pass runs, naming the first
+  non-finite site.
 """

@@ -19,17 +19,24 @@ import torch
 from tqdm.auto import tqdm
 
 from alignscope.hooks.backends import HookTarget
+from alignscope.hooks.numerics import check_logits
 from alignscope.models.batches import Batch, gather
 from alignscope.models.loader import LoadedModel
 
 
 def run_batches(lm: LoadedModel, target: HookTarget, batches: Sequence[Batch], *, desc: str = "forward",
                 progress: bool = False) -> Iterator[tuple[Batch, torch.Tensor]]:
-    """Each batch with its ``(rows, seq, vocab)`` logits from ``target`` (no grad, no cache)."""
+    """Each batch with its ``(rows, seq, vocab)`` logits from ``target`` (no grad, no cache).
+
+    Raises:
+        NumericalError: a batch's logits hold inf/NaN at a real position (the message names the
+            layer and site where they began; see :mod:`alignscope.hooks.numerics`).
+    """
     for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
         ids, mask = batch.to(lm.device)
         with torch.no_grad():  # scoped to the call: grad mode is never left off while the generator is suspended
             logits = target.forward(ids, mask)
+            check_logits(logits, mask, target, ids, n_layers=lm.n_layers, dtype=lm.dtype)
         yield batch, logits
 
 

@@ -30,7 +30,9 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
+from alignscope.hooks.backends import BridgeTarget
 from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.numerics import check_logits
 from alignscope.hooks.points import HookTable, Point, hook_point, hook_table
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
@@ -81,12 +83,18 @@ def read(
 
     Raises:
         SiteError: a site that does not exist on this model (the message lists the valid ones).
+        NumericalError: the logits hold inf/NaN at a real position (the message names the layer
+            and site where they began).
     """
-    kwargs: dict[str, Any] = {} if attention_mask is None else {"attention_mask": attention_mask.to(lm.device)}
+    ids = input_ids.to(lm.device)
+    mask = None if attention_mask is None else attention_mask.to(lm.device)
+    kwargs: dict[str, Any] = {} if mask is None else {"attention_mask": mask}
     if stop_at_layer is not None:
         kwargs["stop_at_layer"] = stop_at_layer
     with reading(lm, sites, select=select) as acts, torch.set_grad_enabled(grad):
-        out = lm.bridge(input_ids.to(lm.device), **kwargs)
+        out = lm.bridge(ids, **kwargs)
+    if stop_at_layer is None:
+        check_logits(out.detach(), mask, BridgeTarget(lm), ids, n_layers=lm.n_layers, dtype=lm.dtype)
     return Reading(dict(acts), None if stop_at_layer is not None else out)
 
 

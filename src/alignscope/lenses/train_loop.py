@@ -35,7 +35,7 @@ from jaxtyping import Float, Int
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from alignscope.errors import InputError
+from alignscope.errors import InputError, NumericalError
 from alignscope.io import save_safetensors, sha256_json
 from alignscope.lenses.logit_lens import resid_posts
 from alignscope.lenses.tuned_lens import TunedLens
@@ -235,6 +235,10 @@ def train_tuned_lens(
             group["lr"] = config.lr * _lr_factor(step, config.steps)
         opt.zero_grad(set_to_none=True)
         per_layer = train_step(lm, lens, unembed, chunks[idx], config, gen)
+        if not torch.isfinite(per_layer).all():  # stop before the optimizer writes NaN into the translators
+            bad = int(torch.nonzero(~torch.isfinite(per_layer))[0])
+            raise NumericalError(f"non-finite tuned-lens loss (KL) at step {step + 1}: the translator of layer {bad} resid_post "
+                                 f"produced inf/NaN (lower --lr, or use --dtype float32); the last checkpoint is kept")
         opt.step()
         losses.append(float(per_layer.mean()))
         bar.set_postfix(kl=f"{losses[-1]:.3f}")

@@ -38,6 +38,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from alignscope.errors import InputError
+from alignscope.hooks.backends import NativeTarget
+from alignscope.hooks.numerics import non_finite_error
 from alignscope.io import atomic_write_json, read_safetensors, save_safetensors, sha256_json
 from alignscope.models.batches import pad_id
 from alignscope.models.chat import encode_one
@@ -330,6 +332,9 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
                 lab = labels[:, 1:]
                 loss_sum = torch.nn.functional.cross_entropy(logits[:, :-1].float().flatten(0, 1), lab.flatten(),
                                                              ignore_index=IGNORE, reduction="sum")
+                if not torch.isfinite(loss_sum):  # stop before the optimizer writes NaN into weights; the last checkpoint stays
+                    raise non_finite_error(NativeTarget(base), n_layers, ids, mask, what=f"the training loss at step {step + 1}",
+                                           dtype=next(base.parameters()).dtype)
                 (loss_sum / max(1, n_tokens)).backward()
                 total += float(loss_sum.detach())
             opt.step()

@@ -106,7 +106,8 @@ def require_supported(target: HookTarget, sites: Sequence[Site]) -> None:
     """Raise a clear error when ``target`` cannot hook one of ``sites``."""
     bad = [str(site) for site in sites if not target.supports([site])]
     if bad:
-        raise InputError(f"the {target.name} target cannot hook {', '.join(bad)}; use the bridge target", field="target")
+        advice = "no such site on this model" if target.name == "bridge" else "use the bridge target"
+        raise InputError(f"the {target.name} target cannot hook {', '.join(bad)}; {advice}", field="target")
 
 
 class HookIntervention(ABC, Generic[H]):
