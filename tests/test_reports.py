@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from alignscope.reports.html import Page
 from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
@@ -37,6 +41,29 @@ def test_category_bars_without_categories(tmp_path: Path) -> None:
     """A test split whose prompts carry no category drew no bars and crashed (found by tests/hardening/test_secrets.py)."""
     path = category_bars_png(tmp_path / "c.png", {"before": {}, "after": {}}, title="t")
     assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_category_bars_draw_each_rate_through_the_shared_saver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alignscope.reports.refusal_report as refusal_report
+
+    saved: list[Any] = []
+    real = refusal_report.save_figure
+
+    def spy(fig: Any, plt: Any, path: str | Path) -> Path:
+        saved.append([(bar.get_width(), bar.get_y()) for bar in fig.axes[0].patches])
+        return real(fig, plt, path)
+
+    monkeypatch.setattr(refusal_report, "save_figure", spy)
+    groups = {"before": {"crime": (0.25, 0.1, 0.4), "weapons": (0.5, 0.3, 0.7)}, "after": {"weapons": (1.0, 0.9, 1.0)}}
+    path = category_bars_png(tmp_path / "c.png", groups, title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.png"]  # no temp file left behind
+    [bars] = saved
+    widths = [w for w, _ in bars]
+    # first-seen category order (crime, weapons) per condition; "after" has no crime: a NaN bar, drawn as nothing
+    assert widths[0:2] == [0.25, 0.5] and math.isnan(widths[2]) and widths[3] == 1.0
+    height = 0.8 / 2  # bars centred on row + condition * height
+    assert [y for _, y in bars] == pytest.approx([0 - height / 2, 1 - height / 2, height / 2, 1 + height / 2])
 
 
 def test_page_shows_hostile_text_as_text() -> None:

@@ -7,12 +7,20 @@ import gzip
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from alignscope.circuits.pairs import load_pairs, load_trace_items
+from alignscope.data.axioms import read_litmus
+from alignscope.data.bias import read_bbq
+from alignscope.data.facts import load_facts
+from alignscope.data.public import load_hh_rlhf
+from alignscope.data.refusal_pairs import load_refusal_pairs
+from alignscope.data.training.mixes import honest_items, refusal_styles
+from alignscope.dilemmas.schema import load_dilemmas
 from alignscope.errors import InputError
-from alignscope.tables import parse_csv, parse_json, parse_jsonl, read_csv, read_json, read_jsonl, read_text, write_csv
+from alignscope.tables import parse_csv, parse_json, parse_jsonl, read_csv, read_json, read_jsonl, read_records, read_text, write_csv
 
 
 def write(path: Path, data: str | bytes) -> Path:
@@ -104,6 +112,46 @@ def test_read_wrappers(tmp_path: Path) -> None:
         read_jsonl(write(tmp_path / "e.jsonl", "\n"))  # raised at the call, before any iteration
     with pytest.raises(InputError, match=r"m\.csv: table does not exist"):
         read_csv(tmp_path / "m.csv", what="table")
+
+
+def test_read_records_matches_plain_json(tmp_path: Path) -> None:
+    lines = ['{"a": 1, "b": [1, 2]}', "", "  ", '{"s": "x\u2028y"}', '{"n": null}']
+    path = write(tmp_path / "r.jsonl", b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8") + b"\n")
+    reference = [(i, json.loads(line)) for i, line in enumerate(lines, start=1) if line.strip()]
+    assert list(read_records(path)) == reference
+    assert [n for n, _ in reference] == [1, 4, 5]
+
+
+@pytest.mark.parametrize(("value", "kind"), [("[1]", "list"), ('"s"', "str"), ("3", "int"), ("null", "NoneType")])
+def test_read_records_rejects_a_line_that_is_not_an_object(tmp_path: Path, value: str, kind: str) -> None:
+    path = write(tmp_path / "r.jsonl", '{"a": 1}\n\n' + value + "\n")
+    records = read_records(path, expected="a JSON object with fields a")
+    assert next(records) == (1, {"a": 1})  # lazy: the bad line raises only when reached
+    with pytest.raises(InputError) as err:
+        next(records)
+    assert str(err.value) == f"{path}, line 3: expected a JSON object with fields a, got {kind}"
+
+
+def test_read_records_file_errors_are_raised_at_the_call(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"m\.jsonl: widget file does not exist"):
+        read_records(tmp_path / "m.jsonl", what="widget file")
+    with pytest.raises(InputError, match=r"u\.jsonl, line 2: invalid UTF-8 at byte 9"):
+        read_records(write(tmp_path / "u.jsonl", b'{"a": 1}\n\xff\n'))
+    with pytest.raises(InputError, match=r"b\.jsonl, line 2: invalid JSON"):
+        list(read_records(write(tmp_path / "b.jsonl", '{"a": 1}\n{"a"\n')))
+
+
+JSONL_READERS = [load_pairs, load_refusal_pairs, load_dilemmas, load_facts, read_bbq, load_hh_rlhf, read_litmus,
+                 refusal_styles, honest_items]
+
+
+@pytest.mark.parametrize("reader", JSONL_READERS, ids=lambda r: r.__name__)
+def test_jsonl_readers_name_file_and_line_of_a_non_object(tmp_path: Path, reader: Any) -> None:
+    path = write(tmp_path / "x.jsonl", "\n[1, 2]\n")
+    with pytest.raises(InputError) as err:
+        reader(path)
+    assert str(err.value).startswith(f"{path}, line 2: expected a")
+    assert str(err.value).endswith(", got list")
 
 
 def test_write_csv_exact_bytes_and_round_trip(tmp_path: Path) -> None:

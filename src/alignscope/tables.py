@@ -132,6 +132,32 @@ def read_jsonl(path: str | Path, *, what: str = "file") -> Iterator[tuple[int, A
     return parse_jsonl(read_text(path, what=what, empty="expected one JSON object per line"), path)
 
 
+def read_records(path: str | Path, *, what: str = "file", expected: str = "a JSON object") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of every non-blank line of a JSONL file whose lines must be JSON objects.
+
+    The file is read now (see :func:`read_text`: a BOM dropped, ``.gz`` unpacked, missing, empty
+    and non-UTF-8 files raise); lines parse as iterated (see :func:`parse_jsonl`).
+
+    Args:
+        path: the file.
+        what: what the file is, for the missing-file message.
+        expected: what each line should hold, for the message of a line that is not an object
+            (``"a JSON object with fields clean, corrupt"``).
+
+    Raises:
+        InputError: a line that is not a JSON object (``pairs.jsonl, line 3: expected a JSON
+            object, got list``), besides the errors of :func:`read_jsonl`.
+    """
+    return _objects(read_jsonl(path, what=what), path, expected)
+
+
+def _objects(rows: Iterator[tuple[int, Any]], path: str | Path, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, value in rows:
+        if not isinstance(value, dict):
+            raise InputError(f"expected {expected}, got {type(value).__name__}", path=path, line=lineno)
+        yield lineno, value
+
+
 def read_csv(path: str | Path, *, what: str = "file", required: Sequence[str] = (), delimiter: str = ",") -> list[Row]:
     """``(line number, row)`` of every data row of a CSV file with a header row (see :func:`parse_csv`)."""
     text = read_text(path, what=what, empty="expected a header row and one row per item")

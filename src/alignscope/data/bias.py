@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.errors import InputError
-from alignscope.tables import read_csv, read_jsonl
+from alignscope.tables import read_csv, read_records
 
 BBQ_FIELDS = ("context", "question", "ans0", "ans1", "ans2", "label", "context_condition", "question_polarity", "answer_info")
 CROWS_COLUMNS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
@@ -71,9 +71,7 @@ def _norm(group: str) -> str:
     return g[2:] if g[:2] in ("m-", "f-") else g
 
 
-def _bbq_item(rec: Any, file: Path, line: int) -> BBQItem:
-    if not isinstance(rec, dict):
-        raise InputError(f"expected a JSON object, got {type(rec).__name__}", path=file, line=line)
+def _bbq_item(rec: dict[str, Any], file: Path, line: int) -> BBQItem:
     for name in BBQ_FIELDS:
         if name not in rec:
             raise InputError(f"missing field; BBQ records need {', '.join(BBQ_FIELDS)}", path=file, line=line, field=name)
@@ -109,7 +107,7 @@ def read_bbq(path: str | Path, *, limit: int | None = None) -> list[BBQItem]:
     """
     file = Path(path)
     items: list[BBQItem] = []
-    for line, rec in read_jsonl(file, what="BBQ file"):
+    for line, rec in read_records(file, what="BBQ file"):
         if limit is not None and len(items) >= limit:
             break
         items.append(_bbq_item(rec, file, line))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from alignscope.data.prompts import Prompt, PromptSet
 from alignscope.errors import InputError
-from alignscope.tables import read_jsonl
+from alignscope.tables import read_records
 
 BUILTIN_SETS = ("harmful", "harmless", "lookalike")
 SPLITS = ("train", "val", "test")
@@ -50,7 +50,7 @@ def builtin_path(name: str) -> Path:
 @cache
 def _load(name: str) -> tuple[PromptSet, dict[str, str]]:
     path = builtin_path(name)
-    records = list(read_jsonl(path, what="built-in prompt file"))
+    records = list(read_records(path, what="built-in prompt file"))
     prompts = PromptSet.from_records((record for _, record in records), source=str(path))
     splits: dict[str, str] = {}
     for lineno, record in records:

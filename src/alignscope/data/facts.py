@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.errors import InputError
-from alignscope.tables import read_json, read_jsonl
+from alignscope.tables import read_json, read_records
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,7 @@ def load_facts(path: str | Path | None = None) -> list[Fact]:
     """
     file = Path(path) if path is not None else builtin_facts_path()
     facts = []
-    for line, rec in read_jsonl(file, what="facts file"):
-        if not isinstance(rec, dict):
-            raise InputError(f"expected a JSON object, got {type(rec).__name__}", path=file, line=line)
+    for line, rec in read_records(file, what="facts file"):
         fid = rec.get("id") if isinstance(rec.get("id"), str) else f"fact-{line}"
         facts.append(Fact(str(fid), _string(rec, "subject", file, line=line), _string(rec, "relation", file, line=line),
                           _string(rec, "prompt", file, line=line), _string(rec, "target", file, line=line)))

@@ -24,7 +24,7 @@ from typing import Any
 
 from alignscope.data.prompts import Prompt, PromptSet, load_prompts
 from alignscope.errors import InputError
-from alignscope.tables import read_csv, read_json, read_jsonl, read_text
+from alignscope.tables import read_csv, read_json, read_records, read_text
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
@@ -189,9 +189,7 @@ def _common_prefix_length(a: str, b: str) -> int:
     return lo
 
 
-def _pair(record: Any, path: Path, line: int) -> PreferencePair:
-    if not isinstance(record, Mapping):
-        raise InputError(f"expected an object with 'chosen' and 'rejected', got {type(record).__name__}", path=path, line=line)
+def _pair(record: dict[str, Any], path: Path, line: int) -> PreferencePair:
     chosen_text = _text(record.get("chosen"), path, line, "chosen")
     rejected_text = _text(record.get("rejected"), path, line, "rejected")
     shared = _common_prefix_length(chosen_text, rejected_text)
@@ -222,7 +220,7 @@ def load_hh_rlhf(path: str | Path, *, limit: int | None = None) -> list[Preferen
     """
     file = Path(path)
     pairs: list[PreferencePair] = []
-    for lineno, record in read_jsonl(file, what="HH-RLHF file"):
+    for lineno, record in read_records(file, what="HH-RLHF file", expected="an object with 'chosen' and 'rejected'"):
         if limit is not None and len(pairs) >= limit:
             break
         pairs.append(_pair(record, file, lineno))

@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from alignscope.errors import InputError
-from alignscope.tables import read_jsonl
+from alignscope.tables import read_records
 
 PAIR_SPLITS = ("rank", "heldout")
 BUILTIN = "builtin"
@@ -65,9 +65,7 @@ def load_refusal_pairs(source: str | Path) -> list[RefusalPair]:
     path = builtin_pairs_path() if str(source) == BUILTIN else Path(source)
     pairs: list[RefusalPair] = []
     seen: set[str] = set()
-    for number, record in read_jsonl(path, what="pair file"):
-        if not isinstance(record, dict):
-            raise InputError("expected a JSON object with fields harmful, harmless", path=path, line=number)
+    for number, record in read_records(path, what="pair file", expected="a JSON object with fields harmful, harmless"):
         for name in ("harmful", "harmless"):
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():

