@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from alignscope.io import atomic_write_json, save_safetensors, write_safetensors_streaming
@@ -37,3 +38,17 @@ def test_streaming_writer_equals_safetensors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="chunks held"):
         write_safetensors_streaming(tmp_path / "bad.safetensors", {"a": (torch.float32, (5, 3, 2))}, {"a": iter([a[:2]])})
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_save_safetensors_bytes_depend_only_on_content(tmp_path: Path) -> None:
+    tensors = {"w": torch.randn(4, 3, dtype=torch.bfloat16), "scalar": torch.tensor(2.5), "mask": torch.tensor([True, False]),
+               "ids": torch.arange(6, dtype=torch.int32).reshape(2, 3)[:, ::2], "empty": torch.zeros(0, 2)}
+    meta = {f"k{i}": f"v{i}" for i in range(12)}
+    save_safetensors(tmp_path / "a.safetensors", tensors, meta)
+    save_safetensors(tmp_path / "b.safetensors", dict(reversed(list(tensors.items()))), dict(reversed(list(meta.items()))))
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    with safe_open(str(tmp_path / "a.safetensors"), framework="pt") as fh:  # the library reads it back exactly
+        assert fh.metadata() == meta
+        for name, t in tensors.items():
+            got = fh.get_tensor(name)
+            assert got.dtype == t.dtype and torch.equal(got, t)

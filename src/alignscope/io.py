@@ -79,9 +79,18 @@ def _json_default(obj: Any) -> Any:
 
 
 def save_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Save tensors as safetensors atomically (contiguous CPU copies are made as needed)."""
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(cpu, metadata=dict(metadata) if metadata else None))
+    """Save tensors as safetensors atomically (contiguous CPU copies are made as needed).
+
+    The file's bytes depend only on the tensors and metadata: tensors in name order, metadata keys
+    sorted (the safetensors library orders the metadata by a hash map, so the same call could give
+    different bytes from one process to the next).
+    """
+    cpu = {k: tensors[k].detach().to("cpu").contiguous() for k in sorted(tensors)}
+    meta = {k: str(metadata[k]) for k in sorted(metadata)} if metadata else None
+    if any(t.dtype not in _ST_DTYPES for t in cpu.values()):  # a dtype our writer does not map: the library's own
+        atomic_write_bytes(path, st_save(cpu, metadata=meta))
+        return
+    write_safetensors_streaming(path, {k: (t.dtype, tuple(t.shape)) for k, t in cpu.items()}, {k: [t] for k, t in cpu.items()}, meta)
 
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy", ".npz")
@@ -147,7 +156,7 @@ def write_safetensors_streaming(
             written = 0
             for chunk in chunks[name]:
                 data = chunk.detach().to("cpu", dtype).contiguous()
-                fh.write(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+                fh.write(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
                 written += data.numel()
             if written != _numel(shape):
                 raise ValueError(f"tensor {name!r}: chunks held {written} elements, shape {shape} needs {_numel(shape)}")
