@@ -16,7 +16,7 @@ Also prints the study's wall and process CPU time (the cost target: <= 15 minute
 shared machine the CPU time is the steadier figure).
 
 Run: .venv/bin/python benchmarks/refusal_circuit_planted.py [--out DIR] [--layer 14] [--coefficient 0.4] [--threads 2]
-     [--ks 1,5,10,20] [--n-random 20] [--n-pairs N] [--max-new-tokens 24]
+     [--ks 1,5,10,20] [--n-random 20] [--n-pairs N] [--max-new-tokens 24] [--method exact|attribution] [--candidates 40]
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--ks", default="1,5,10,20", help="comma-separated k values of the ablation curve")
     ap.add_argument("--n-pairs", type=int, default=None, help="ranking pairs patched (default: all 40)")
     ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--method", choices=["exact", "attribution"], default="exact",
+                    help="patching: every component exactly, or a gradient first pass then exact patching of the top --candidates")
+    ap.add_argument("--candidates", type=int, default=40)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -57,7 +60,8 @@ def main() -> None:
                        vector="contrast", coefficient=args.coefficient)
     planted = save_intervention(out / "planted.safetensors", iv, model=lm.name)
     plant_seconds = time.perf_counter() - start
-    cfg = parse_circuit_config({"study": "refusal_circuit", "intervention": str(planted), "patching": {"n_pairs": args.n_pairs},
+    cfg = parse_circuit_config({"study": "refusal_circuit", "intervention": str(planted), "patching": {"n_pairs": args.n_pairs, "method": args.method,
+                                                                                 "candidates": args.candidates},
                                 "ablation": {"n_random": args.n_random, "ks": [int(k) for k in args.ks.split(",")],
                                              "max_new_tokens": args.max_new_tokens}})
     cpu_study = time.process_time()
@@ -76,7 +80,8 @@ def main() -> None:
         "ablation": s["ablation"], "baseline": s["baseline"], "study_seconds": s["seconds"],
         "study_cpu_seconds": round(time.process_time() - cpu_study, 1),
         "plant_seconds": round(plant_seconds, 1), "total_cpu_seconds": round(time.process_time() - cpu, 1),
-        "settings": {"ks": args.ks, "n_random": args.n_random, "n_pairs": args.n_pairs, "max_new_tokens": args.max_new_tokens},
+        "settings": {"ks": args.ks, "n_random": args.n_random, "n_pairs": args.n_pairs, "max_new_tokens": args.max_new_tokens,
+                     "method": args.method, "candidates": args.candidates},
         "threads": args.threads,
     }
     print(json.dumps(report, indent=1))
