@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -8,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from alignscope.io import atomic_write_json, save_safetensors, write_safetensors_streaming
+from alignscope.errors import DiskFullError
+from alignscope.io import atomic_dir, atomic_write_json, save_safetensors, write_safetensors_streaming
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
@@ -37,3 +40,53 @@ def test_streaming_writer_equals_safetensors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="chunks held"):
         write_safetensors_streaming(tmp_path / "bad.safetensors", {"a": (torch.float32, (5, 3, 2))}, {"a": iter([a[:2]])})
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def _enospc(*_: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_names_the_file_and_keeps_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ckpt.json"
+    atomic_write_json(path, {"step": 1})
+    before = path.read_bytes()
+    monkeypatch.setattr(os, "fsync", _enospc)  # where a full disk often shows first (delayed allocation)
+    with pytest.raises(DiskFullError) as info:
+        atomic_write_json(path, {"step": 2, "losses": [0.5] * 100})
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and "disk is full" in msg and "\n" not in msg
+    assert isinstance(info.value, OSError) and info.value.path == str(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["ckpt.json"]  # no temporary left
+
+
+def test_other_os_errors_pass_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_: object) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="I/O error") as info:
+        atomic_write_json(tmp_path / "x.json", {})
+    assert not isinstance(info.value, DiskFullError)
+
+
+def test_atomic_dir_replaces_the_directory_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one", encoding="utf-8")
+        assert not target.exists()  # filled aside
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("two", encoding="utf-8")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # the old directory is untouched
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("two", encoding="utf-8")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_dir_full_disk_names_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(DiskFullError, match=f"^{tmp_path / 'model'}: could not write"), atomic_dir(tmp_path / "model"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
