@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from alignscope.errors import DiskFullError
@@ -90,3 +91,20 @@ def test_atomic_dir_full_disk_names_the_directory(tmp_path: Path) -> None:
     with pytest.raises(DiskFullError, match=f"^{tmp_path / 'model'}: could not write"), atomic_dir(tmp_path / "model"):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_safetensors_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    tensors = {"w": torch.randn(3, 4), "half": torch.randn(5).to(torch.bfloat16), "scalar": torch.tensor(2.5),
+               "mask": torch.tensor([True, False]), "ids": torch.arange(4), "empty": torch.zeros(0, 3)}
+    meta = {f"k{i}": str(i) for i in range(8)}
+    blobs = set()
+    for i in range(6):  # metadata given in different orders; safetensors' own save orders it by a random hash
+        order = list(meta.items())[i:] + list(meta.items())[:i]
+        save_safetensors(tmp_path / f"t{i}.safetensors", tensors, dict(order))
+        blobs.add((tmp_path / f"t{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
+    loaded = load_file(str(tmp_path / "t0.safetensors"))
+    assert loaded.keys() == tensors.keys()
+    assert all(loaded[k].dtype == v.dtype and torch.equal(loaded[k], v) for k, v in tensors.items())
+    with safe_open(str(tmp_path / "t0.safetensors"), framework="pt") as fh:
+        assert fh.metadata() == meta

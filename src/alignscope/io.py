@@ -124,9 +124,20 @@ def _json_default(obj: Any) -> Any:
 
 
 def save_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Save tensors as safetensors atomically (contiguous CPU copies are made as needed)."""
+    """Save tensors as safetensors atomically (contiguous CPU copies are made as needed).
+
+    The same tensors and metadata give the same bytes in every process: the header lists the
+    metadata keys sorted and the tensors by decreasing element size, then name (the layout
+    safetensors uses), where ``safetensors.torch.save`` orders the metadata by a per-process
+    hash, so a file's SHA-256 (which stage records keep) would differ between a run and its resume.
+    """
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(cpu, metadata=dict(metadata) if metadata else None))
+    if any(t.dtype not in _ST_DTYPES for t in cpu.values()):  # a dtype the writer below does not know: safetensors' own
+        atomic_write_bytes(path, st_save(cpu, metadata=dict(metadata) if metadata else None))
+        return
+    order = sorted(cpu, key=lambda k: (-cpu[k].element_size(), k))
+    write_safetensors_streaming(path, {k: (cpu[k].dtype, tuple(cpu[k].shape)) for k in order}, {k: [cpu[k]] for k in order},
+                                metadata=metadata)
 
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy", ".npz")
@@ -177,7 +188,7 @@ def write_safetensors_streaming(
     """
     header: dict[str, Any] = {}
     if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
     offset = 0
     for name, (dtype, shape) in specs.items():
         nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
@@ -192,7 +203,7 @@ def write_safetensors_streaming(
             written = 0
             for chunk in chunks[name]:
                 data = chunk.detach().to("cpu", dtype).contiguous()
-                fh.write(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+                fh.write(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
                 written += data.numel()
             if written != _numel(shape):
                 raise ValueError(f"tensor {name!r}: chunks held {written} elements, shape {shape} needs {_numel(shape)}")
