@@ -226,7 +226,7 @@ def train_tuned_lens(
     start, losses = load_checkpoint(out / CHECKPOINT_FILE, lens, opt, fp)
     unembed = Unembedder.from_model(lm)
     order = _order(chunks.shape[0], config)
-    gen = torch.Generator().manual_seed(config.seed + start)
+    gen = torch.Generator()
     stop = config.steps if max_steps is None else min(config.steps, start + max_steps)
     t0 = time.perf_counter()
     bar = tqdm(range(start, stop), initial=start, total=config.steps, desc="tuned lens", disable=not progress)
@@ -235,6 +235,7 @@ def train_tuned_lens(
         for group in opt.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config.steps)
         opt.zero_grad(set_to_none=True)
+        gen.manual_seed(step_seed(config.seed, step))  # per step, so a resumed run samples as an uninterrupted one does
         per_layer = train_step(lm, lens, unembed, chunks[idx], config, gen)
         opt.step()
         losses.append(float(per_layer.mean()))
@@ -248,6 +249,11 @@ def train_tuned_lens(
     report = TrainReport(stop, start, tokens, seconds, tokens / seconds if seconds else 0.0,
                          losses[-1] if losses else float("nan"), losses)
     return lens, report
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The sampling seed of one training step: a function of the run's seed and the step alone (not of where a run resumed)."""
+    return seed * 1_000_003 + step
 
 
 def _order(n_chunks: int, config: TrainConfig) -> torch.Tensor:
