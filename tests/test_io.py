@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from alignscope.io import atomic_write_json, save_safetensors, write_safetensors_streaming
+from alignscope.errors import DiskFullError
+from alignscope.io import atomic_dir, atomic_write_json, save_safetensors, write_safetensors_streaming
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
@@ -40,15 +43,68 @@ def test_streaming_writer_equals_safetensors(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.safetensors").exists()
 
 
-def test_save_safetensors_bytes_depend_only_on_content(tmp_path: Path) -> None:
-    tensors = {"w": torch.randn(4, 3, dtype=torch.bfloat16), "scalar": torch.tensor(2.5), "mask": torch.tensor([True, False]),
-               "ids": torch.arange(6, dtype=torch.int32).reshape(2, 3)[:, ::2], "empty": torch.zeros(0, 2)}
-    meta = {f"k{i}": f"v{i}" for i in range(12)}
-    save_safetensors(tmp_path / "a.safetensors", tensors, meta)
-    save_safetensors(tmp_path / "b.safetensors", dict(reversed(list(tensors.items()))), dict(reversed(list(meta.items()))))
-    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
-    with safe_open(str(tmp_path / "a.safetensors"), framework="pt") as fh:  # the library reads it back exactly
+def _enospc(*_: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_full_disk_names_the_file_and_keeps_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ckpt.json"
+    atomic_write_json(path, {"step": 1})
+    before = path.read_bytes()
+    monkeypatch.setattr(os, "fsync", _enospc)  # where a full disk often shows first (delayed allocation)
+    with pytest.raises(DiskFullError) as info:
+        atomic_write_json(path, {"step": 2, "losses": [0.5] * 100})
+    monkeypatch.undo()
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and "disk is full" in msg and "\n" not in msg
+    assert isinstance(info.value, OSError) and info.value.path == str(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["ckpt.json"]  # no temporary left
+
+
+def test_other_os_errors_pass_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_: object) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="I/O error") as info:
+        atomic_write_json(tmp_path / "x.json", {})
+    assert not isinstance(info.value, DiskFullError)
+
+
+def test_atomic_dir_replaces_the_directory_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one", encoding="utf-8")
+        assert not target.exists()  # filled aside
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("two", encoding="utf-8")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # the old directory is untouched
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("two", encoding="utf-8")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_dir_full_disk_names_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(DiskFullError, match=f"^{tmp_path / 'model'}: could not write"), atomic_dir(tmp_path / "model"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_safetensors_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    tensors = {"w": torch.randn(3, 4), "half": torch.randn(5).to(torch.bfloat16), "scalar": torch.tensor(2.5),
+               "mask": torch.tensor([True, False]), "ids": torch.arange(4), "empty": torch.zeros(0, 3)}
+    meta = {f"k{i}": str(i) for i in range(8)}
+    blobs = set()
+    for i in range(6):  # metadata given in different orders; safetensors' own save orders it by a random hash
+        order = list(meta.items())[i:] + list(meta.items())[:i]
+        save_safetensors(tmp_path / f"t{i}.safetensors", tensors, dict(order))
+        blobs.add((tmp_path / f"t{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
+    loaded = load_file(str(tmp_path / "t0.safetensors"))
+    assert loaded.keys() == tensors.keys()
+    assert all(loaded[k].dtype == v.dtype and torch.equal(loaded[k], v) for k, v in tensors.items())
+    with safe_open(str(tmp_path / "t0.safetensors"), framework="pt") as fh:
         assert fh.metadata() == meta
-        for name, t in tensors.items():
-            got = fh.get_tensor(name)
-            assert got.dtype == t.dtype and torch.equal(got, t)

@@ -60,6 +60,20 @@ class NumericalError(AlignscopeError):
         self.site = site
 
 
+class DiskFullError(AlignscopeError, OSError):
+    """A file could not be written because its file system is full (or the user's quota is spent).
+
+    The message names the file; the file's previous version, if any, is untouched (writes are atomic),
+    so finished stages and checkpoints survive and a rerun after freeing space resumes. It is also
+    an ``OSError``, so code that falls back on a failed write (another log location) still does.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(f"{path}: could not write this file: the disk is full (no space left on device); free some space "
+                         "and rerun: finished stages and checkpoints are kept")
+        self.path = str(path)
+
+
 class ResumeMismatchError(AlignscopeError):
     """An output directory holds a run made with different inputs than the ones given now."""
 

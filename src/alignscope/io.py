@@ -6,10 +6,12 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,7 +22,7 @@ from typing import IO, Any
 import torch
 from safetensors.torch import save as st_save
 
-from alignscope.errors import InputError
+from alignscope.errors import DiskFullError, InputError
 
 _ST_DTYPES: dict[torch.dtype, str] = {
     torch.float32: "F32",
@@ -36,9 +38,23 @@ _ST_DTYPES: dict[torch.dtype, str] = {
 }
 
 
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _full_disk(exc: BaseException, path: Path) -> BaseException:
+    """``exc`` as a :class:`DiskFullError` naming ``path`` when it says the disk is full; else ``exc`` itself."""
+    if isinstance(exc, OSError) and not isinstance(exc, DiskFullError) and exc.errno in _FULL:
+        return DiskFullError(path)
+    return exc
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing and rename it over ``path`` on success."""
+    """Open a temporary sibling of ``path`` for writing and rename it over ``path`` on success.
+
+    Raises:
+        DiskFullError: the disk is full (ENOSPC, EDQUOT); the message names ``path``, whose old content is untouched.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -49,8 +65,37 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = _full_disk(exc, target)
+        if full is not exc:
+            raise full from None
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; on success it replaces the directory ``path``.
+
+    A process killed while filling it leaves a hidden ``.NAME.*`` directory, never a partial ``path``
+    (an existing ``path`` is removed just before the rename, so a kill there leaves none).
+
+    Raises:
+        DiskFullError: the disk filled up while the directory was written (the message names ``path``).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = _full_disk(exc, target)
+        if full is not exc:
+            raise full from None
         raise
 
 
@@ -81,16 +126,18 @@ def _json_default(obj: Any) -> Any:
 def save_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
     """Save tensors as safetensors atomically (contiguous CPU copies are made as needed).
 
-    The file's bytes depend only on the tensors and metadata: tensors in name order, metadata keys
-    sorted (the safetensors library orders the metadata by a hash map, so the same call could give
-    different bytes from one process to the next).
+    The same tensors and metadata give the same bytes in every process: the header lists the
+    metadata keys sorted and the tensors by decreasing element size, then name (the layout
+    safetensors uses), where ``safetensors.torch.save`` orders the metadata by a per-process
+    hash, so a file's SHA-256 (which stage records keep) would differ between a run and its resume.
     """
-    cpu = {k: tensors[k].detach().to("cpu").contiguous() for k in sorted(tensors)}
-    meta = {k: str(metadata[k]) for k in sorted(metadata)} if metadata else None
-    if any(t.dtype not in _ST_DTYPES for t in cpu.values()):  # a dtype our writer does not map: the library's own
-        atomic_write_bytes(path, st_save(cpu, metadata=meta))
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    if any(t.dtype not in _ST_DTYPES for t in cpu.values()):  # a dtype the writer below does not know: safetensors' own
+        atomic_write_bytes(path, st_save(cpu, metadata=dict(metadata) if metadata else None))
         return
-    write_safetensors_streaming(path, {k: (t.dtype, tuple(t.shape)) for k, t in cpu.items()}, {k: [t] for k, t in cpu.items()}, meta)
+    order = sorted(cpu, key=lambda k: (-cpu[k].element_size(), k))
+    write_safetensors_streaming(path, {k: (cpu[k].dtype, tuple(cpu[k].shape)) for k in order}, {k: [cpu[k]] for k in order},
+                                metadata=metadata)
 
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".npy", ".npz")
@@ -141,7 +188,7 @@ def write_safetensors_streaming(
     """
     header: dict[str, Any] = {}
     if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
     offset = 0
     for name, (dtype, shape) in specs.items():
         nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()

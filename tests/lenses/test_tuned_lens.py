@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from alignscope.errors import InputError, ResumeMismatchError
 from alignscope.lenses.corpus import token_chunks
 from alignscope.lenses.lens_eval import evaluate_lenses, kl_per_layer
-from alignscope.lenses.train_loop import CHECKPOINT_FILE, TrainConfig, sampled_kl, train_tuned_lens
+from alignscope.lenses.train_loop import CHECKPOINT_FILE, TrainConfig, sampled_kl, step_seed, train_tuned_lens
 from alignscope.lenses.tuned_lens import TunedLens, read_metadata
 from alignscope.lenses.unembed import Unembedder
 
@@ -68,16 +71,45 @@ def test_resume_continues_exactly(tiny_lm, tmp_path: Path) -> None:
     lm = tiny_lm("gpt2")
     chunks = _chunks(lm)
     cfg = TrainConfig(steps=6, batch_seqs=3, seq_len=24, lr=5e-3, target_top_k=8, negatives=16, checkpoint_every=2)
-    straight, _ = train_tuned_lens(lm, chunks, tmp_path / "a", config=cfg)
+    straight, whole = train_tuned_lens(lm, chunks, tmp_path / "a", config=cfg)
     _, first = train_tuned_lens(lm, chunks, tmp_path / "b", config=cfg, max_steps=4)  # "killed" after 4 steps
     assert (tmp_path / "b" / CHECKPOINT_FILE).is_file() and first.steps == 4
     resumed, second = train_tuned_lens(lm, chunks, tmp_path / "b", config=cfg)
     assert second.resumed_from == 4 and second.steps == 6
-    torch.testing.assert_close(resumed.weight, straight.weight, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(resumed.bias, straight.bias, atol=1e-6, rtol=1e-5)
+    # the loss curve covers every step, the interrupted run's included (it once held the last 2 only)
+    assert len(whole.losses) == 6 and second.losses[:4] == first.losses
+    assert second.losses == whole.losses  # bit for bit: each step samples from its own seed, wherever a run resumed
+    assert second.tokens == 2 * 3 * 24  # this call's tokens only
+    assert torch.equal(resumed.weight, straight.weight) and torch.equal(resumed.bias, straight.bias)
     other = TrainConfig(steps=7, batch_seqs=3, seq_len=24, lr=5e-3, target_top_k=8, negatives=16, checkpoint_every=2)
     with pytest.raises(ResumeMismatchError):
         train_tuned_lens(lm, chunks, tmp_path / "b", config=other)
+
+
+def test_resume_samples_the_same_negatives(tiny_lm, tmp_path: Path) -> None:
+    """Few top tokens and few negatives, so each step's sampled vocabulary matters: a resumed run draws what an uninterrupted
+    one draws (it once reseeded from the step it resumed at), so the lens is equal bit for bit."""
+    lm = tiny_lm("gpt2")
+    cfg = TrainConfig(steps=6, batch_seqs=1, seq_len=8, lr=5e-2, target_top_k=1, negatives=4, checkpoint_every=2)
+    straight, whole = train_tuned_lens(lm, _chunks(lm), tmp_path / "a", config=cfg)
+    train_tuned_lens(lm, _chunks(lm), tmp_path / "b", config=cfg, max_steps=3)  # checkpoint at step 2, "killed" at 3
+    resumed, again = train_tuned_lens(lm, _chunks(lm), tmp_path / "b", config=cfg)
+    assert again.resumed_from == 3 and again.losses == whole.losses
+    assert torch.equal(resumed.weight, straight.weight) and torch.equal(resumed.bias, straight.bias)
+    assert step_seed(0, 3) != step_seed(1, 3) and step_seed(0, 3) != step_seed(0, 4)
+
+
+def test_a_checkpoint_whose_losses_do_not_match_its_step_names_the_file(tiny_lm, tmp_path: Path) -> None:
+    lm = tiny_lm("gpt2")
+    cfg = TrainConfig(steps=4, batch_seqs=2, seq_len=24, target_top_k=0, checkpoint_every=2)
+    train_tuned_lens(lm, _chunks(lm), tmp_path / "run", config=cfg, max_steps=2)
+    path = tmp_path / "run" / CHECKPOINT_FILE
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata())
+    assert json.loads(meta["losses"]) and len(json.loads(meta["losses"])) == 2
+    save_file(load_file(str(path)), str(path), metadata={**meta, "losses": "[0.5]"})
+    with pytest.raises(InputError, match=f"{path}.*1 losses for 2 steps"):
+        train_tuned_lens(lm, _chunks(lm), tmp_path / "run", config=cfg)
 
 
 def test_corpus_errors(tiny_lm) -> None:

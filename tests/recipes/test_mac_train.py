@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from transformers import AutoTokenizer
 
 from alignscope.errors import InputError
 from alignscope.models.chat import encode_one
+from alignscope.recipes import mac_train
 from alignscope.recipes.mac_train import IGNORE, LoraSettings, TrainSettings, encode_example, train
 from tests.reference import load_plain
 
@@ -107,3 +110,23 @@ def test_bad_settings_name_the_field(tiny, tmp_path: Path, settings: TrainSettin
     path, tok = tiny
     with pytest.raises(InputError, match=f"field '{field}'"):
         train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path)
+
+
+def test_resumed_training_seconds_add_up_across_processes(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake clock that moves 10 s per optimizer step: the resumed run reports all 9 steps' time, not its own 4 steps'."""
+    path, tok = tiny
+    now = [1000.0]
+
+    def tick(step: int, loss: float) -> None:
+        now[0] += 10.0
+
+    monkeypatch.setattr(mac_train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    settings = TrainSettings(layer=1, batch_size=2, epochs=3, checkpoint_every=2, lr=1e-2)
+    part = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, max_steps=5, on_step=tick)
+    assert part.steps == 5 and part.seconds == 50.0
+    now[0] += 3600.0  # the process was killed; an hour passes before the rerun
+    again = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, on_step=tick)
+    assert again.resumed_from == 5 and again.steps == 9 and again.seconds == 90.0
+    assert again.summary()["train_seconds"] == 90.0
+    progress = json.loads((tmp_path / "checkpoint" / "progress.json").read_text(encoding="utf-8"))
+    assert progress["step"] == 9 and progress["seconds"] == 90.0

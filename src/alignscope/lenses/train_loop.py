@@ -23,6 +23,7 @@ under), corpus and config resumes from the last; any other run is refused (:mod:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -89,7 +90,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainReport:
-    """What a training run did."""
+    """What a training run did: ``tokens``, ``seconds`` and ``tokens_per_second`` count this call only; ``losses`` holds
+    every step's loss since step 0, those of an interrupted run it resumed included."""
 
     steps: int
     resumed_from: int
@@ -221,11 +223,10 @@ def train_tuned_lens(
     lens = TunedLens.for_model(lm)
     opt = torch.optim.Adam(lens.parameters(), lr=config.lr)
     fp = fingerprint(lm, corpus_sha, chunks.shape[0], config)
-    start = load_checkpoint(out / CHECKPOINT_FILE, lens, opt, fp)
+    start, losses = load_checkpoint(out / CHECKPOINT_FILE, lens, opt, fp)
     unembed = Unembedder.from_model(lm)
     order = _order(chunks.shape[0], config)
-    gen = torch.Generator().manual_seed(config.seed + start)
-    losses: list[float] = []
+    gen = torch.Generator()
     stop = config.steps if max_steps is None else min(config.steps, start + max_steps)
     t0 = time.perf_counter()
     bar = tqdm(range(start, stop), initial=start, total=config.steps, desc="tuned lens", disable=not progress)
@@ -234,6 +235,7 @@ def train_tuned_lens(
         for group in opt.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config.steps)
         opt.zero_grad(set_to_none=True)
+        gen.manual_seed(step_seed(config.seed, step))  # per step, so a resumed run samples as an uninterrupted one does
         per_layer = train_step(lm, lens, unembed, chunks[idx], config, gen)
         if not torch.isfinite(per_layer).all():  # stop before the optimizer writes NaN into the translators
             bad = int(torch.nonzero(~torch.isfinite(per_layer))[0])
@@ -243,14 +245,19 @@ def train_tuned_lens(
         losses.append(float(per_layer.mean()))
         bar.set_postfix(kl=f"{losses[-1]:.3f}")
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            save_checkpoint(out / CHECKPOINT_FILE, lens, opt, step + 1, fp)
+            save_checkpoint(out / CHECKPOINT_FILE, lens, opt, step + 1, fp, losses)
     seconds = time.perf_counter() - t0
     tokens = (stop - start) * config.batch_seqs * config.seq_len
     if stop > start and stop < config.steps:
-        save_checkpoint(out / CHECKPOINT_FILE, lens, opt, stop, fp)
+        save_checkpoint(out / CHECKPOINT_FILE, lens, opt, stop, fp, losses)
     report = TrainReport(stop, start, tokens, seconds, tokens / seconds if seconds else 0.0,
                          losses[-1] if losses else float("nan"), losses)
     return lens, report
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The sampling seed of one training step: a function of the run's seed and the step alone (not of where a run resumed)."""
+    return seed * 1_000_003 + step
 
 
 def _order(n_chunks: int, config: TrainConfig) -> torch.Tensor:
@@ -258,8 +265,8 @@ def _order(n_chunks: int, config: TrainConfig) -> torch.Tensor:
     return torch.randperm(n_chunks, generator=torch.Generator().manual_seed(config.seed))
 
 
-def save_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, step: int, fp: str) -> None:
-    """Translators, Adam moments and the step, atomically, as safetensors."""
+def save_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, step: int, fp: str, losses: list[float]) -> None:
+    """Translators, Adam moments, the step and the losses so far, atomically, as safetensors."""
     tensors = dict(lens.state_tensors())
     for name, param in (("weight", lens.weight), ("bias", lens.bias)):
         state = opt.state.get(param, {})
@@ -268,14 +275,15 @@ def save_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, ste
                 tensors[f"adam.{name}.{key}"] = state[key]
         if "step" in state:
             tensors[f"adam.{name}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
-    save_safetensors(path, tensors, {"step": str(step), "fingerprint": fp})
+    save_safetensors(path, tensors, {"step": str(step), "fingerprint": fp, "losses": json.dumps(losses)})
     log.info("checkpoint at step %d -> %s", step, path)
 
 
-def load_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, fp: str) -> int:
-    """Restore a checkpoint into ``lens`` and ``opt``; returns the step to continue from (0 if none)."""
+def load_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, fp: str) -> tuple[int, list[float]]:
+    """Restore a checkpoint into ``lens`` and ``opt``; returns the step to continue from and the losses of the steps before it
+    (``(0, [])`` if there is none)."""
     if not path.is_file():
-        return 0
+        return 0, []
     with safe_open(str(path), framework="pt") as fh:
         meta = dict(fh.metadata() or {})
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
@@ -292,5 +300,10 @@ def load_checkpoint(path: Path, lens: TunedLens, opt: torch.optim.Optimizer, fp:
                 "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"].to(device),
             }
     step = int(meta.get("step", "0"))
+    if "losses" not in meta:  # written before checkpoints kept the losses: the summary's curve starts here
+        log.warning("%s holds no losses; the loss curve will start at step %d", path, step)
+    losses = [float(x) for x in json.loads(meta.get("losses", "[]"))]
+    if "losses" in meta and len(losses) != step:
+        raise InputError(f"the checkpoint holds {len(losses)} losses for {step} steps; delete it to start over", path=path)
     log.info("resuming tuned-lens training from step %d (%s)", step, path)
-    return step
+    return step, losses

@@ -19,13 +19,12 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignscope.errors import AlignscopeError
+from alignscope.io import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +125,14 @@ def gguf_model_dir(model: GgufModel) -> Path:
     if marker.is_file() and _read_json(marker) == stamp:
         return target
     log.info("converting the %s GGUF to safetensors once: %s", model.name, gguf)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=target.parent))
     try:
-        _convert(gguf, tmp, model.hf_id)
-        (tmp / marker.name).write_text(json.dumps(stamp), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        with atomic_dir(target) as tmp:
+            _convert(gguf, tmp, model.hf_id)
+            atomic_write_json(tmp / marker.name, stamp)
     except OSError:
         # Another process may have finished the same conversion first; accept its result.
         if not (marker.is_file() and _read_json(marker) == stamp):
             raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

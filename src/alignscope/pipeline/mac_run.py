@@ -47,7 +47,7 @@ from alignscope.evals.generation import generate
 from alignscope.evals.judge import Judge
 from alignscope.evals.ratings import RatingSummary
 from alignscope.evals.truthfulqa import TruthfulQAResult
-from alignscope.io import atomic_write_json, sha256_json
+from alignscope.io import atomic_dir, atomic_write_json, sha256_json
 from alignscope.lenses.corpus import load_corpus_text
 from alignscope.models.identity import dtype_name, resume_key, weights_hash
 from alignscope.models.loader import LoadedModel, load_hf, load_model, resolve_device, resolve_dtype
@@ -152,11 +152,13 @@ def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, examples: list
     where = out if variant == "module" else out / variant
     if result.circuit is not None:
         save_intervention(where / "mac.safetensors", result.circuit, model=lm.name)
-    if settings.lora is not None:
-        result.model.save_pretrained(str(where / "adapter"), safe_serialization=True)  # type: ignore[operator]
+    if settings.lora is not None:  # each directory is filled aside and renamed into place: a kill leaves no half model
+        with atomic_dir(where / "adapter") as tmp:
+            result.model.save_pretrained(str(tmp), safe_serialization=True)  # type: ignore[operator]
         merged = result.model.merge_and_unload()  # type: ignore[operator]
-        merged.save_pretrained(str(out / MERGED[variant]), safe_serialization=True)
-        lm.tokenizer.save_pretrained(str(out / MERGED[variant]))
+        with atomic_dir(out / MERGED[variant]) as tmp:
+            merged.save_pretrained(str(tmp), safe_serialization=True)
+            lm.tokenizer.save_pretrained(str(tmp))
     return result
 
 

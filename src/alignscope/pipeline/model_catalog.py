@@ -28,17 +28,14 @@ model that is not installed (``gemma3-270m`` without ``alignscope[models]``) is 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignscope.errors import InputError
-from alignscope.io import sha256_file
+from alignscope.io import atomic_dir, sha256_file
 from alignscope.models.embedded import cache_root, gguf_for
 from alignscope.models.identity import resume_key, weights_hash
 from alignscope.models.loader import LoadedModel, load_model, resolve_source
@@ -153,16 +150,12 @@ def tiny_dir(family: str, seed: int) -> Path:
     target = cache_root() / "models" / f"tiny-{family}-seed{seed}"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        build_tiny_model(family, tmp, seed=seed)
-        os.replace(tmp, target)
+        with atomic_dir(target) as tmp:
+            build_tiny_model(family, tmp, seed=seed)
     except OSError:
         if not (target / "config.json").is_file():  # another process may have finished the same build first
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

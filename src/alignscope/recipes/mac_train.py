@@ -223,7 +223,9 @@ class Checkpoint:
         self.dir = out_dir / CHECKPOINT
         self.fingerprint = fingerprint
 
-    def save(self, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer, step: int, losses: list[float]) -> None:
+    def save(self, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer, step: int, losses: list[float],
+             seconds: float) -> None:
+        """Write the trainable tensors and moments, then the step, the losses and the training seconds so far."""
         tensors = {f"param/{k}": p.detach().cpu().contiguous() for k, p in params.items()}
         for k, p in params.items():
             st = opt.state.get(p, {})
@@ -233,10 +235,12 @@ class Checkpoint:
             if "step" in st:
                 tensors[f"step/{k}"] = torch.as_tensor(st["step"]).detach().cpu().reshape(1).float()
         save_safetensors(self.dir / "state.safetensors", tensors, {"step": str(step)})
-        atomic_write_json(self.dir / "progress.json", {"fingerprint": self.fingerprint, "step": step, "losses": losses})
+        atomic_write_json(self.dir / "progress.json", {"fingerprint": self.fingerprint, "step": step, "losses": losses,
+                                                       "seconds": seconds})
 
-    def load(self, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer) -> tuple[int, list[float]] | None:
-        """Restore a matching checkpoint; None when there is none or it is for other settings or data."""
+    def load(self, params: dict[str, torch.nn.Parameter], opt: torch.optim.Optimizer) -> tuple[int, list[float], float] | None:
+        """Restore a matching checkpoint: ``(step, losses, training seconds so far)``; None when there is none or it is for
+        other settings or data."""
         progress = self.dir / "progress.json"
         if not progress.is_file():
             return None
@@ -255,7 +259,7 @@ class Checkpoint:
                     opt.state[p] = {"step": tensors[f"step/{k}"].reshape(()).clone(),
                                     "exp_avg": tensors[f"exp_avg/{k}"].to(p.device, p.dtype),
                                     "exp_avg_sq": tensors[f"exp_avg_sq/{k}"].to(p.device, p.dtype)}
-        return int(state["step"]), list(state["losses"])
+        return int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0))  # no seconds: an older checkpoint
 
 
 def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, str]], settings: TrainSettings,
@@ -312,7 +316,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": asdict(s), "data": [(e.ids, e.labels) for e in encoded],
                                                   "init": None if init_axes is None else init_axes.tolist(), "chat": chat}))
     resumed = ckpt.load(params, opt)
-    step, losses = resumed if resumed is not None else (0, [])
+    step, losses, before = resumed if resumed is not None else (0, [], 0.0)
     for _ in range(step):
         sched.step()
     handle = circuit.attach_to(base) if circuit is not None else None
@@ -347,7 +351,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
             if on_step is not None:
                 on_step(step, losses[-1])
             if step % s.checkpoint_every == 0 or step == limit:
-                ckpt.save(params, opt, step, losses)
+                ckpt.save(params, opt, step, losses, before + time.perf_counter() - start)
     finally:
         bar.close()
         if handle is not None:
@@ -355,5 +359,5 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
         model.eval()
     trainable = sum(p.numel() for p in params.values())
     settings_json = {**asdict(s), "lora": None if s.lora is None else asdict(s.lora)}
-    return TrainResult(circuit, model, losses, step, time.perf_counter() - start, trainable, total_params,
+    return TrainResult(circuit, model, losses, step, before + time.perf_counter() - start, trainable, total_params,
                        resumed[0] if resumed else 0, settings_json)

@@ -30,8 +30,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -42,7 +40,7 @@ from jaxtyping import Float
 from transformers import AutoModelForCausalLM
 
 from alignscope.errors import AlignscopeError, InputError
-from alignscope.io import atomic_write_json
+from alignscope.io import atomic_dir, atomic_write_json
 from alignscope.models.loader import LoadedModel
 from alignscope.models.registry import ArchSpec, get_arch, resolve_module
 
@@ -184,18 +182,10 @@ def orthogonalize_to_dir(
     _prepare_out(target)
     model = AutoModelForCausalLM.from_pretrained(lm.source, dtype=lm.dtype)
     stats = orthogonalize_model(model, direction, allow_inexact=allow_inexact)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
         result = WeightEditResult(str(target), lm.name, lm.model_type, norm, stats["layers_edited"], stats["matrices_edited"],
                                   stats["tied_unembedding_untied"], stats["exact"], time.perf_counter() - start)
         atomic_write_json(tmp / EDIT_FILE, {**result.to_json(), "source": lm.source, **(provenance or {})})
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return replace(result, seconds=time.perf_counter() - start)
