@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -67,16 +68,21 @@ def _full_disk_line(stderr: str, path: Path) -> None:
                       "and rerun: finished stages and checkpoints are kept"]
 
 
-def test_run_stops_at_the_stage_that_could_not_be_written(commands: dict[str, KillCommand], tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    cmd = commands["run refusal"]
+def _reference_then_full_disk(cmd: KillCommand, tmp_path: Path, full_disk: Any) -> tuple[Path, Any]:
+    """An uninterrupted reference run into ``tmp_path/ref``, then the same command into ``tmp_path/out`` with a full disk."""
     ref = runner.invoke(app, cmd.argv(tmp_path / "ref"))
     assert ref.exit_code == 0, ref.output
     out = tmp_path / "out"
-    with monkeypatch.context() as mp:
-        mp.setattr(os, "fsync", FullDisk("select.json"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fsync", full_disk)
         full = runner.invoke(app, cmd.argv(out))
     assert full.exit_code == 2
+    return out, full
+
+
+def test_run_stops_at_the_stage_that_could_not_be_written(commands: dict[str, KillCommand], tmp_path: Path) -> None:
+    cmd = commands["run refusal"]
+    out, full = _reference_then_full_disk(cmd, tmp_path, FullDisk("select.json"))
     _full_disk_line(full.stderr, out / "stages" / "select.json")
     finished = {k: v for k, v in _files(out / "stages").items() if k.split(".")[0] in ("baseline", "extract", "model_hash")}
     assert {"baseline.json", "extract.json", "extract.safetensors"} <= set(finished)
@@ -89,21 +95,14 @@ def test_run_stops_at_the_stage_that_could_not_be_written(commands: dict[str, Ki
     assert compare_results(cmd, tmp_path / "ref", out) == []
 
 
-def test_mac_train_keeps_the_previous_checkpoint(commands: dict[str, KillCommand], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mac_train_keeps_the_previous_checkpoint(commands: dict[str, KillCommand], tmp_path: Path) -> None:
     cmd = commands["mac train"]
-    ref = runner.invoke(app, cmd.argv(tmp_path / "ref"))
-    assert ref.exit_code == 0, ref.output
-    out = tmp_path / "out"
     kept: dict[str, bytes] = {}
 
     def remember(target: Path) -> None:  # the checkpoint on disk when the next one fails to write
         kept.update({p.name: p.read_bytes() for p in target.parent.iterdir() if p.is_file() and not p.name.startswith(".")})
 
-    with monkeypatch.context() as mp:
-        mp.setattr(os, "fsync", FullDisk("state.safetensors", nth=2, before=remember))
-        full = runner.invoke(app, cmd.argv(out))
-    assert full.exit_code == 2
+    out, full = _reference_then_full_disk(cmd, tmp_path, FullDisk("state.safetensors", nth=2, before=remember))
     [checkpoint] = {p.parent for p in out.rglob("state.safetensors")}
     _full_disk_line(full.stderr, checkpoint / "state.safetensors")
     assert sorted(kept) == ["progress.json", "state.safetensors"] and json.loads(kept["progress.json"])["step"] == 2
