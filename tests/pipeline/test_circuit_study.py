@@ -115,3 +115,10 @@ def test_shipped_examples_parse_and_resolve_paths() -> None:
     assert cpu.intervention == str(root / "refusal_circuit_planted.safetensors") and cpu.model == "default"
     gpu = parse_circuit_config(read_yaml(root / "refusal_circuit_gpu.yaml"), "x", root)
     assert gpu.model == "meta-llama/Llama-3.1-8B-Instruct" and gpu.intervention is None
+
+
+def test_shipped_mac_lora_example_parses() -> None:
+    from alignscope.pipeline.mac_config import load_mac_config
+
+    cfg = load_mac_config(Path(__file__).resolve().parents[2] / "examples" / "mac_lora.yaml")
+    assert list(cfg.variants) == ["lora"] and cfg.lora is not None and cfg.lora.r == 8
