@@ -7,12 +7,12 @@ Rather than write NaN into results, every forward pass alignscope runs (:func:`~
 positions with :func:`check_logits`. When they are not finite, :func:`first_non_finite` reruns the
 batch on the same hook target with read-only hooks at every layer's ``resid_pre``, ``attn_out``,
 ``mlp_out`` and ``resid_post`` and reports the first site, in execution order, whose output holds
-a non-finite value: that is where the overflow began. The check costs one ``isfinite`` over the
-logits per pass; the rerun happens only on failure.
+a non-finite value: that is where the overflow began. The check costs one float32 sum over the
+logits per pass (:func:`all_finite`); the rerun happens only on failure.
 
 Example:
-    >>> check_logits(logits, mask, target, ids, dtype=torch.float16)   # doctest: +SKIP
-    NumericalError: non-finite values (inf/NaN) first appear at layer 3 mlp_out in float16 ...
+    >>> check_logits(logits, mask, target, ids, n_layers=lm.n_layers, dtype=torch.float16)   # doctest: +SKIP
+    NumericalError: non-finite values (inf/NaN) in the logits: they first appear at layer 3 mlp_out (float16 overflowed; ...
 """
 
 from __future__ import annotations
