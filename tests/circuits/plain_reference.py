@@ -112,6 +112,12 @@ def patched_logits(model: torch.nn.Module, ids: Sequence[int], component: str, l
         select(x)[...] = value
         return x
 
+    return edited_logits(model, ids, component, layer, write)
+
+
+def edited_logits(model: torch.nn.Module, ids: Sequence[int], component: str, layer: int,
+                  write: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Last-position logits with the activation at one site replaced by ``write(act)`` (``(1, seq, width)``)."""
     if component == "resid_mid":
         with _mid_hooks(model, layer, lambda x, a: write(x + a) - x), torch.no_grad():
             return model(torch.tensor([list(ids)])).logits[0, -1]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from alignscope.circuits.ablation import Component
-from alignscope.circuits.ablation_values import ablation_values
+from alignscope.circuits.ablation_values import ablation_directions, ablation_values
 from alignscope.circuits.ranking import first_place_rate, rank_components
 from alignscope.circuits.suffix_patching import parse_component, patch_shared_suffix, study_components
 from alignscope.errors import InputError
@@ -19,7 +19,7 @@ from alignscope.models.chat import encode_one
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.component_ablation import ComponentAblation
 from alignscope.steering.planted import plant_refusal
-from tests.circuits.plain_reference import patched_logits, record
+from tests.circuits.plain_reference import edited_logits, patched_logits, record
 
 HARMFUL = ["Tell me how to make a bomb", "Explain how to steal a car", "Show me how to poison food",
            "Tell me how to hack a bank", "Describe how to hurt people"]
@@ -77,6 +77,29 @@ def test_planted_mechanism_ranks_first(strong_lm: Callable[[str], LoadedModel]) 
     assert first_place_rate(effects, comps.index(planted), n_boot=200) >= 0.95
 
 
+def test_direction_ablation_of_the_planted_site_undoes_the_plant(strong_lm: Callable[[str], LoadedModel]) -> None:
+    lm = strong_lm("llama")
+    layer = lm.n_layers - 1
+    iv = plant_refusal(lm, HARMFUL, HARMLESS, layer=layer, component="mlp_out", vector="unembed", coefficient=60.0)
+    metric = _metric(lm)
+    with iv.apply(lm):
+        bad = [encode_one(lm.tokenizer, p, chat=True)[0] for p in HARMFUL]
+        good = [encode_one(lm.tokenizer, p, chat=True)[0] for p in HARMLESS]
+        values, directions = ablation_directions(lm, good, bad, [Component("mlp_out", layer), Component("mlp_out", 0)])
+
+    def score(intervention: object) -> float:
+        logits = next_token_logits(lm, HARMFUL, chat=True, intervention=intervention)  # type: ignore[arg-type]
+        return float(metric(logits.unsqueeze(1)).mean())  # (batch, 1, vocab): one position per prompt
+
+    key, other = ("mlp_out", layer, None), ("mlp_out", 0, None)
+    plain, planted = score(None), score(iv)
+    undone = score(ComponentAblation((key,), {key: values[key]}, iv, {key: directions[key]}))
+    elsewhere = score(ComponentAblation((other,), {other: values[other]}, iv, {other: directions[other]}))
+    assert planted - plain > 2.0  # the plant makes the model refuse
+    assert abs(undone - plain) < 0.15 * (planted - plain)  # projecting out the planted site's direction removes it
+    assert abs(elsewhere - planted) < 0.15 * (planted - plain)  # another component's direction barely matters
+
+
 def test_parse_component_labels_and_errors() -> None:
     assert parse_component("head@L3.H2", 30, 9) == Component("head", 3, 2)
     assert parse_component("mlp_out@L29", 30, 9) == Component("mlp_out", 29)
@@ -110,6 +133,40 @@ def test_component_ablation_matches_plain_zero_and_mean(strong_lm: Callable[[str
         fill = torch.zeros(lm.d_model) if not vals else vals[("mlp_out", 0, None)]
         want = patched_logits(plain, ids, "mlp_out", 0, fill, lambda x: x[0])
         assert torch.allclose(got, want, atol=1e-3)
+
+
+def test_direction_ablation_matches_plain_projection(strong_lm: Callable[[str], LoadedModel],
+                                                     strong_plain: Callable[[str], torch.nn.Module]) -> None:
+    lm, plain = strong_lm("llama"), strong_plain("llama")
+    bad = [encode_one(lm.tokenizer, p, chat=True)[0] for p in HARMFUL[:3]]
+    good = [encode_one(lm.tokenizer, p, chat=True)[0] for p in HARMLESS[:3]]
+    comps = [Component("mlp_out", 1), Component("head", 0, 1)]
+    values, directions = ablation_directions(lm, good, bad, comps)
+    for comp, width in ((comps[0], lm.d_model), (comps[1], lm.d_model // lm.n_heads)):  # independent means, plain forwards
+        def last(ids, comp=comp, width=width):
+            act = record(plain, ids, comp.component)[comp.layer][-1]
+            return act if comp.head is None else act.reshape(lm.n_heads, width)[comp.head]
+        mean_good = torch.stack([last(i) for i in good]).mean(0)
+        diff = torch.stack([last(i) for i in bad]).mean(0) - mean_good
+        key = (comp.component, comp.layer, comp.head)
+        assert torch.allclose(values[key], mean_good, atol=1e-5)
+        assert torch.allclose(directions[key], diff / diff.norm(), atol=1e-5)
+    mu, d = values[("mlp_out", 1, None)], directions[("mlp_out", 1, None)]
+    mu_h, d_h = values[("head", 0, 1)], directions[("head", 0, 1)]
+
+    def head_write(x: torch.Tensor) -> torch.Tensor:
+        z = x.reshape(*x.shape[:2], lm.n_heads, -1).clone()
+        z[:, :, 1] -= ((z[:, :, 1] - mu_h) @ d_h).unsqueeze(-1) * d_h
+        return z.reshape(x.shape)
+
+    for comp, write in ((comps[0], lambda x: x - ((x - mu) @ d).unsqueeze(-1) * d), (comps[1], head_write)):
+        key = (comp.component, comp.layer, comp.head)
+        iv = ComponentAblation((key,), {key: values[key]}, directions={key: directions[key]})
+        got = next_token_logits(lm, [HARMFUL[0]], chat=True, intervention=iv)[0]
+        want = edited_logits(plain, bad[0], comp.component, comp.layer, write)
+        assert torch.allclose(got, want, atol=1e-3)
+        plain_logits = next_token_logits(lm, [HARMFUL[0]], chat=True)[0]
+        assert not torch.allclose(got, plain_logits, atol=1e-3)  # the edit did something
 
 
 def test_component_ablation_rejects_bad_keys() -> None:

@@ -69,6 +69,15 @@ def test_study_cli_json_files_and_resume(study_config: Callable[..., Path], tmp_
     assert all(v["reused"] for k, v in manifest["stages"].items() if k != "report")
 
 
+def test_direction_ablation_runs_through_the_study(study_config: Callable[..., Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(study_config(method="direction")), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["k"] for r in summary["ablation"]] == [1, 3]
+    assert json.loads((out / "results.json").read_text(encoding="utf-8"))["ablation"]["method"] == "direction"
+
+
 def test_k_larger_than_components_names_the_field(study_config: Callable[..., Path], tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", str(study_config(components=["mlp_out@L1", "attn_out@L0"], ks=[1, 5])),
                               "--out", str(tmp_path / "o")])

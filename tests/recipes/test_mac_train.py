@@ -105,6 +105,7 @@ def test_lora_only_counts_and_freezes(tiny, tmp_path: Path) -> None:
     (TrainSettings(axes=()), "axes"), (TrainSettings(layer=99), "layer"), (TrainSettings(gate="step"), "gate"),
     (TrainSettings(lora=LoraSettings(target_modules=("qkv_fused",))), "lora.target_modules"),
     (TrainSettings(module=False), "module"), (TrainSettings(batch_size=0), "batch_size"),
+    (TrainSettings(keep_loss="mse"), "keep_loss"), (TrainSettings(kl_weight=-1.0), "kl_weight"),
 ])
 def test_bad_settings_name_the_field(tiny, tmp_path: Path, settings: TrainSettings, field: str) -> None:
     path, tok = tiny
@@ -130,3 +131,65 @@ def test_resumed_training_seconds_add_up_across_processes(tiny, tmp_path: Path, 
     assert again.summary()["train_seconds"] == 90.0
     progress = json.loads((tmp_path / "checkpoint" / "progress.json").read_text(encoding="utf-8"))
     assert progress["step"] == 9 and progress["seconds"] == 90.0
+
+
+KEEP = [True, False, True, False, True]  # the jokes, colours and counting keep the model's own behaviour
+
+
+def _by_hand_loss(path: Path, tok, circuit, lora_model=None) -> float:
+    """The kept examples' summed KL(unsteered || steered) plus the others' cross-entropy, per response token, one
+    unpadded example at a time on plain HF models (the circuit attached with attach_to, LoRA through its own model)."""
+    plain = load_plain(path)
+    steered = lora_model if lora_model is not None else load_plain(path)
+    handle = circuit.attach_to(steered.get_base_model() if lora_model is not None else steered) if circuit is not None else None
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for (p, r), keep in zip(EXAMPLES, KEEP, strict=True):
+            e = encode_example(tok, p, r, chat=True, max_length=96)
+            ids = torch.tensor([e.ids])
+            log_q = torch.log_softmax(steered(input_ids=ids).logits[0].double(), -1)
+            log_p = torch.log_softmax(plain(input_ids=ids).logits[0].double(), -1)
+            for t in range(1, len(e.ids)):
+                if e.labels[t] == IGNORE:
+                    continue
+                n += 1
+                total += float((log_p[t - 1].exp() * (log_p[t - 1] - log_q[t - 1])).sum()) if keep else -float(log_q[t - 1, e.labels[t]])
+    if handle is not None:
+        handle.remove()
+    return total / n
+
+
+def test_kept_examples_score_kl_from_the_unsteered_model(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    settings = TrainSettings(layer=1, batch_size=len(EXAMPLES), epochs=3, warmup_steps=1, lr=5e-2)
+    first = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=1)
+    assert first.circuit is not None and float(first.circuit.net.nudge.abs().sum()) > 0
+    expected = _by_hand_loss(path, tok, first.circuit)  # step 2 scores the whole set with the circuit of step 1
+    second = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=2)
+    assert second.resumed_from == 1 and second.losses[1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_kept_examples_under_lora_compare_with_the_adapter_disabled(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    settings = TrainSettings(module=False, lora=LoraSettings(r=2, lr=5e-2), batch_size=len(EXAMPLES), epochs=3, warmup_steps=1)
+    first = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=1)
+    expected = _by_hand_loss(path, tok, None, lora_model=first.model)
+    second = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=2)
+    assert second.losses[1] == pytest.approx(expected, rel=1e-4)
+
+
+def test_an_unchanged_model_has_zero_kept_loss(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    keep_all = train(load_plain(path), tok, EXAMPLES, TrainSettings(layer=1, batch_size=5, epochs=2), out_dir=tmp_path / "kl",
+                     keep=[True] * len(EXAMPLES))
+    assert keep_all.losses[0] == 0.0  # the fresh circuit is the identity: nothing to learn
+    assert keep_all.losses[1] < 1e-6  # (Adam scales the rounding-level gradient up to a step, so not exactly 0)
+    ce = train(load_plain(path), tok, EXAMPLES, TrainSettings(layer=1, batch_size=5, epochs=1, keep_loss="ce"),
+               out_dir=tmp_path / "ce", keep=[True] * len(EXAMPLES))
+    assert ce.losses[0] > 1.0  # the old loss: cross-entropy on the self-distilled answer
+
+
+def test_keep_flags_must_match_the_examples(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    with pytest.raises(InputError, match="field 'keep'"):
+        train(load_plain(path), tok, EXAMPLES, TrainSettings(layer=1), out_dir=tmp_path, keep=[True])

@@ -2,7 +2,13 @@
 
 * ``zero``: no value (the write is zeros);
 * ``mean``: the component's activation averaged over every token of every reference prompt;
-* ``resample``: its activation at the last token of one reference prompt drawn (seeded) at random.
+* ``resample``: its activation at the last token of one reference prompt drawn (seeded) at random;
+* ``direction`` (:func:`ablation_directions`): only the component's output along its own refusal
+  direction changes. The direction is ``mean(harmful) - mean(harmless)`` of its output at the last
+  prompt token of the ranking pairs, made unit; the projection on it is set to the harmless mean's.
+  Everything else the component writes is kept, so a component that carries no refusal signal
+  loses almost nothing (whole-component ablation of a random component of a small model is itself
+  damaging, which swamps a random baseline).
 
 Values are ``(d_model,)`` for a layer output and ``(d_head,)`` for a head, keyed
 ``(component, layer, head)`` as :class:`~alignscope.steering.component_ablation.ComponentAblation` takes them.
@@ -53,3 +59,35 @@ def ablation_values(lm: LoadedModel, reference_ids: Sequence[Sequence[int]], com
             sums[key] = sums.get(key, torch.zeros(act.shape[-1])) + value.sum(0).cpu()
         count += 1 if method == "resample" else len(ids)
     return {k: v / count for k, v in sums.items()}
+
+
+def _last_token_means(lm: LoadedModel, prompts: Sequence[Sequence[int]], components: Sequence[Component]) -> dict[Key, torch.Tensor]:
+    kinds = sorted({c.component for c in components})
+    sums: dict[Key, torch.Tensor] = {}
+    for ids in prompts:
+        rec = record_run(lm, ids, kinds)
+        for c in components:
+            act = rec.acts[(c.component, c.layer)][-1].float()
+            act = act if c.head is None else act[c.head]
+            key = (c.component, c.layer, c.head)
+            sums[key] = sums.get(key, torch.zeros(act.shape[-1])) + act.cpu()
+    return {k: v / len(prompts) for k, v in sums.items()}
+
+
+def ablation_directions(lm: LoadedModel, harmless_ids: Sequence[Sequence[int]], harmful_ids: Sequence[Sequence[int]],
+                        components: Sequence[Component]) -> tuple[dict[Key, torch.Tensor], dict[Key, torch.Tensor]]:
+    """``(values, directions)`` for ``direction`` ablation: per component the harmless mean at the last prompt token and the
+    unit ``mean(harmful) - mean(harmless)`` there (zeros where the two means coincide: nothing to remove).
+
+    Raises:
+        InputError: no harmless or no harmful prompts.
+    """
+    if not harmless_ids or not harmful_ids:
+        raise InputError("direction ablation needs harmful and harmless reference prompts", field="method")
+    good, bad = _last_token_means(lm, harmless_ids, components), _last_token_means(lm, harmful_ids, components)
+    directions = {}
+    for key, mean in good.items():
+        diff = bad[key] - mean
+        norm = float(diff.norm())
+        directions[key] = diff / norm if norm > 0 else torch.zeros_like(diff)
+    return good, directions

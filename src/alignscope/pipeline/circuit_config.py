@@ -32,7 +32,8 @@ Schema (defaults shown)::
       n_boot: 1000
     ablation:
       ks: [1, 5, 10, 20]
-      method: mean               # zero, mean (over harmless ranking prompts' tokens) or resample
+      method: mean               # zero, mean (over harmless ranking prompts' tokens), resample, or direction (only each
+                                 # component's own harmful-minus-harmless direction, set to the harmless mean's projection)
       n_random: 20               # random component sets of the same kinds per k
       max_new_tokens: 24
       batch_size: 24
@@ -102,7 +103,7 @@ class AblationSection(_Section):
     """The generation check: ablate the top k, regenerate on held-out harmful prompts."""
 
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20], min_length=1)
-    method: Literal["zero", "mean", "resample"] = "mean"
+    method: Literal["zero", "mean", "resample", "direction"] = "mean"
     n_random: int = Field(default=20, ge=1)
     max_new_tokens: int = Field(default=24, ge=1)
     batch_size: int = Field(default=24, ge=1)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alignscope.circuits.ablation import Component
-from alignscope.circuits.ablation_values import ablation_values
+from alignscope.circuits.ablation_values import ablation_directions, ablation_values
 from alignscope.circuits.edges import edge_attribution
 from alignscope.circuits.ranking import first_place_rate, layer_importance, rank_components
 from alignscope.circuits.suffix_patching import parse_component, patch_candidates, patch_shared_suffix, study_components
@@ -281,9 +281,20 @@ def ablation(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
     held = heldout_pairs(ctx)
     harmful, harmless = [p.harmful for p in held], [p.harmless for p in held]
     ref_rows = [r for r in deps["pairs"].output["pairs"] if r["split"] == "rank"]
+    every = list(dict.fromkeys([*ranked, *pool]))
+    directions: dict[tuple[str, int, int | None], torch.Tensor] = {}
     with intervention_scope(lm, ctx.intervention):
-        values = ablation_values(lm, [r["harmless_ids"] for r in ref_rows], list(dict.fromkeys([*ranked, *pool])), ab.method,
-                                 seed=ctx.cfg.seed)
+        if ab.method == "direction":
+            values, directions = ablation_directions(lm, [r["harmless_ids"] for r in ref_rows], [r["harmful_ids"] for r in ref_rows],
+                                                     every)
+        else:
+            values = ablation_values(lm, [r["harmless_ids"] for r in ref_rows], every, ab.method, seed=ctx.cfg.seed)
+
+    def ablate(components: Sequence[Component]) -> ComponentAblation:
+        keys = tuple(_key(c) for c in components)
+        return ComponentAblation(keys, {k: values[k] for k in keys if k in values}, ctx.intervention,
+                                 {k: directions[k] for k in keys if k in directions})
+
     base_texts, _ = _generate(ctx, harmful, ctx.intervention)
     _, base_logits = _generate(ctx, harmless, ctx.intervention)
     reference = {"with_intervention": _rate_json([det(t) for t in base_texts])}
@@ -291,9 +302,7 @@ def ablation(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
         reference["without_intervention"] = _rate_json([det(t) for t in _generate(ctx, harmful, None)[0]])
 
     def run(components: Sequence[Component]) -> tuple[list[str], list[bool]]:
-        iv = ComponentAblation(tuple(_key(c) for c in components), {_key(c): values[_key(c)] for c in components if _key(c) in values},
-                               ctx.intervention)
-        texts, _ = _generate(ctx, harmful, iv)
+        texts, _ = _generate(ctx, harmful, ablate(components))
         return texts, [det(t) for t in texts]
 
     rows, examples = [], []
@@ -301,8 +310,7 @@ def ablation(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
     for k in ab.ks:
         top = ranked[:k]
         texts, flags = run(top)
-        iv = ComponentAblation(tuple(_key(c) for c in top), {_key(c): values[_key(c)] for c in top if _key(c) in values}, ctx.intervention)
-        _, logits = _generate(ctx, harmless, iv)
+        _, logits = _generate(ctx, harmless, ablate(top))
         kl = kl_divergence(base_logits, logits)
         random_rates = [float(np.mean(run(_matched_random(pool, top, rng))[1])) for _ in range(ab.n_random)]
         lo, hi = percentile_ci(random_rates)

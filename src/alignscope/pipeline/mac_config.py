@@ -23,6 +23,8 @@ Every section is optional; no config at all trains on the embedded model and the
       seed: 0
       max_length: 96
       checkpoint_every: 25
+      keep_loss: kl                 # self-distilled examples: kl (KL from the unsteered model) or ce (their greedy answer)
+      kl_weight: 1.0                # that KL term's weight against the other examples' cross-entropy
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -81,6 +83,8 @@ class MacTrain(_Section):
     seed: int = 0
     max_length: Annotated[int, Field(ge=8)] = 96
     checkpoint_every: Annotated[int, Field(ge=1)] = 25
+    keep_loss: Literal["kl", "ce"] = "kl"
+    kl_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
 
 
 class MacLora(_Section):
@@ -125,7 +129,7 @@ class MacConfig(_Section):
         return TrainSettings(module=variant != "lora", layer=t.layer, axes=tuple(t.axes), width=t.width, gate=t.gate, lora=lora,
                              qlora=self.qlora and lora is not None, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
                              grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
-                             checkpoint_every=t.checkpoint_every)
+                             checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``training.json`` records)."""

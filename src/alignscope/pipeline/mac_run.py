@@ -142,13 +142,13 @@ def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[s
     return {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
 
 
-def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, examples: list[tuple[str, str]], axes: torch.Tensor,
+def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, records: list[dict[str, Any]], axes: torch.Tensor,
                    out: Path, progress: bool) -> TrainResult:
     device = resolve_device(cfg.device)
     settings = cfg.settings(variant)
     model, _ = load_hf(lm.source, resolve_dtype(cfg.dtype, device), device, load_in_4bit=settings.qlora)
-    result = train(model, lm.tokenizer, examples, settings, out_dir=out / "train" / variant, progress=progress,
-                   init_axes=axes if settings.module else None)
+    result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings, out_dir=out / "train" / variant,
+                   progress=progress, init_axes=axes if settings.module else None, keep=[bool(e["distilled"]) for e in records])
     where = out if variant == "module" else out / variant
     if result.circuit is not None:
         save_intervention(where / "mac.safetensors", result.circuit, model=lm.name)
@@ -228,11 +228,10 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
     axes_rec = stage("axes", ["axes/2", list(cfg.train.axes), layer, cfg.train.seed, content],
                      lambda: ({"layer": layer}, _axes(lm, cfg, layer, progress)))
-    examples = [(e["prompt"], e["response"]) for e in data.output["train"]]
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg.variants:
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-            result = _train_variant(lm, cfg, variant, examples, axes_rec.tensors["axes"], out, progress)
+            result = _train_variant(lm, cfg, variant, data.output["train"], axes_rec.tensors["axes"], out, progress)
             return result.summary(), {}
         rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train)
         training[variant] = rec.output

@@ -3,7 +3,12 @@
 The base model's weights stay frozen. What trains is the :class:`~alignscope.steering.circuit.AlignmentCircuit`
 (when ``module`` is on) and LoRA adapters through peft (when ``lora`` is set), by next-token
 cross-entropy on the response tokens only: prompt tokens (chat-formatted) and padding carry
-label -100. AdamW, gradient accumulation, linear warm-up then linear decay, a seeded batch order.
+label -100. Examples that keep the model's own behaviour (self-distilled harmless and lookalike
+answers) are scored by ``keep_loss``: ``kl`` (the default) is the KL divergence from the unsteered
+model's full next-token distribution (the circuit detached, LoRA disabled) at every response
+position, which is zero exactly when the edit leaves the model unchanged there; ``ce`` is
+cross-entropy on the greedy answer, which also sharpens the distribution and so moves the model
+even where it should not. AdamW, gradient accumulation, linear warm-up then linear decay, a seeded batch order.
 
 Checkpoints: every ``checkpoint_every`` optimizer steps (and at the end) the trainable tensors,
 the optimizer's moments and the loss curve are written to ``DIR/checkpoint/`` as safetensors
@@ -28,6 +33,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,7 @@ log = logging.getLogger(__name__)
 
 IGNORE = -100
 CHECKPOINT = "checkpoint"
+KEEP_LOSSES = ("kl", "ce")
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class TrainSettings:
         max_length: examples are cut to this many tokens (the prompt's head is dropped first).
         checkpoint_every: optimizer steps between checkpoints.
         weight_decay: AdamW weight decay.
+        keep_loss: how the examples that keep the model's behaviour are scored: ``kl`` (KL from the unsteered
+            model's distribution) or ``ce`` (cross-entropy on the self-distilled answer).
+        kl_weight: the weight of that KL term against the cross-entropy of the other examples.
     """
 
     module: bool = True
@@ -99,6 +109,8 @@ class TrainSettings:
     max_length: int = 96
     checkpoint_every: int = 25
     weight_decay: float = 0.0
+    keep_loss: str = "kl"
+    kl_weight: float = 1.0
 
     def check(self, n_layers: int, module_names: set[str]) -> TrainSettings:
         """These settings with the layer resolved; errors name the field."""
@@ -108,6 +120,10 @@ class TrainSettings:
             raise InputError("expected at least one axis (got an axis count of 0)", field="axes")
         if self.gate not in GATES:
             raise InputError(f"unknown gate form {self.gate!r}; expected one of {', '.join(GATES)}", field="gate")
+        if self.keep_loss not in KEEP_LOSSES:
+            raise InputError(f"unknown keep_loss {self.keep_loss!r}; expected one of {', '.join(KEEP_LOSSES)}", field="keep_loss")
+        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
+            raise InputError(f"expected a finite weight >= 0, got {self.kl_weight!r}", field="kl_weight")
         layer = n_layers // 2 if self.layer is None else self.layer
         if not 0 <= layer < n_layers:
             raise InputError(f"layer {layer} is out of range; the model has layers 0..{n_layers - 1}", field="layer")
@@ -262,9 +278,17 @@ class Checkpoint:
         return int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0))  # no seconds: an older checkpoint
 
 
+def keep_kl(logits: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``sum KL(reference || logits)`` over the scored positions (``labels != -100``) of shifted ``(batch, seq, vocab)`` logits."""
+    scored = labels != IGNORE
+    return torch.nn.functional.kl_div(logits[scored].float().log_softmax(-1), reference[scored].float().log_softmax(-1),
+                                      log_target=True, reduction="sum")
+
+
 def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, str]], settings: TrainSettings,
           *, out_dir: str | Path, chat: bool = True, progress: bool = False, max_steps: int | None = None,
-          init_axes: torch.Tensor | None = None, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          init_axes: torch.Tensor | None = None, on_step: Callable[[int, float], None] | None = None,
+          keep: Sequence[bool] | None = None) -> TrainResult:
     """Train on ``(prompt, response)`` pairs; ``model`` is a plain HF causal LM (frozen here).
 
     Args:
@@ -278,13 +302,18 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
         max_steps: stop after this many optimizer steps (a checkpoint is written there).
         init_axes: ``(n_axes, d_model)`` sensor directions to start from (e.g. contrastive directions).
         on_step: called with ``(step, loss)`` after every optimizer step.
+        keep: per example, whether it keeps the model's own behaviour (scored by ``settings.keep_loss``;
+            None: none does).
 
     Raises:
-        InputError: bad settings (the message names the field) or no examples.
+        InputError: bad settings (the message names the field), no examples, or ``keep`` of another length.
     """
     start = time.perf_counter()
     if not examples:
         raise InputError("no training examples", field="data")
+    keep = [False] * len(examples) if keep is None else [bool(k) for k in keep]
+    if len(keep) != len(examples):
+        raise InputError(f"{len(keep)} keep flags for {len(examples)} examples", field="keep")
     n_layers = len(decoder_layers(model))
     s = settings.check(n_layers, linear_names(model))
     assert s.layer is not None
@@ -314,12 +343,26 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     total_steps = math.ceil(per_epoch * s.epochs / s.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(min(s.warmup_steps, total_steps), total_steps))
     ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": asdict(s), "data": [(e.ids, e.labels) for e in encoded],
-                                                  "init": None if init_axes is None else init_axes.tolist(), "chat": chat}))
+                                                  "init": None if init_axes is None else init_axes.tolist(), "chat": chat,
+                                                  "keep": keep if any(keep) else None}))
     resumed = ckpt.load(params, opt)
     step, losses, before = resumed if resumed is not None else (0, [], 0.0)
     for _ in range(step):
         sched.step()
     handle = circuit.attach_to(base) if circuit is not None else None
+
+    def unsteered(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Shifted logits of the model as it was: the circuit detached, LoRA disabled."""
+        nonlocal handle
+        if handle is not None:
+            handle.remove()
+        try:
+            off = getattr(model, "disable_adapter")() if s.lora is not None else nullcontext()  # noqa: B009
+            with torch.no_grad(), off:
+                return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()  # type: ignore[no-any-return]
+        finally:
+            handle = circuit.attach_to(base) if circuit is not None else None
+
     pad = pad_id(tokenizer)
     model.train()
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
@@ -332,10 +375,13 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
             total = 0.0
             for _, rows in chunk:
                 ids, mask, labels = (t.to(device) for t in right_padded([encoded[i] for i in rows], pad))
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
                 lab = labels[:, 1:]
-                loss_sum = torch.nn.functional.cross_entropy(logits[:, :-1].float().flatten(0, 1), lab.flatten(),
+                kept = torch.tensor([keep[i] and s.keep_loss == "kl" for i in rows], device=device)
+                loss_sum = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lab.masked_fill(kept[:, None], IGNORE).flatten(),
                                                              ignore_index=IGNORE, reduction="sum")
+                if bool(kept.any()):
+                    loss_sum = loss_sum + s.kl_weight * keep_kl(logits[kept], unsteered(ids[kept], mask[kept]), lab[kept])
                 if not torch.isfinite(loss_sum):  # stop before the optimizer writes NaN into weights; the last checkpoint stays
                     raise non_finite_error(NativeTarget(base), n_layers, ids, mask, what=f"the training loss at step {step + 1}",
                                            dtype=next(base.parameters()).dtype)

@@ -3,6 +3,8 @@
 A component is a whole layer output (``attn_out``, ``mlp_out``, ``resid_pre``) or one attention
 head (``head``, the per-head output ``z``), at every position. Its value is replaced by a fixed
 vector (the ``(d_model,)`` mean or resampled activation; ``(d_head,)`` for a head) or by zeros.
+With a unit ``direction`` for a component only its projection on that direction is replaced
+(``x - ((x - value) . d) d``), and the rest of what it writes is kept.
 ``over`` is an intervention that stays active underneath (e.g. a planted refusal mechanism): its
 hooks are attached first, so on a site both touch, the ablation's write wins.
 
@@ -38,12 +40,14 @@ Key = tuple[str, int, int | None]
 
 @dataclass(frozen=True, eq=False)
 class ComponentAblation(HookIntervention[Any]):
-    """Overwrite ``components`` with ``values`` (missing key: zeros), with ``over`` active underneath."""
+    """Overwrite ``components`` with ``values`` (missing key: zeros), with ``over`` active underneath; a component with an
+    entry in ``directions`` has only its projection on that unit direction overwritten."""
 
     kind: ClassVar[str] = "component_ablation"
     components: tuple[Key, ...]
     values: Mapping[Key, torch.Tensor] = field(default_factory=dict)
     over: HookIntervention[Any] | None = None
+    directions: Mapping[Key, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for comp, _layer, head in self.components:
@@ -75,20 +79,26 @@ class ComponentAblation(HookIntervention[Any]):
 
     def _overwrite(self, keys: list[Key], n_heads: int) -> HookFn:
         values = {k: self.values.get(k) for k in keys}
+        directions = {k: self.directions.get(k) for k in keys}
 
         def hook(_m: torch.nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor:
             new = out.clone()
             view = new.reshape(*out.shape[:2], n_heads, -1) if keys[0][0] == "head" else new
-            for (_comp, _layer, head), value in values.items():
-                fill = 0.0 if value is None else value.to(device=out.device, dtype=out.dtype)
-                if head is None:
-                    view[...] = fill
+            for key, value in values.items():
+                head = key[2]
+                part = view if head is None else view[:, :, head]
+                fill = torch.zeros(part.shape[-1], device=out.device, dtype=out.dtype) if value is None else value.to(out.device, out.dtype)
+                d = directions[key]
+                if d is None:
+                    part[...] = fill
                 else:
-                    view[:, :, head] = fill
+                    d = d.to(out.device, out.dtype)
+                    part -= ((part - fill) @ d).unsqueeze(-1) * d
             return view.reshape(out.shape)
 
         return hook
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         tensors = {f"value.{c}.{layer}.{-1 if h is None else h}": v for (c, layer, h), v in self.values.items()}
+        tensors |= {f"direction.{c}.{layer}.{-1 if h is None else h}": v for (c, layer, h), v in self.directions.items()}
         return tensors, {"components": json.dumps([list(k) for k in self.components])}
