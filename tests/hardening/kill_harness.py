@@ -9,7 +9,7 @@ work, never during ``import torch``, and for a resumed run after the work it reu
 kill, every file the tool could read back on a resume must parse completely (no partial file
 under a final name). Kills can be chained (kill, resume, kill again...); the last run goes to
 completion and its result files must equal the reference's, bit for bit, apart from the fields
-named in :data:`IGNORED_FIELDS`. Linux only (``/proc``).
+named in :data:`tests.hardening.result_files.IGNORED_FIELDS`. Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -20,51 +20,21 @@ import json
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import torch
 from safetensors import safe_open
 
 from tests.hardening.kill_commands import KillCommand
+from tests.hardening.result_files import is_temporary, tree_differences
 
 ROOT = Path(__file__).resolve().parents[2]
 
-IGNORED_FIELDS: Mapping[str, str] = {
-    # wall-clock timings: how long a process took, never what it computed
-    "seconds": "wall-clock duration of a run, stage or unit",
-    "train_seconds": "wall-clock training time (summed over the processes of a resumed run)",
-    "tokens_per_second": "throughput: tokens over wall-clock seconds",
-    "search_seconds": "wall-clock duration of a search",
-    "throughput_ratio": "generation speed relative to the base model, from wall-clock times",
-    # the run's history, not its result: a resumed run reuses what an interrupted one finished
-    "reused": "which stages or units this process reused rather than computed",
-    "computed": "which units this process computed (the complement of `reused`)",
-    "resumed_from_step": "the training step this process started from",
-    "resumed_from": "the training step this process started from",
-    "train/tokens": "tokens this process trained on (the CLI prints it as `tokens this run`)",
-    # paths: where this run's output directory is, which differs between the reference and the killed run
-    "lens": "the path of the tuned lens written under OUT",
-    # hashes chained on timings: a stage's fingerprint hashes its upstream stages' outputs, and the select and intervene
-    # outputs hold their wall-clock `search_seconds`, so the downstream fingerprints differ between any two runs
-    "/fingerprint": "(top level of a file) a run stage's input hash, which chains on upstream wall-clock search_seconds",
-}
-"""JSON keys left out of the comparison, and why each is not part of the result: ``KEY`` anywhere in a result file
-(in a safetensors header's JSON metadata too), ``PARENT/KEY`` only inside an object under ``PARENT`` (``/KEY``: at the top level)."""
-
 TRACEBACK = "Traceback (most recent call last)"
-TEMP_SUFFIX = ".tmp"
-
-
-def is_temporary(path: Path) -> bool:
-    """A file the atomic writer has not renamed yet (``.NAME.xxxx.tmp``): never read as a result."""
-    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
 def env_for(cache: Path) -> dict[str, str]:
@@ -256,79 +226,7 @@ def parses(path: Path) -> bool:
     return True
 
 
-def strip_ignored(obj: Any, parent: str = "") -> Any:
-    """``obj`` without the keys of :data:`IGNORED_FIELDS`, at any depth."""
-    if isinstance(obj, dict):
-        return {k: strip_ignored(v, k) for k, v in obj.items() if k not in IGNORED_FIELDS and f"{parent}/{k}" not in IGNORED_FIELDS}
-    if isinstance(obj, list):
-        return [strip_ignored(v, parent) for v in obj]
-    return obj
-
-
 def compare_results(cmd: KillCommand, ref_out: Path, out: Path) -> list[str]:
-    """Every way the result files of ``out`` differ from ``ref_out``'s (empty: equal, bit for bit)."""
-    diffs: list[str] = []
-    for pattern in cmd.results:
-        want = sorted(p.relative_to(ref_out) for p in ref_out.glob(pattern) if p.is_file() and not is_temporary(p))
-        got = sorted(p.relative_to(out) for p in out.glob(pattern) if p.is_file() and not is_temporary(p))
-        if not want:
-            diffs.append(f"{pattern}: the reference has no such file")
-        if want != got:
-            diffs.append(f"{pattern}: files {[str(p) for p in got]} instead of {[str(p) for p in want]}")
-        for rel in set(want) & set(got):
-            diffs += [f"{rel}: {d}" for d in _file_differences(ref_out / rel, out / rel)]
-    return diffs
-
-
-def _file_differences(a: Path, b: Path) -> list[str]:
-    if a.suffix == ".json":
-        return _json_differences(strip_ignored(json.loads(a.read_text(encoding="utf-8"))),
-                                 strip_ignored(json.loads(b.read_text(encoding="utf-8"))), "")
-    if a.suffix == ".safetensors":
-        return _tensor_differences(a, b)
-    return [] if a.read_bytes() == b.read_bytes() else ["bytes differ"]
-
-
-def _json_differences(a: Any, b: Any, where: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{where or '/'}: keys {sorted(b)} instead of {sorted(a)}"]
-        return [d for k in a for d in _json_differences(a[k], b[k], f"{where}/{k}")]
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return [f"{where or '/'}: {len(b)} items instead of {len(a)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _json_differences(x, y, f"{where}/{i}")]
-    if isinstance(a, float) and isinstance(b, float):  # bit for bit (NaN equals NaN; 0.0 is not -0.0)
-        return [] if struct.pack("<d", a) == struct.pack("<d", b) else [f"{where or '/'}: {b!r} instead of {a!r}"]
-    if type(a) is not type(b) or a != b:
-        return [f"{where or '/'}: {b!r} instead of {a!r}"]
-    return []
-
-
-def _tensor_differences(a: Path, b: Path) -> list[str]:
-    with safe_open(str(a), framework="pt") as fa, safe_open(str(b), framework="pt") as fb:
-        if _metadata(fa.metadata()) != _metadata(fb.metadata()):
-            return [f"metadata {fb.metadata()} instead of {fa.metadata()}"]
-        if set(fa.keys()) != set(fb.keys()):
-            return [f"tensors {sorted(fb.keys())} instead of {sorted(fa.keys())}"]
-        diffs = []
-        for key in fa.keys():  # noqa: SIM118
-            x, y = fa.get_tensor(key), fb.get_tensor(key)
-            if x.dtype != y.dtype or x.shape != y.shape or _raw(x) != _raw(y):
-                diffs.append(f"tensor {key} differs")
-        return diffs
-
-
-def _metadata(meta: Mapping[str, str] | None) -> dict[str, Any]:
-    """Header metadata with JSON-object values parsed and stripped of :data:`IGNORED_FIELDS`."""
-    parsed: dict[str, Any] = {}
-    for key, value in (meta or {}).items():
-        try:
-            parsed[key] = strip_ignored(json.loads(value)) if value.startswith("{") else value
-        except ValueError:
-            parsed[key] = value
-    return parsed
-
-
-def _raw(t: torch.Tensor) -> bytes:
-    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    """Every way the result files of ``out`` differ from ``ref_out``'s (empty: equal, bit for bit; see
+    :mod:`tests.hardening.result_files`)."""
+    return tree_differences(ref_out, out, cmd.results)

@@ -3,98 +3,58 @@
 Every command of the secrets test (except ``run`` and ``compare``, whose resumed results the kill
 tests compare with an uninterrupted run's) runs twice on a tiny model into two directories. The
 JSON object on the last stdout line and every JSON, JSONL, CSV and safetensors file written must be
-identical, after dropping only the fields listed in :data:`VOLATILE`: wall-clock timings and the
-output paths themselves (which name the two directories). HTML and PNG files are not compared
-(they embed the same numbers, drawn). See the README's "Reproducibility" section for CUDA.
+identical, compared as the kill tests compare a resumed run with an uninterrupted one
+(:mod:`tests.hardening.result_files`: only wall-clock timings and the like are left out, and each
+run's own directory reads as ``ROOT``). HTML and PNG files are not compared (they embed the same
+numbers, drawn). See the README's "Reproducibility" section for CUDA.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from safetensors import safe_open
 from typer.testing import CliRunner
 
 from alignscope.cli import app
 from tests.fake_openai import FakeOpenAI
+from tests.hardening.result_files import json_differences, result_files, strip_ignored, tree_differences
 from tests.hardening.test_secrets import commands
-
-VOLATILE = frozenset({"seconds", "train_seconds", "wall_seconds", "elapsed", "tokens_per_second", "throughput", "paths", "out",
-                      "out_dir", "path", "files", "created", "started", "finished", "timestamp", "duration"})
-"""Keys whose values are timings or this run's own output paths."""
 
 SKIPPED = ("run", "compare")
 runner = CliRunner()
 
 
-def scrub(value: Any, root: str) -> Any:
-    """``value`` without :data:`VOLATILE` keys, and with the output root replaced in strings."""
-    if isinstance(value, dict):
-        return {k: scrub(v, root) for k, v in value.items() if k not in VOLATILE and not k.endswith("_seconds")}
-    if isinstance(value, list):
-        return [scrub(v, root) for v in value]
-    return value.replace(root, "ROOT") if isinstance(value, str) else value
-
-
-def _files(root: Path) -> dict[str, Any]:
-    got: dict[str, Any] = {}
-    for f in sorted(root.rglob("*")):
-        rel = str(f.relative_to(root))
-        if not f.is_file() or "cache" in f.parts or f.suffix in (".html", ".png", ".log"):
-            continue
-        if f.suffix == ".json":
-            got[rel] = scrub(json.loads(f.read_text(encoding="utf-8")), str(root))
-        elif f.suffix == ".safetensors":
-            got[rel] = _safetensors(f, str(root))
-        elif f.suffix == ".csv":
-            got[rel] = scrub(list(csv.DictReader(io.StringIO(f.read_text(encoding="utf-8")))), str(root))
-        elif f.suffix == ".jsonl":
-            got[rel] = [scrub(json.loads(line), str(root)) for line in f.read_text(encoding="utf-8").splitlines() if line]
-        else:
-            got[rel] = f.read_bytes().replace(str(root).encode(), b"ROOT")
-    return got
-
-
-def _safetensors(path: Path, root: str) -> dict[str, Any]:
-    """Tensors as raw bytes, and metadata with JSON-valued entries parsed and scrubbed (a lens stores its training timings)."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = {k: scrub(json.loads(v) if v.startswith("{") else v, root) for k, v in (fh.metadata() or {}).items()}
-        tensors = {k: (str(fh.get_tensor(k).dtype), fh.get_tensor(k).reshape(-1).view(torch.uint8).numpy().tobytes())
-                   for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    return {"meta": meta, "tensors": tensors}
+RESULTS = ("**/*.json", "**/*.jsonl", "**/*.csv", "**/*.safetensors")
 
 
 def test_same_command_same_results(tiny_dir: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIGNSCOPE_CACHE", str(tmp_path / "cache"))
     model = str(tiny_dir("llama"))
-    outputs: list[dict[str, Any]] = []
+    printed: dict[str, dict[str, Any]] = {"a": {}, "b": {}}
     with FakeOpenAI(lambda text: "REFUSAL" if "hurt" in text else "4") as judge:
         for side in ("a", "b"):
             root = tmp_path / side
             root.mkdir()
-            printed: dict[str, Any] = {}
             for name, args in commands(model, root, judge.url, root / "unused.yaml").items():
                 if name in SKIPPED:
                     continue
                 res = runner.invoke(app, args)
                 assert res.exit_code == 0, f"{name}: {res.output}"
-                printed[name] = scrub(json.loads(res.stdout.strip().splitlines()[-1]), str(root))
-            outputs.append({"printed": printed, "files": _files(root)})
-    a, b = outputs
-    assert len(a["printed"]) == 16 and len(a["files"]) > 30
-    assert a["files"].keys() == b["files"].keys()
-    differ = [k for k in a["files"] if a["files"][k] != b["files"][k]]
-    differ += [k for k in a["printed"] if a["printed"][k] != b["printed"][k]]
-    assert not differ
+                printed[side][name] = strip_ignored(json.loads(res.stdout.strip().splitlines()[-1]), str(root))
+    assert len(printed["a"]) == 16 and len(result_files(tmp_path / "a", RESULTS, skip=("cache",))) > 30
+    assert tree_differences(tmp_path / "a", tmp_path / "b", RESULTS, skip=("cache",)) == []
+    assert json_differences(printed["a"], printed["b"]) == []
 
 
-def test_scrub_keeps_results_and_drops_only_timings() -> None:
-    got = scrub({"rate": 0.5, "seconds": 3.0, "stage_seconds": 1, "paths": {"x": "/r/x"}, "note": "/r/a.json", "rows": [{"kl": 1}]}, "/r")
-    assert got == {"rate": 0.5, "note": "ROOT/a.json", "rows": [{"kl": 1}]}
+def test_the_comparison_reads_each_root_as_root_and_drops_only_timings(tmp_path: Path) -> None:
+    got = strip_ignored({"rate": 0.5, "seconds": 3.0, "stage_seconds": 1, "paths": {"x": "/r/x"}, "rows": [{"kl": 1}]}, "/r")
+    assert got == {"rate": 0.5, "paths": {"x": "ROOT/x"}, "rows": [{"kl": 1}]}
+    for side, rate in (("a", "0.5"), ("b", "0.25")):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "r.csv").write_text(f"label,rate,seconds\nx,{rate},{side}\n", encoding="utf-8")
+        (tmp_path / side / "r.jsonl").write_text(json.dumps({"path": str(tmp_path / side / "o")}) + "\n", encoding="utf-8")
+    assert tree_differences(tmp_path / "a", tmp_path / "b", ("*.csv", "*.jsonl")) == ["r.csv: /0/rate: '0.25' instead of '0.5'"]

@@ -23,7 +23,8 @@ from hypothesis import settings
 from safetensors.torch import save_file
 
 from tests.hardening.kill_commands import COMMANDS, KillCommand, prepare
-from tests.hardening.kill_harness import IGNORED_FIELDS, TRACEBACK, compare_results, env_for, kill_and_resume, reference, unreadable_files
+from tests.hardening.kill_harness import TRACEBACK, compare_results, env_for, kill_and_resume, reference, unreadable_files
+from tests.hardening.result_files import is_ignored
 
 KILLS_ENV = "ALIGNSCOPE_KILLS"
 
@@ -87,7 +88,7 @@ def corrupt(path: Path) -> None:
 def _nudge_first_float(obj: object) -> bool:
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
     for key, value in items:
-        if isinstance(key, str) and key in IGNORED_FIELDS:
+        if isinstance(key, str) and is_ignored(key):
             continue
         if isinstance(value, float) and value == value:
             bits = struct.unpack("<q", struct.pack("<d", value))[0]

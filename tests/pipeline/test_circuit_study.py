@@ -124,6 +124,8 @@ def test_shipped_examples_parse_and_resolve_paths() -> None:
     assert cpu.intervention == str(root / "refusal_circuit_planted.safetensors") and cpu.model == "default"
     gpu = parse_circuit_config(read_yaml(root / "refusal_circuit_gpu.yaml"), "x", root)
     assert gpu.model == "meta-llama/Llama-3.1-8B-Instruct" and gpu.intervention is None
+    lora = parse_circuit_config(read_yaml(root / "refusal_circuit_lora.yaml"), "x", root)
+    assert lora.model == "runs/mac/lora_only_merged" and lora.ablation.method == "direction"
 
 
 def test_shipped_mac_lora_example_parses() -> None:
@@ -131,3 +133,4 @@ def test_shipped_mac_lora_example_parses() -> None:
 
     cfg = load_mac_config(Path(__file__).resolve().parents[2] / "examples" / "mac_lora.yaml")
     assert list(cfg.variants) == ["lora"] and cfg.lora is not None and cfg.lora.r == 8
+    assert cfg.train.keep_loss == "ce"  # reproduces the model the README's LoRA circuit study measured
