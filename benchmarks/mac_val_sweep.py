@@ -3,7 +3,7 @@
 Reads the ``data`` and ``axes`` stages of a finished ``alignscope mac train --out RUN`` (the
 training examples, self-distilled answers and the sensors' starting directions), trains the
 ``module`` variant once per candidate (``--set NAME:key=value,key=value``; resumable under
-``RUN/val_sweep/NAME``), and measures each on the built-in ``val`` splits: refusal on harmful,
+``RUN/val_sweep/NAME``, as are the measurements), and measures each on the built-in ``val`` splits: refusal on harmful,
 harmless and lookalike prompts (n, rate, Wilson 95% interval) and the first-token KL(base ||
 circuit) on the harmless ones. The rule, fixed before any candidate is run: the highest
 ``harmful - harmless - lookalike`` refusal rate among the candidates with mean KL <= 0.05 (all
@@ -28,7 +28,7 @@ import torch
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.evals.behaviour import evaluate_refusal
 from alignscope.evals.capability import kl_summary
-from alignscope.io import read_safetensors
+from alignscope.io import atomic_write_json, read_safetensors, save_safetensors
 from alignscope.metrics import kl_divergence
 from alignscope.models.loader import load_hf, load_model
 from alignscope.pipeline.mac_config import load_mac_config
@@ -47,7 +47,19 @@ def _parse(spec: str) -> tuple[str, dict[str, Any]]:
     return name, over
 
 
-def _measure(lm: Any, circuit: Any, base_first: torch.Tensor | None) -> dict[str, Any]:
+def _measure(lm: Any, circuit: Any, base_first: torch.Tensor | None, cache: Path) -> dict[str, Any]:
+    """Val-split refusal and KL, kept in ``cache`` (JSON plus the harmless first-token logits) so a rerun reuses them."""
+    if (cache / "val.json").is_file() and (cache / "val.safetensors").is_file():
+        out = json.loads((cache / "val.json").read_text(encoding="utf-8"))
+        out["first_logits"] = read_safetensors(cache / "val.safetensors", "val logits")[0]["first_logits"]
+        return out
+    out = _compute(lm, circuit, base_first)
+    atomic_write_json(cache / "val.json", {k: v for k, v in out.items() if k != "first_logits"})
+    save_safetensors(cache / "val.safetensors", {"first_logits": out["first_logits"]})
+    return out
+
+
+def _compute(lm: Any, circuit: Any, base_first: torch.Tensor | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     first = None
     for label in LABELS:
@@ -73,7 +85,7 @@ def main() -> None:
     records = json.loads((args.run / "stages" / "data.json").read_text(encoding="utf-8"))["output"]["train"]
     axes = read_safetensors(args.run / "stages" / "axes.safetensors", "axes stage")[0]["axes"]
     lm = load_model(cfg.model, dtype=cfg.dtype, device="cpu")
-    base = _measure(lm, None, None)
+    base = _measure(lm, None, None, args.run / "val_sweep" / "_base")
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("base", None, base)]
     for spec in args.sets:
         name, over = _parse(spec)
@@ -83,7 +95,7 @@ def main() -> None:
         result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings,
                        out_dir=args.run / "val_sweep" / name, init_axes=axes, keep=[bool(e["distilled"]) for e in records])
         print(f"{name}: trained {result.steps} steps in {time.perf_counter() - t0:.0f} s ({over})", flush=True)
-        rows.append((name, over, _measure(lm, result.circuit, base["first_logits"])))
+        rows.append((name, over, _measure(lm, result.circuit, base["first_logits"], args.run / "val_sweep" / name)))
     print("\nvalidation splits (harmful n=65, harmless n=72, lookalike n=46); KL: first-token KL(base || row) on harmless")
     print(f"  {'row':<10}{'harmful':>22}{'harmless':>22}{'lookalike':>22}{'KL':>8}  score  settings")
     best: str | None = None

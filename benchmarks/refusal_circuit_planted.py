@@ -17,6 +17,7 @@ shared machine the CPU time is the steadier figure).
 
 Run: .venv/bin/python benchmarks/refusal_circuit_planted.py [--out DIR] [--layer 14] [--coefficient 0.4] [--threads 2]
      [--ks 1,5,10,20] [--n-random 20] [--n-pairs N] [--max-new-tokens 24] [--method exact|attribution] [--candidates 40]
+     [--ablation mean|zero|resample|direction]
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main() -> None:
     ap.add_argument("--method", choices=["exact", "attribution"], default="exact",
                     help="patching: every component exactly, or a gradient first pass then exact patching of the top --candidates")
     ap.add_argument("--candidates", type=int, default=40)
+    ap.add_argument("--ablation", choices=["zero", "mean", "resample", "direction"], default="mean",
+                    help="how ablated components are set (direction: only their harmful-minus-harmless direction)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -63,7 +66,7 @@ def main() -> None:
     cfg = parse_circuit_config({"study": "refusal_circuit", "intervention": str(planted), "patching": {"n_pairs": args.n_pairs, "method": args.method,
                                                                                  "candidates": args.candidates},
                                 "ablation": {"n_random": args.n_random, "ks": [int(k) for k in args.ks.split(",")],
-                                             "max_new_tokens": args.max_new_tokens}})
+                                             "max_new_tokens": args.max_new_tokens, "method": args.ablation}})
     cpu_study = time.process_time()
     result = run_circuit_study(cfg, out / "study", progress=False)
     s = result.summary()
@@ -81,7 +84,7 @@ def main() -> None:
         "study_cpu_seconds": round(time.process_time() - cpu_study, 1),
         "plant_seconds": round(plant_seconds, 1), "total_cpu_seconds": round(time.process_time() - cpu, 1),
         "settings": {"ks": args.ks, "n_random": args.n_random, "n_pairs": args.n_pairs, "max_new_tokens": args.max_new_tokens,
-                     "method": args.method, "candidates": args.candidates},
+                     "method": args.method, "candidates": args.candidates, "ablation": args.ablation},
         "threads": args.threads,
     }
     print(json.dumps(report, indent=1))

@@ -84,6 +84,24 @@ def test_rerun_reuses_every_stage(mac_run) -> None:
     assert second["seconds"] < summary["seconds"]
 
 
+def test_a_missing_trained_file_is_trained_again(mac_run, tmp_path: Path) -> None:
+    out, summary, path = mac_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "mac.safetensors").unlink()
+    (copy / "lora_only_merged" / "model.safetensors").unlink()
+    again = runner.invoke(app, ["mac", "train", str(path), "--out", str(copy), "--json"])
+    assert again.exit_code == 0, again.output
+    def results(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("train_seconds", "throughput_ratio")} for r in rows]  # timings
+
+    assert results(json.loads(again.stdout.strip().splitlines()[-1])["comparison"]) == results(summary["comparison"])
+    assert (copy / "mac.safetensors").read_bytes() == (out / "mac.safetensors").read_bytes()  # retrained, bit for bit
+    assert (copy / "lora_only_merged" / "model.safetensors").is_file()
+    manifest = {s: json.loads((copy / "stages" / f"{s}.json").read_text(encoding="utf-8")) for s in ("train_module", "train_lora")}
+    assert all(m["files"] for m in manifest.values())
+
+
 def test_judge_rates_every_row_in_its_own_stage(mac_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, summary, path = mac_run  # runs before the test that changes the training data in out
     copy = tmp_path / "out"

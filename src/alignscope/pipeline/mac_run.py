@@ -142,6 +142,16 @@ def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[s
     return {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
 
 
+def variant_files(variant: str, lora: bool) -> list[str]:
+    """The files a variant's training writes, relative to the run directory; its stage records their hashes, so a
+    missing or altered one is trained again rather than read."""
+    where = "" if variant == "module" else f"{variant}/"
+    files = [] if variant == "lora" else [f"{where}mac.safetensors"]
+    if lora:
+        files += [f"{where}adapter/adapter_model.safetensors", f"{MERGED[variant]}/model.safetensors"]
+    return files
+
+
 def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, records: list[dict[str, Any]], axes: torch.Tensor,
                    out: Path, progress: bool) -> TrainResult:
     device = resolve_device(cfg.device)
@@ -211,7 +221,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         raise InputError("QLoRA loads the base in 4 bits with bitsandbytes and needs a CUDA GPU; none is available here "
                          "(use plain LoRA on CPU: qlora: false)", field="qlora")
 
-    def stage(name: str, fp_parts: Any, compute: Any) -> StageRecord:
+    def stage(name: str, fp_parts: Any, compute: Any, files: Sequence[str] = ()) -> StageRecord:
+        """Reuse the stage's record (and the ``files`` it wrote, checked by hash) or compute it."""
         fp = fingerprint(name, key, fp_parts)
         found = store.load(name, fp)
         if found is not None:
@@ -220,7 +231,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         t0 = time.perf_counter()
         with in_stage(name):
             output, tensors = compute()
-        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0)
+        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0, files=files)
 
     found = {split: _found(cfg, split) for split in ("train", "val")}
     content = sha256_json([[e.prompt, e.response, e.mix, e.id] for split in ("train", "val") for e in found[split]])
@@ -233,7 +244,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             result = _train_variant(lm, cfg, variant, data.output["train"], axes_rec.tensors["axes"], out, progress)
             return result.summary(), {}
-        rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train)
+        rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train,
+                    files=variant_files(variant, cfg.settings(variant).lora is not None))
         training[variant] = rec.output
     atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,
                                               "examples": {"train": len(data.output["train"]), "val": len(data.output["val"])}})
