@@ -99,7 +99,8 @@ def test_a_missing_trained_file_is_trained_again(mac_run, tmp_path: Path) -> Non
     assert (copy / "mac.safetensors").read_bytes() == (out / "mac.safetensors").read_bytes()  # retrained, bit for bit
     assert (copy / "lora_only_merged" / "model.safetensors").is_file()
     manifest = {s: json.loads((copy / "stages" / f"{s}.json").read_text(encoding="utf-8")) for s in ("train_module", "train_lora")}
-    assert all(m["files"] for m in manifest.values())
+    assert set(manifest["train_module"]["files"]) == {"mac.safetensors"}
+    assert set(manifest["train_lora"]["files"]) == {"lora/adapter/adapter_model.safetensors", "lora_only_merged/model.safetensors"}
 
 
 def test_judge_rates_every_row_in_its_own_stage(mac_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

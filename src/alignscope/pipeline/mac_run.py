@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,14 @@ def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[s
     return {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
 
 
-def variant_files(variant: str, lora: bool) -> list[str]:
-    """The files a variant's training writes, relative to the run directory; its stage records their hashes, so a
-    missing or altered one is trained again rather than read."""
-    where = "" if variant == "module" else f"{variant}/"
-    files = [] if variant == "lora" else [f"{where}mac.safetensors"]
-    if lora:
-        files += [f"{where}adapter/adapter_model.safetensors", f"{MERGED[variant]}/model.safetensors"]
-    return files
+def variant_files(out: Path, variant: str) -> list[str]:
+    """The weight files a variant's training wrote (its circuit, adapter and merged model, however many shards),
+    relative to the run directory; its stage records their hashes, so a missing or altered one is trained again."""
+    where = out if variant == "module" else out / variant
+    found = [where / "mac.safetensors"] if variant != "lora" else []
+    if variant in MERGED:
+        found += sorted((where / "adapter").glob("*.safetensors")) + sorted((out / MERGED[variant]).glob("*.safetensors"))
+    return [str(p.relative_to(out)) for p in found]
 
 
 def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, records: list[dict[str, Any]], axes: torch.Tensor,
@@ -221,8 +222,9 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         raise InputError("QLoRA loads the base in 4 bits with bitsandbytes and needs a CUDA GPU; none is available here "
                          "(use plain LoRA on CPU: qlora: false)", field="qlora")
 
-    def stage(name: str, fp_parts: Any, compute: Any, files: Sequence[str] = ()) -> StageRecord:
-        """Reuse the stage's record (and the ``files`` it wrote, checked by hash) or compute it."""
+    def stage(name: str, fp_parts: Any, compute: Any, files: Callable[[], Sequence[str]] = tuple) -> StageRecord:
+        """Reuse the stage's record (and the files it wrote, checked by hash) or compute it; ``files()`` lists what the
+        computation wrote, relative to the run directory."""
         fp = fingerprint(name, key, fp_parts)
         found = store.load(name, fp)
         if found is not None:
@@ -231,7 +233,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         t0 = time.perf_counter()
         with in_stage(name):
             output, tensors = compute()
-        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0, files=files)
+        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0, files=files())
 
     found = {split: _found(cfg, split) for split in ("train", "val")}
     content = sha256_json([[e.prompt, e.response, e.mix, e.id] for split in ("train", "val") for e in found[split]])
@@ -245,7 +247,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
             result = _train_variant(lm, cfg, variant, data.output["train"], axes_rec.tensors["axes"], out, progress)
             return result.summary(), {}
         rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train,
-                    files=variant_files(variant, cfg.settings(variant).lora is not None))
+                    files=partial(variant_files, out, variant))
         training[variant] = rec.output
     atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,
                                               "examples": {"train": len(data.output["train"]), "val": len(data.output["val"])}})
