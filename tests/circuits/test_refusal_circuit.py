@@ -174,6 +174,8 @@ def test_component_ablation_rejects_bad_keys() -> None:
         ComponentAblation((("mlp", 0, None),))
     with pytest.raises(InputError, match="head index"):
         ComponentAblation((("attn_out", 0, 1),))
+    with pytest.raises(InputError, match="not among the ablated components"):
+        ComponentAblation((("mlp_out", 0, None),), directions={("mlp_out", 1, None): torch.ones(4)})
 
 
 def test_attribution_first_pass_matches_plain_gradient_times_delta(strong_lm: Callable[[str], LoadedModel],

@@ -55,6 +55,9 @@ class ComponentAblation(HookIntervention[Any]):
                 raise InputError(f"cannot ablate {comp!r}; choose one of {', '.join(ABLATABLE)}", field="component")
             if (head is None) != (comp != "head"):
                 raise InputError(f"a head index goes with component head only (got {comp} with head {head})", field="component")
+        stray = [k for k in self.directions if k not in self.components]
+        if stray:
+            raise InputError(f"a direction for {stray[0]}, which is not among the ablated components", field="directions")
 
     def validate(self, lm: LoadedModel) -> None:
         if self.over is not None:
