@@ -43,35 +43,33 @@ def ablation_values(lm: LoadedModel, reference_ids: Sequence[Sequence[int]], com
         return {}
     if not reference_ids:
         raise InputError("mean and resample ablation need reference prompts", field="method")
-    kinds = sorted({c.component for c in components})
     one = [reference_ids[random.Random(seed).randrange(len(reference_ids))]]
-    picked = one if method == "resample" else list(reference_ids)
-    sums: dict[Key, torch.Tensor] = {}
-    count = 0
-    for ids in picked:
-        rec = record_run(lm, ids, kinds)
-        for c in components:
-            act = rec.acts[(c.component, c.layer)].float()
-            if c.head is not None:
-                act = act[:, c.head]
-            value = act[-1:] if method == "resample" else act
-            key = (c.component, c.layer, c.head)
-            sums[key] = sums.get(key, torch.zeros(act.shape[-1])) + value.sum(0).cpu()
-        count += 1 if method == "resample" else len(ids)
-    return {k: v / count for k, v in sums.items()}
+    if method == "resample":
+        return _summed(lm, one, components, last_only=True)
+    sums = _summed(lm, reference_ids, components, last_only=False)
+    n_tokens = sum(len(ids) for ids in reference_ids)
+    return {k: v / n_tokens for k, v in sums.items()}
 
 
-def _last_token_means(lm: LoadedModel, prompts: Sequence[Sequence[int]], components: Sequence[Component]) -> dict[Key, torch.Tensor]:
+def _summed(lm: LoadedModel, prompts: Sequence[Sequence[int]], components: Sequence[Component], *,
+            last_only: bool) -> dict[Key, torch.Tensor]:
+    """Per component, its activation summed over every token (or only the last token) of every prompt, ``(width,)``."""
     kinds = sorted({c.component for c in components})
     sums: dict[Key, torch.Tensor] = {}
     for ids in prompts:
         rec = record_run(lm, ids, kinds)
         for c in components:
-            act = rec.acts[(c.component, c.layer)][-1].float()
-            act = act if c.head is None else act[c.head]
+            act = rec.acts[(c.component, c.layer)].float()
+            if c.head is not None:
+                act = act[:, c.head]
+            value = act[-1:] if last_only else act
             key = (c.component, c.layer, c.head)
-            sums[key] = sums.get(key, torch.zeros(act.shape[-1])) + act.cpu()
-    return {k: v / len(prompts) for k, v in sums.items()}
+            sums[key] = sums.get(key, torch.zeros(act.shape[-1])) + value.sum(0).cpu()
+    return sums
+
+
+def _last_token_means(lm: LoadedModel, prompts: Sequence[Sequence[int]], components: Sequence[Component]) -> dict[Key, torch.Tensor]:
+    return {k: v / len(prompts) for k, v in _summed(lm, prompts, components, last_only=True).items()}
 
 
 def ablation_directions(lm: LoadedModel, harmless_ids: Sequence[Sequence[int]], harmful_ids: Sequence[Sequence[int]],
