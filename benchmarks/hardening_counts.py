@@ -34,16 +34,17 @@ def main() -> None:
     args = ap.parse_args()
     settings.load_profile(args.profile)
     n = settings().max_examples
-    degenerate = 7  # test_reader_survives_degenerate_files' fixed inputs
+    degenerate = len(test_fuzz_readers.DEGENERATE)
     readers = len(test_fuzz_readers.READERS)
     print(f"profile {args.profile}: {n} Hypothesis examples per fuzz test")
     print(f"file readers fuzzed: {readers}, {n} generated + {degenerate} degenerate inputs each = {readers * (n + degenerate)} inputs")
-    per_option = max(3, n // 10)
+    per_option = test_fuzz_options.values_per_option()
     options = test_fuzz_options.OPTIONS
     print(f"CLI options fuzzed: {len(options)} options of {len(test_fuzz_options.COMMANDS)} commands, {per_option} values each = "
           f"{len(options) * per_option} invocations")
     files = len(test_fuzz_cli.FILE_COMMANDS)
-    print(f"config/registry files fed to {files} commands: 15 each = {15 * files} invocations")
+    each = test_fuzz_cli.FILES_PER_COMMAND
+    print(f"config/registry files fed to {files} commands: {each} each = {each * files} invocations")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/hardening/test_secrets.py"],
                          cwd=ROOT, capture_output=True, text=True, check=False)
     found = re.search(r"secrets: .*", res.stdout)

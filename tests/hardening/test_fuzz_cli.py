@@ -41,11 +41,15 @@ FILE_COMMANDS = {
 }
 
 
+FILES_PER_COMMAND = 15
+"""Hostile config/registry files fed to each command of :data:`FILE_COMMANDS`."""
+
+
 @pytest.mark.parametrize("name", sorted(FILE_COMMANDS))
 def test_commands_survive_hostile_files(name: str) -> None:
     template, fields = FILE_COMMANDS[name]
 
-    @settings(max_examples=15)
+    @settings(max_examples=FILES_PER_COMMAND)
     @given(yaml_files(fields))
     def run(data: bytes) -> None:
         with tempfile.TemporaryDirectory() as tmp:

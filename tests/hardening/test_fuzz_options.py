@@ -66,6 +66,11 @@ def with_value(args: list[str], opt: str, value: str) -> list[str]:
     return [*args, opt, value]
 
 
+def values_per_option() -> int:
+    """Hostile values tried per option: 3 by default, 100 under --hypothesis-profile=long."""
+    return max(3, settings().max_examples // 10)
+
+
 def test_every_command_and_option_is_covered() -> None:
     assert set(COMMANDS) == set(EXTRA) | set(commands(NO_MODEL, Path(tempfile.mkdtemp()), "", Path("x")))
     assert len(OPTIONS) > 200
@@ -75,7 +80,7 @@ def test_every_command_and_option_is_covered() -> None:
 
 @pytest.mark.parametrize(("name", "opt"), OPTIONS, ids=[f"{n}{o}" for n, o in OPTIONS])
 def test_option_survives_hostile_values(name: str, opt: str) -> None:
-    @settings(max_examples=max(3, settings().max_examples // 10))  # 3 by default, 100 under --hypothesis-profile=long
+    @settings(max_examples=values_per_option())
     @given(MODEL_VALUES if opt in MODEL_OPTIONS else OPTION_VALUES | st.just(""))
     def run(value: str) -> None:
         if "\x00" in value:
