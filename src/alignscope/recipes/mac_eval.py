@@ -119,19 +119,20 @@ def throughput_ratio(lm: LoadedModel, prompts: Sequence[str], intervention: Inte
     return statistics.median(rates["steered"]) / statistics.median(rates["plain"])
 
 
-def evaluate_row(name: str, lm: LoadedModel, tests: TestSets, mc_items: Sequence[MCItem], heldout: Sequence[str], *,
-                 intervention: Intervention | None = None, base_first_logits: torch.Tensor | None = None,
-                 max_new_tokens: int = 48, batch_size: int = 16, progress: bool = False) -> CompareRow:
-    """Measure ``lm`` with ``intervention`` on every test set (see :class:`CompareRow`).
+def measure_refusal(lm: LoadedModel, sets: TestSets, *, intervention: Intervention | None = None,
+                    base_first_logits: torch.Tensor | None = None, max_new_tokens: int = 48, batch_size: int = 16,
+                    progress: bool = False) -> tuple[dict[str, Rate], dict[str, list[str]], torch.Tensor | None, dict[str, Any] | None]:
+    """Refusal on every label's prompts (greedy generation) and the first-token KL(base || this) on the harmless ones.
 
-    ``base_first_logits`` are the base model's next-token logits after each harmless test prompt;
-    with them the row carries the first-token KL(base || this) on those prompts.
+    Returns:
+        ``(rates per label, generations per label, harmless next-token logits, KL summary or None without
+        base_first_logits)``.
     """
     refusal: dict[str, Rate] = {}
     gens: dict[str, list[str]] = {}
     first = None
     for label in LABELS:
-        ev = evaluate_refusal(lm, tests.get(label), intervention=intervention, max_new_tokens=max_new_tokens,
+        ev = evaluate_refusal(lm, sets.get(label), intervention=intervention, max_new_tokens=max_new_tokens,
                               batch_size=batch_size, progress=progress)
         refusal[label] = rate(sum(ev.refused), len(ev.refused))
         gens[label] = ev.generations
@@ -140,6 +141,19 @@ def evaluate_row(name: str, lm: LoadedModel, tests: TestSets, mc_items: Sequence
     kl = None
     if base_first_logits is not None and first is not None:
         kl = kl_summary(kl_divergence(base_first_logits, first))
+    return refusal, gens, first, kl
+
+
+def evaluate_row(name: str, lm: LoadedModel, tests: TestSets, mc_items: Sequence[MCItem], heldout: Sequence[str], *,
+                 intervention: Intervention | None = None, base_first_logits: torch.Tensor | None = None,
+                 max_new_tokens: int = 48, batch_size: int = 16, progress: bool = False) -> CompareRow:
+    """Measure ``lm`` with ``intervention`` on every test set (see :class:`CompareRow`).
+
+    ``base_first_logits`` are the base model's next-token logits after each harmless test prompt;
+    with them the row carries the first-token KL(base || this) on those prompts.
+    """
+    refusal, gens, first, kl = measure_refusal(lm, tests, intervention=intervention, base_first_logits=base_first_logits,
+                                               max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     mc = evaluate_truthfulqa(lm, list(mc_items), intervention, batch_size=batch_size, progress=progress)
     ppl = perplexity(lm, list(heldout), intervention, batch_size=8, progress=progress)
     speed = throughput_ratio(lm, tests.harmless.texts[:8], intervention) if intervention is not None else None
