@@ -135,38 +135,39 @@ def test_component_ablation_matches_plain_zero_and_mean(strong_lm: Callable[[str
         assert torch.allclose(got, want, atol=1e-3)
 
 
+@pytest.mark.parametrize("comp", [Component("resid_pre", 1), Component("attn_out", 1), Component("mlp_out", 1), Component("head", 0, 1)],
+                         ids=lambda c: c.label)
 def test_direction_ablation_matches_plain_projection(strong_lm: Callable[[str], LoadedModel],
-                                                     strong_plain: Callable[[str], torch.nn.Module]) -> None:
+                                                     strong_plain: Callable[[str], torch.nn.Module], comp: Component) -> None:
     lm, plain = strong_lm("llama"), strong_plain("llama")
     bad = [encode_one(lm.tokenizer, p, chat=True)[0] for p in HARMFUL[:3]]
     good = [encode_one(lm.tokenizer, p, chat=True)[0] for p in HARMLESS[:3]]
-    comps = [Component("mlp_out", 1), Component("head", 0, 1)]
-    values, directions = ablation_directions(lm, good, bad, comps)
-    for comp, width in ((comps[0], lm.d_model), (comps[1], lm.d_model // lm.n_heads)):  # independent means, plain forwards
-        def last(ids, comp=comp, width=width):
-            act = record(plain, ids, comp.component)[comp.layer][-1]
-            return act if comp.head is None else act.reshape(lm.n_heads, width)[comp.head]
-        mean_good = torch.stack([last(i) for i in good]).mean(0)
-        diff = torch.stack([last(i) for i in bad]).mean(0) - mean_good
-        key = (comp.component, comp.layer, comp.head)
-        assert torch.allclose(values[key], mean_good, atol=1e-5)
-        assert torch.allclose(directions[key], diff / diff.norm(), atol=1e-5)
-    mu, d = values[("mlp_out", 1, None)], directions[("mlp_out", 1, None)]
-    mu_h, d_h = values[("head", 0, 1)], directions[("head", 0, 1)]
+    values, directions = ablation_directions(lm, good, bad, [comp])
+    key = (comp.component, comp.layer, comp.head)
 
-    def head_write(x: torch.Tensor) -> torch.Tensor:
+    def last(ids: list[int]) -> torch.Tensor:  # independent means from plain forwards
+        act = record(plain, ids, comp.component)[comp.layer][-1]
+        return act if comp.head is None else act.reshape(lm.n_heads, -1)[comp.head]
+
+    mean_good = torch.stack([last(i) for i in good]).mean(0)
+    diff = torch.stack([last(i) for i in bad]).mean(0) - mean_good
+    assert torch.allclose(values[key], mean_good, atol=1e-5)
+    assert torch.allclose(directions[key], diff / diff.norm(), atol=1e-5)
+    mu, d = values[key], directions[key]
+
+    def write(x: torch.Tensor) -> torch.Tensor:  # x - ((x - mu) . d) d, on the whole output or on one head's slice
+        if comp.head is None:
+            return x - ((x - mu) @ d).unsqueeze(-1) * d
         z = x.reshape(*x.shape[:2], lm.n_heads, -1).clone()
-        z[:, :, 1] -= ((z[:, :, 1] - mu_h) @ d_h).unsqueeze(-1) * d_h
+        z[:, :, comp.head] -= ((z[:, :, comp.head] - mu) @ d).unsqueeze(-1) * d
         return z.reshape(x.shape)
 
-    for comp, write in ((comps[0], lambda x: x - ((x - mu) @ d).unsqueeze(-1) * d), (comps[1], head_write)):
-        key = (comp.component, comp.layer, comp.head)
-        iv = ComponentAblation((key,), {key: values[key]}, directions={key: directions[key]})
-        got = next_token_logits(lm, [HARMFUL[0]], chat=True, intervention=iv)[0]
-        want = edited_logits(plain, bad[0], comp.component, comp.layer, write)
-        assert torch.allclose(got, want, atol=1e-3)
-        plain_logits = next_token_logits(lm, [HARMFUL[0]], chat=True)[0]
-        assert not torch.allclose(got, plain_logits, atol=1e-3)  # the edit did something
+    iv = ComponentAblation((key,), {key: values[key]}, directions={key: directions[key]})
+    got = next_token_logits(lm, [HARMFUL[0]], chat=True, intervention=iv)[0]
+    want = edited_logits(plain, bad[0], comp.component, comp.layer, write)
+    assert torch.allclose(got, want, atol=1e-3)
+    plain_logits = next_token_logits(lm, [HARMFUL[0]], chat=True)[0]
+    assert not torch.allclose(got, plain_logits, atol=1e-3)  # the edit did something
 
 
 def test_component_ablation_rejects_bad_keys() -> None:
