@@ -44,6 +44,14 @@ def _parse(spec: str) -> tuple[str, dict[str, Any]]:
     return name, over
 
 
+def _older_refusal(record: dict[str, Any]) -> bool:
+    """Whether an example should refuse, in a run recorded before the data stage kept that flag: there, the built-in
+    ``refusals`` mix was the only source of written refusals unless public sources were configured."""
+    if record["mix"] not in ("refusals", "helpful", "honest"):
+        raise SystemExit(f"the run's data stage predates the 'refusal' flag and holds {record['mix']!r} examples: rerun its data stage")
+    return bool(record["mix"] == "refusals")
+
+
 def _measure(store: StageStore, name: str, fp: str, lm: Any, circuit: Any, base_first: torch.Tensor | None) -> dict[str, Any]:
     """Val-split refusal and first-token KL (``mac_eval.measure_refusal``), a stage record of ``store`` so that a rerun
     with the same settings reuses it."""
@@ -66,6 +74,7 @@ def main() -> None:
     cfg = load_mac_config(args.config)
     records = json.loads((args.run / "stages" / "data.json").read_text(encoding="utf-8"))["output"]["train"]
     axes = read_safetensors(args.run / "stages" / "axes.safetensors", "axes stage")[0]["axes"]
+    refuse = [bool(e["refusal"]) if "refusal" in e else _older_refusal(e) for e in records]
     lm = load_model(cfg.model, dtype=cfg.dtype, device="cpu")
     store = StageStore(args.run / "val_sweep")
     base = _measure(store, "base", fingerprint("base", lm.name), lm, None, None)
@@ -76,7 +85,8 @@ def main() -> None:
         model, _ = load_hf(lm.source, lm.dtype, torch.device("cpu"))
         t0 = time.perf_counter()
         result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings,
-                       out_dir=args.run / "val_sweep" / name, init_axes=axes, keep=[bool(e["distilled"]) for e in records])
+                       out_dir=args.run / "val_sweep" / name, init_axes=axes, keep=[bool(e["distilled"]) for e in records],
+                       refuse=refuse)
         print(f"{name}: trained {result.steps} steps in {time.perf_counter() - t0:.0f} s ({over})", flush=True)
         fp = fingerprint(name, repr(settings), sha256_json(records))
         rows.append((name, over, _measure(store, f"candidate_{name}", fp, lm, result.circuit, base["first_logits"])))

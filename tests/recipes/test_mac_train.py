@@ -193,3 +193,48 @@ def test_keep_flags_must_match_the_examples(tiny, tmp_path: Path) -> None:
     path, tok = tiny
     with pytest.raises(InputError, match="field 'keep'"):
         train(load_plain(path), tok, EXAMPLES, TrainSettings(layer=1), out_dir=tmp_path, keep=[True])
+
+
+REFUSE = [False, True, False, False, False]  # the lock-picking request should refuse
+
+
+def test_gate_supervision_adds_the_gates_cross_entropy(tiny, tmp_path: Path) -> None:
+    """Step 2's loss = the token losses + gate_weight * BCE(harmless gate, should-refuse) at every scored position, the
+    gates read by hand from the circuit attached to a plain HF model, one unpadded example at a time."""
+    path, tok = tiny
+    settings = TrainSettings(layer=1, batch_size=len(EXAMPLES), epochs=3, warmup_steps=1, lr=5e-2, gate_weight=0.7)
+    first = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, refuse=REFUSE, max_steps=1)
+    assert first.circuit is not None
+    plain = load_plain(path)
+    handle = first.circuit.attach_to(plain, record=True)
+    bce, n = 0.0, 0
+    with torch.no_grad():
+        for (p, r), target in zip(EXAMPLES, REFUSE, strict=True):
+            e = encode_example(tok, p, r, chat=True, max_length=96)
+            plain(input_ids=torch.tensor([e.ids]))
+            gate = handle.trace()["gates"][0, :, 1].double()  # axis 1: harmless
+            for t in range(1, len(e.ids)):
+                if e.labels[t] != IGNORE:
+                    n += 1
+                    bce -= float(torch.log(gate[t - 1] if target else 1 - gate[t - 1]))
+    handle.remove()
+    expected = _by_hand_loss(path, tok, first.circuit) + 0.7 * bce / n
+    second = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, refuse=REFUSE, max_steps=2)
+    assert second.resumed_from == 1 and second.losses[1] == pytest.approx(expected, rel=1e-4)
+    without = train(load_plain(path), tok, EXAMPLES, TrainSettings(**{**settings.__dict__, "gate_weight": 0.0}),
+                    out_dir=tmp_path / "off", keep=KEEP, max_steps=1)
+    assert without.losses[0] < first.losses[0]  # the fresh gates (about 0.12) already cost something on the refusal
+
+
+@pytest.mark.parametrize(("settings", "refuse", "field"), [
+    (TrainSettings(layer=1, gate_weight=1.0), None, "refuse"),
+    (TrainSettings(layer=1, gate_weight=1.0), [True], "refuse"),
+    (TrainSettings(layer=1, gate_weight=1.0, gate_axis="kind"), REFUSE, "gate_axis"),
+    (TrainSettings(layer=1, gate_weight=1.0, gate="tanh"), REFUSE, "gate"),
+    (TrainSettings(layer=1, gate_weight=float("nan")), REFUSE, "gate_weight"),
+    (TrainSettings(module=False, lora=LoraSettings(), gate_weight=1.0), REFUSE, "gate_weight"),
+])
+def test_bad_gate_supervision_names_the_field(tiny, tmp_path: Path, settings: TrainSettings, refuse, field: str) -> None:
+    path, tok = tiny
+    with pytest.raises(InputError, match=f"field '{field}'"):
+        train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, refuse=refuse)

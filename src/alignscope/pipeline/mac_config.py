@@ -25,6 +25,8 @@ Every section is optional; no config at all trains on the embedded model and the
       checkpoint_every: 25
       keep_loss: kl                 # self-distilled examples: kl (KL from the unsteered model) or ce (their greedy answer)
       kl_weight: 1.0                # that KL term's weight against the other examples' cross-entropy
+      gate_weight: 0.0              # > 0: supervise the gate_axis gate directly (BCE against "should refuse")
+      gate_axis: harmless
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -85,6 +87,8 @@ class MacTrain(_Section):
     checkpoint_every: Annotated[int, Field(ge=1)] = 25
     keep_loss: Literal["kl", "ce"] = "kl"
     kl_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    gate_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    gate_axis: str = "harmless"
 
 
 class MacLora(_Section):
@@ -129,7 +133,8 @@ class MacConfig(_Section):
         return TrainSettings(module=variant != "lora", layer=t.layer, axes=tuple(t.axes), width=t.width, gate=t.gate, lora=lora,
                              qlora=self.qlora and lora is not None, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
                              grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
-                             checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight)
+                             checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight,
+                             gate_weight=t.gate_weight, gate_axis=t.gate_axis)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``training.json`` records)."""

@@ -112,7 +112,7 @@ def _distil(lm: LoadedModel, cfg: MacConfig, found: list[Example], progress: boo
     answers = generate(lm, [found[i].prompt for i in missing], max_new_tokens=cfg.data.distill_tokens, progress=progress) if missing else []
     filled = dict(zip(missing, answers, strict=True))
     return [{"prompt": e.prompt, "response": filled.get(i, e.response), "mix": e.mix, "id": e.id,
-             "distilled": i in filled} for i, e in enumerate(found)]
+             "distilled": i in filled, "refusal": e.style is not None} for i, e in enumerate(found)]
 
 
 def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[str, torch.Tensor]:
@@ -159,7 +159,8 @@ def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, records: list[
     settings = cfg.settings(variant)
     model, _ = load_hf(lm.source, resolve_dtype(cfg.dtype, device), device, load_in_4bit=settings.qlora)
     result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings, out_dir=out / "train" / variant,
-                   progress=progress, init_axes=axes if settings.module else None, keep=[bool(e["distilled"]) for e in records])
+                   progress=progress, init_axes=axes if settings.module else None, keep=[bool(e["distilled"]) for e in records],
+                   refuse=[bool(e["refusal"]) for e in records])
     where = out if variant == "module" else out / variant
     if result.circuit is not None:
         save_intervention(where / "mac.safetensors", result.circuit, model=lm.name)
@@ -236,7 +237,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0, files=files())
 
     found = {split: _found(cfg, split) for split in ("train", "val")}
-    content = sha256_json([[e.prompt, e.response, e.mix, e.id] for split in ("train", "val") for e in found[split]])
+    content = sha256_json([[e.prompt, e.response, e.mix, e.id, e.style is not None] for split in ("train", "val") for e in found[split]])
     data = stage("data", [cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed}, content],
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
     axes_rec = stage("axes", ["axes/2", list(cfg.train.axes), layer, cfg.train.seed, content],

@@ -91,6 +91,11 @@ class TrainSettings:
         keep_loss: how the examples that keep the model's behaviour are scored: ``kl`` (KL from the unsteered
             model's distribution) or ``ce`` (cross-entropy on the self-distilled answer).
         kl_weight: the weight of that KL term against the cross-entropy of the other examples.
+        gate_weight: the weight of a direct supervision of one gate (0: none): the binary cross-entropy of the
+            ``gate_axis`` gate at every scored position against 1 for the examples that should refuse and 0 for
+            the others, summed like the token losses. The other losses reach the gate only through the nudge it
+            scales; this one trains the gate as a classifier of the prompt.
+        gate_axis: the axis whose gate is supervised.
     """
 
     module: bool = True
@@ -111,6 +116,8 @@ class TrainSettings:
     weight_decay: float = 0.0
     keep_loss: str = "kl"
     kl_weight: float = 1.0
+    gate_weight: float = 0.0
+    gate_axis: str = "harmless"
 
     def check(self, n_layers: int, module_names: set[str]) -> TrainSettings:
         """These settings with the layer resolved; errors name the field."""
@@ -124,6 +131,15 @@ class TrainSettings:
             raise InputError(f"unknown keep_loss {self.keep_loss!r}; expected one of {', '.join(KEEP_LOSSES)}", field="keep_loss")
         if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
             raise InputError(f"expected a finite weight >= 0, got {self.kl_weight!r}", field="kl_weight")
+        if not (math.isfinite(self.gate_weight) and self.gate_weight >= 0):
+            raise InputError(f"expected a finite weight >= 0, got {self.gate_weight!r}", field="gate_weight")
+        if self.gate_weight > 0:
+            if not self.module:
+                raise InputError("gate supervision needs the circuit (module: true)", field="gate_weight")
+            if self.gate_axis not in self.axes:
+                raise InputError(f"no axis named {self.gate_axis!r}; the axes are {', '.join(self.axes)}", field="gate_axis")
+            if self.gate != "sigmoid":
+                raise InputError(f"gate supervision needs sigmoid gates (a probability), got {self.gate!r}", field="gate")
         layer = n_layers // 2 if self.layer is None else self.layer
         if not 0 <= layer < n_layers:
             raise InputError(f"layer {layer} is out of range; the model has layers 0..{n_layers - 1}", field="layer")
@@ -285,10 +301,17 @@ def keep_kl(logits: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor)
                                       log_target=True, reduction="sum")
 
 
+def gate_bce(gates: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``sum BCE(gate, target of its row)`` over the scored positions (``labels != -100``) of shifted ``(batch, seq)`` gates."""
+    scored = labels != IGNORE
+    wanted = targets.to(gates.dtype)[:, None].expand_as(gates)
+    return torch.nn.functional.binary_cross_entropy(gates[scored].clamp(1e-6, 1 - 1e-6), wanted[scored], reduction="sum")
+
+
 def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, str]], settings: TrainSettings,
           *, out_dir: str | Path, chat: bool = True, progress: bool = False, max_steps: int | None = None,
           init_axes: torch.Tensor | None = None, on_step: Callable[[int, float], None] | None = None,
-          keep: Sequence[bool] | None = None) -> TrainResult:
+          keep: Sequence[bool] | None = None, refuse: Sequence[bool] | None = None) -> TrainResult:
     """Train on ``(prompt, response)`` pairs; ``model`` is a plain HF causal LM (frozen here).
 
     Args:
@@ -304,9 +327,12 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
         on_step: called with ``(step, loss)`` after every optimizer step.
         keep: per example, whether it keeps the model's own behaviour (scored by ``settings.keep_loss``;
             None: none does).
+        refuse: per example, whether it should refuse (the gate target of ``settings.gate_weight``; needed when
+            that weight is above 0).
 
     Raises:
-        InputError: bad settings (the message names the field), no examples, or ``keep`` of another length.
+        InputError: bad settings (the message names the field), no examples, or ``keep`` or ``refuse`` of another
+            length.
     """
     start = time.perf_counter()
     if not examples:
@@ -314,6 +340,9 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     keep = [False] * len(examples) if keep is None else [bool(k) for k in keep]
     if len(keep) != len(examples):
         raise InputError(f"{len(keep)} keep flags for {len(examples)} examples", field="keep")
+    if settings.gate_weight > 0 and (refuse is None or len(refuse) != len(examples)):
+        raise InputError(f"gate supervision needs one refuse flag per example ({len(examples)}), got "
+                         f"{'none' if refuse is None else len(refuse)}", field="refuse")
     n_layers = len(decoder_layers(model))
     s = settings.check(n_layers, linear_names(model))
     assert s.layer is not None
@@ -344,7 +373,8 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(min(s.warmup_steps, total_steps), total_steps))
     ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": asdict(s), "data": [(e.ids, e.labels) for e in encoded],
                                                   "init": None if init_axes is None else init_axes.tolist(), "chat": chat,
-                                                  "keep": keep if any(keep) else None}))
+                                                  "keep": keep if any(keep) else None,
+                                                  "refuse": None if s.gate_weight == 0 or refuse is None else [bool(r) for r in refuse]}))
     resumed = ckpt.load(params, opt)
     step, losses, before = resumed if resumed is not None else (0, [], 0.0)
     for _ in range(step):
@@ -364,6 +394,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
             handle = circuit.attach_to(base) if circuit is not None else None
 
     pad = pad_id(tokenizer)
+    axis = s.axes.index(s.gate_axis) if s.gate_weight > 0 else 0
     model.train()
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
     try:
@@ -377,11 +408,14 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
                 ids, mask, labels = (t.to(device) for t in right_padded([encoded[i] for i in rows], pad))
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
                 lab = labels[:, 1:]
+                gates = None if handle is None or handle.last_gates is None else handle.last_gates[:, :-1, axis]
                 kept = torch.tensor([keep[i] and s.keep_loss == "kl" for i in rows], device=device)
                 loss_sum = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lab.masked_fill(kept[:, None], IGNORE).flatten(),
                                                              ignore_index=IGNORE, reduction="sum")
                 if bool(kept.any()):
                     loss_sum = loss_sum + s.kl_weight * keep_kl(logits[kept], unsteered(ids[kept], mask[kept]), lab[kept])
+                if s.gate_weight > 0 and gates is not None and refuse is not None:
+                    loss_sum = loss_sum + s.gate_weight * gate_bce(gates, lab, torch.tensor([bool(refuse[i]) for i in rows], device=device))
                 if not torch.isfinite(loss_sum):  # stop before the optimizer writes NaN into weights; the last checkpoint stays
                     raise non_finite_error(NativeTarget(base), n_layers, ids, mask, what=f"the training loss at step {step + 1}",
                                            dtype=next(base.parameters()).dtype)

@@ -141,6 +141,7 @@ class CircuitHandle(HookHandle):
         self.past: tuple[torch.Tensor, torch.Tensor] | None = None
         self.scores: list[torch.Tensor] = []
         self.gates: list[torch.Tensor] = []
+        self.last_gates: torch.Tensor | None = None  # the last call's gates, with their graph when gradients are on
 
     def start_call(self, mask: torch.Tensor | None, new_sequence: bool) -> None:
         """Record this call's attention mask; forget the previous sequence where a new one starts."""
@@ -221,6 +222,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
                                  "(beam search is not supported)", field="batch")
             edited, scores, gates, past = net(h, key_real, handle.past)
             handle.past = (past[0].detach(), past[1].detach()) if not torch.is_grad_enabled() else past
+            handle.last_gates = gates
             if handle.record:
                 handle.scores.append(scores.detach().cpu())
                 handle.gates.append(gates.detach().cpu())
