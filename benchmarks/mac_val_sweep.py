@@ -1,7 +1,8 @@
 """Choose the alignment circuit's training settings on the VALIDATION splits (never the test splits).
 
-Reads the ``data`` and ``axes`` stages of a finished ``alignscope mac train --out RUN`` (the
-training examples, self-distilled answers and the sensors' starting directions), trains the
+Reads the ``data`` stage of a finished ``alignscope mac train --out RUN`` (the training examples
+and self-distilled answers), computes each candidate's starting values as ``mac train`` does
+(``mac_run.starting_values``; ``gate_init`` is a candidate setting too), trains the
 ``module`` variant once per candidate (``--set NAME:key=value,key=value``; resumable under
 ``RUN/val_sweep/NAME``; the measurements are stage records in ``RUN/val_sweep/stages``), and
 measures each on the built-in ``val`` splits: refusal on harmful,
@@ -27,9 +28,10 @@ from typing import Any
 import torch
 
 from alignscope.data.builtin_sets import load_builtin
-from alignscope.io import read_safetensors, sha256_json
+from alignscope.io import sha256_json
 from alignscope.models.loader import load_hf, load_model
 from alignscope.pipeline.mac_config import load_mac_config
+from alignscope.pipeline.mac_run import circuit_start, starting_values
 from alignscope.pipeline.store import StageStore, fingerprint
 from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal
 from alignscope.recipes.mac_train import train
@@ -73,7 +75,6 @@ def main() -> None:
     torch.set_num_threads(2)
     cfg = load_mac_config(args.config)
     records = json.loads((args.run / "stages" / "data.json").read_text(encoding="utf-8"))["output"]["train"]
-    axes = read_safetensors(args.run / "stages" / "axes.safetensors", "axes stage")[0]["axes"]
     refuse = [bool(e["refusal"]) if "refusal" in e else _older_refusal(e) for e in records]
     lm = load_model(cfg.model, dtype=cfg.dtype, device="cpu")
     store = StageStore(args.run / "val_sweep")
@@ -81,14 +82,18 @@ def main() -> None:
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("base", None, base)]
     for spec in args.sets:
         name, over = _parse(spec)
-        settings = dataclasses.replace(cfg.settings("module"), **over)
+        train_over = {k: v for k, v in over.items() if k != "gate_init"}
+        ccfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=over)})
+        settings = dataclasses.replace(cfg.settings("module"), **train_over)
+        layer = lm.n_layers // 2 if settings.layer is None else settings.layer
+        start = circuit_start(starting_values(lm, ccfg, layer, False))
         model, _ = load_hf(lm.source, lm.dtype, torch.device("cpu"))
         t0 = time.perf_counter()
         result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings,
-                       out_dir=args.run / "val_sweep" / name, init_axes=axes, keep=[bool(e["distilled"]) for e in records],
+                       out_dir=args.run / "val_sweep" / name, init=start, keep=[bool(e["distilled"]) for e in records],
                        refuse=refuse)
         print(f"{name}: trained {result.steps} steps in {time.perf_counter() - t0:.0f} s ({over})", flush=True)
-        fp = fingerprint(name, repr(settings), sha256_json(records))
+        fp = fingerprint(name, repr(settings), sha256_json(records), ccfg.train.gate_init)
         rows.append((name, over, _measure(store, f"candidate_{name}", fp, lm, result.circuit, base["first_logits"])))
     print("\nvalidation splits (harmful n=65, harmless n=72, lookalike n=46); KL: first-token KL(base || row) on harmless")
     print(f"  {'row':<10}{'harmful':>22}{'harmless':>22}{'lookalike':>22}{'KL':>8}  score  settings")

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from alignscope.cli import app
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.models.loader import load_model
+from alignscope.pipeline.mac_config import parse_mac_config
+from alignscope.pipeline.mac_run import circuit_start, starting_values
 from alignscope.steering.circuit import load_circuit
 from alignscope.steering.intervention_io import load_intervention
 from tests.fake_openai import FakeOpenAI
@@ -152,6 +154,10 @@ def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
     ("train:\n  colour: red\n", "train.colour"),
     ("lora:\n  target_modules: [qkv_fused]\n", "lora.target_modules"),
     ("qlora: true\n", "qlora"),
+    ("train:\n  gate_init: probe\n  gate_axis: kind\n", "train.gate_axis"),
+    ("train:\n  gate_init: probe\n  gate: tanh\n", "train.gate"),
+    ("train:\n  gate_init: guess\n", "train.gate_init"),
+    ("train:\n  gate_weight: -1\n", "train.gate_weight"),
 ])
 def test_bad_config_is_one_line_naming_the_field(tiny_dir, tmp_path: Path, text: str, field: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -187,3 +193,15 @@ def test_changed_training_data_redoes_the_data_stage(mac_run, monkeypatch: pytes
     assert after["fingerprint"] != before["fingerprint"]
     assert "I will not help with that, ever." in {e["response"] for e in after["output"]["train"]}
 
+
+
+def test_probe_gate_init_reaches_the_trainer_from_the_axes_stage(tiny_lm) -> None:
+    """gate_init: probe puts the probe's starting values in the axes stage (the gate axis' sensor replaced, the others
+    kept), and the trainer starts from all of them; without them it starts from the sensor directions alone."""
+    lm = tiny_lm("llama")
+    probe = starting_values(lm, parse_mac_config({"train": {"gate_init": "probe"}}), 1, False)
+    start = circuit_start(probe)
+    assert set(start) == {"axes", "axis_bias", "query", "key", "decide", "decide_bias"}
+    assert not start["query"].any() and float(start["decide"][1, 4]) == 1.0 and float(start["axis_bias"][1]) != 0.0
+    assert torch.equal(start["axes"][0], probe["axes"][0]) and not torch.equal(start["axes"][1], probe["axes"][1])
+    assert set(circuit_start({"axes": probe["axes"], "harmful_minus_harmless": probe["axes"][1]})) == {"axes"}

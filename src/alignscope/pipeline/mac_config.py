@@ -27,6 +27,7 @@ Every section is optional; no config at all trains on the embedded model and the
       kl_weight: 1.0                # that KL term's weight against the other examples' cross-entropy
       gate_weight: 0.0              # > 0: supervise the gate_axis gate directly (BCE against "should refuse")
       gate_axis: harmless
+      gate_init: random             # probe: the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init)
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -89,6 +90,7 @@ class MacTrain(_Section):
     kl_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     gate_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     gate_axis: str = "harmless"
+    gate_init: Literal["random", "probe"] = "random"
 
 
 class MacLora(_Section):
@@ -155,6 +157,13 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         raise InputError("expected at least one axis (got an axis count of 0)", path=source, field="train.axes")
     if not cfg.variants:
         raise InputError("expected at least one variant", path=source, field="variants")
+    if cfg.train.gate_init == "probe":
+        if cfg.train.gate_axis not in cfg.train.axes:
+            raise InputError(f"no axis named {cfg.train.gate_axis!r}; the axes are {', '.join(cfg.train.axes)}", path=source,
+                             field="train.gate_axis")
+        if cfg.train.gate != "sigmoid":
+            raise InputError(f"a probe-initialised gate is a probability and needs gate: sigmoid, got {cfg.train.gate!r}",
+                             path=source, field="train.gate")
     return cfg
 
 

@@ -56,6 +56,7 @@ from alignscope.pipeline.mac_config import MacConfig
 from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
 from alignscope.recipes.conscience import fit_conscience
 from alignscope.recipes.mac_eval import CompareRow, TestSets, evaluate_row, judge_ratings
+from alignscope.recipes.mac_init import probe_gate_init
 from alignscope.recipes.mac_train import TrainResult, linear_names, train
 from alignscope.stats import rate
 from alignscope.steering.circuit import AlignmentCircuit, load_circuit
@@ -115,9 +116,10 @@ def _distil(lm: LoadedModel, cfg: MacConfig, found: list[Example], progress: boo
              "distilled": i in filled, "refusal": e.style is not None} for i, e in enumerate(found)]
 
 
-def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[str, torch.Tensor]:
+def starting_values(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[str, torch.Tensor]:
     """``axes``: unit starting directions of the sensors (see the module docstring), ``(n_axes, d_model)``;
-    ``harmful_minus_harmless``: the raw mean difference behind the ``harmless`` axis (the addition row's vector)."""
+    ``harmful_minus_harmless``: the raw mean difference behind the ``harmless`` axis (the addition row's vector);
+    with ``train.gate_init: probe``, ``init/<name>``: the circuit's starting values (:mod:`alignscope.recipes.mac_init`)."""
     def mean_diff(pos: list[str], neg: list[str], chat: bool) -> torch.Tensor:
         md = diff_in_means(lm, pos, neg, component="resid_post", positions="last", layers=[layer], chat=chat, progress=progress)
         return md.direction(layer)
@@ -140,7 +142,18 @@ def _axes(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool) -> dict[s
         else:
             v = torch.randn(lm.d_model, generator=gen)
         rows.append(torch.nn.functional.normalize(v.float(), dim=0))
-    return {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
+    out = {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
+    if cfg.train.gate_init == "probe":
+        start = probe_gate_init(lm, layer, harmful, [harmless, lookalike], out["axes"], list(cfg.train.axes).index(cfg.train.gate_axis),
+                                width=cfg.train.width, progress=progress)
+        out |= {f"init/{name}": value for name, value in start.items()}
+    return out
+
+
+def circuit_start(axes_stage: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The circuit's starting values from the ``axes`` stage's tensors: its ``init/`` values, else the sensor ``axes``."""
+    start = {name.removeprefix("init/"): t for name, t in axes_stage.items() if name.startswith("init/")}
+    return start or {"axes": axes_stage["axes"]}
 
 
 def variant_files(out: Path, variant: str) -> list[str]:
@@ -153,13 +166,13 @@ def variant_files(out: Path, variant: str) -> list[str]:
     return [str(p.relative_to(out)) for p in found]
 
 
-def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, records: list[dict[str, Any]], axes: torch.Tensor,
+def _train_variant(lm: LoadedModel, cfg: MacConfig, variant: str, records: list[dict[str, Any]], init: dict[str, torch.Tensor],
                    out: Path, progress: bool) -> TrainResult:
     device = resolve_device(cfg.device)
     settings = cfg.settings(variant)
     model, _ = load_hf(lm.source, resolve_dtype(cfg.dtype, device), device, load_in_4bit=settings.qlora)
     result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings, out_dir=out / "train" / variant,
-                   progress=progress, init_axes=axes if settings.module else None, keep=[bool(e["distilled"]) for e in records],
+                   progress=progress, init=init if settings.module else None, keep=[bool(e["distilled"]) for e in records],
                    refuse=[bool(e["refusal"]) for e in records])
     where = out if variant == "module" else out / variant
     if result.circuit is not None:
@@ -240,12 +253,13 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     content = sha256_json([[e.prompt, e.response, e.mix, e.id, e.style is not None] for split in ("train", "val") for e in found[split]])
     data = stage("data", [cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed}, content],
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
-    axes_rec = stage("axes", ["axes/2", list(cfg.train.axes), layer, cfg.train.seed, content],
-                     lambda: ({"layer": layer}, _axes(lm, cfg, layer, progress)))
+    axes_rec = stage("axes", ["axes/3", list(cfg.train.axes), layer, cfg.train.seed, content, cfg.train.gate_init, cfg.train.gate_axis,
+                              cfg.train.width],
+                     lambda: ({"layer": layer}, starting_values(lm, cfg, layer, progress)))
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg.variants:
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-            result = _train_variant(lm, cfg, variant, data.output["train"], axes_rec.tensors["axes"], out, progress)
+            result = _train_variant(lm, cfg, variant, data.output["train"], circuit_start(axes_rec.tensors), out, progress)
             return result.summary(), {}
         rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train,
                     files=partial(variant_files, out, variant))

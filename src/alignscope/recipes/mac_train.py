@@ -310,7 +310,7 @@ def gate_bce(gates: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -
 
 def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, str]], settings: TrainSettings,
           *, out_dir: str | Path, chat: bool = True, progress: bool = False, max_steps: int | None = None,
-          init_axes: torch.Tensor | None = None, on_step: Callable[[int, float], None] | None = None,
+          init: dict[str, torch.Tensor] | None = None, on_step: Callable[[int, float], None] | None = None,
           keep: Sequence[bool] | None = None, refuse: Sequence[bool] | None = None) -> TrainResult:
     """Train on ``(prompt, response)`` pairs; ``model`` is a plain HF causal LM (frozen here).
 
@@ -323,7 +323,8 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
         chat: chat-format the prompts.
         progress: a progress bar with the loss.
         max_steps: stop after this many optimizer steps (a checkpoint is written there).
-        init_axes: ``(n_axes, d_model)`` sensor directions to start from (e.g. contrastive directions).
+        init: starting values of circuit parameters by name (e.g. ``axes``, the sensor directions, from contrastive
+            directions; see :mod:`alignscope.recipes.mac_init`); the others start as in a fresh circuit.
         on_step: called with ``(step, loss)`` after every optimizer step.
         keep: per example, whether it keeps the model's own behaviour (scored by ``settings.keep_loss``;
             None: none does).
@@ -357,9 +358,13 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     circuit = None
     if s.module:
         circuit = AlignmentCircuit.new(int(getattr(base, "config").hidden_size), s.layer, axis_names=s.axes, width=s.width, gate=s.gate)  # noqa: B009
-        if init_axes is not None:
+        own = dict(circuit.net.named_parameters())
+        for name, value in (init or {}).items():
+            if name not in own or own[name].shape != value.shape:
+                raise InputError(f"expected one of {', '.join(own)} with its shape, got {name} of shape {tuple(value.shape)}",
+                                 field=f"init.{name}")
             with torch.no_grad():
-                circuit.net.axes.copy_(init_axes)
+                own[name].copy_(value)
         circuit.net.to(device)
     params = {f"lora/{k}": p for k, p in model.named_parameters() if p.requires_grad}
     if circuit is not None:
@@ -372,7 +377,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     total_steps = math.ceil(per_epoch * s.epochs / s.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(min(s.warmup_steps, total_steps), total_steps))
     ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": asdict(s), "data": [(e.ids, e.labels) for e in encoded],
-                                                  "init": None if init_axes is None else init_axes.tolist(), "chat": chat,
+                                                  "init": None if not init else {k: v.tolist() for k, v in sorted(init.items())}, "chat": chat,
                                                   "keep": keep if any(keep) else None,
                                                   "refuse": None if s.gate_weight == 0 or refuse is None else [bool(r) for r in refuse]}))
     resumed = ckpt.load(params, opt)

@@ -54,6 +54,7 @@ from alignscope.models.hf_compat import cache_in_call, cache_length
 from alignscope.models.loader import LoadedModel
 from alignscope.sites import Site
 from alignscope.steering.interventions import FieldReader, HookIntervention, StartHook
+from alignscope.steering.probes import rms_normalise
 
 DEFAULT_AXES: tuple[str, ...] = ("helpful", "harmless", "honest")
 GATES: tuple[str, ...] = ("sigmoid", "tanh")
@@ -87,9 +88,7 @@ class CircuitNet(torch.nn.Module):
 
     def sense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(normalised state, axis scores, rms)`` for ``h`` ``(batch, seq, d_model)``, in float32."""
-        x = h.float()
-        rms = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + _EPS)
-        hn = x / rms
+        hn, rms = rms_normalise(h, _EPS)
         return hn, hn @ self.axes.T + self.axis_bias, rms
 
     def forward(self, h: torch.Tensor, key_real: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None

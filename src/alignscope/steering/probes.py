@@ -90,10 +90,18 @@ class Pooling:
         return w / w.sum(1, keepdim=True)
 
 
-def pool_tokens(act: Float[torch.Tensor, "b s d"], mask: torch.Tensor | None, pooling: Pooling) -> Float[torch.Tensor, "b d"]:
-    """Pool ``act`` over the tokens ``pooling`` selects (float32)."""
+def rms_normalise(x: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x / rms(x), rms(x))`` over the last dimension, in float32 (the alignment circuit's sensors read this)."""
+    x = x.float()
+    rms = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return x / rms, rms
+
+
+def pool_tokens(act: Float[torch.Tensor, "b s d"], mask: torch.Tensor | None, pooling: Pooling, *,
+                token_norm: bool = False) -> Float[torch.Tensor, "b d"]:
+    """Pool ``act`` over the tokens ``pooling`` selects (float32); ``token_norm`` RMS-normalises each token first."""
     w = pooling.weights(mask, act.shape[0], act.shape[1], act.device)
-    return torch.einsum("bs,bsd->bd", w, act.float())
+    return torch.einsum("bs,bsd->bd", w, rms_normalise(act)[0] if token_norm else act.float())
 
 
 def chat_span(tokenizer: Any, sample: str = "Hello there, how are you?") -> tuple[int, int]:
@@ -160,11 +168,12 @@ def probe_features(
     chat: bool = True,
     batch_size: int = 16,
     progress: bool = False,
+    token_norm: bool = False,
 ) -> Float[torch.Tensor, "n k d_model"]:
     """Pooled activations at ``layers``, ``(n_prompts, k, d_model)`` float32 on CPU.
 
     Uses the same pooling code as the conditional-steering hooks, on left-padded batches
-    stopped after the deepest layer read.
+    stopped after the deepest layer read; ``token_norm`` RMS-normalises each token before pooling.
     """
     texts = prompts.texts if isinstance(prompts, PromptSet) else list(prompts)
     if not texts:
@@ -176,7 +185,7 @@ def probe_features(
 
     def features(batch: Batch) -> torch.Tensor:
         got = read(lm, sites, batch.input_ids, batch.attention_mask, stop_at_layer=max(order) + 1,
-                   select=_pooler(batch.attention_mask, pooling)).acts
+                   select=_pooler(batch.attention_mask, pooling, token_norm)).acts
         return torch.stack([got[site] for site in sites], dim=1)
 
     batches = padded_batches(encode_prompts(lm.tokenizer, texts, chat=chat), batch_size, pad_id(lm.tokenizer))
@@ -184,10 +193,10 @@ def probe_features(
     return out[:, [order.index(int(x)) for x in layers]]
 
 
-def _pooler(mask: torch.Tensor, pooling: Pooling) -> Select:
+def _pooler(mask: torch.Tensor, pooling: Pooling, token_norm: bool = False) -> Select:
     """A read ``select`` that pools each activation over the batch's real tokens, on CPU."""
     def select(_site: Site, act: torch.Tensor) -> torch.Tensor:
-        return pool_tokens(act.detach(), mask.to(act.device), pooling).cpu()
+        return pool_tokens(act.detach(), mask.to(act.device), pooling, token_norm=token_norm).cpu()
     return select
 
 

@@ -1,0 +1,76 @@
+"""Starting values of the alignment circuit: sensors from contrastive directions, and optionally a gate that is a fitted probe.
+
+``gate_init: probe`` starts the decision of one axis (``gate_axis``, ``harmless`` by default) as a
+classifier of the prompt, instead of leaving it to be found through the nudge's gradient:
+
+- the axis' sensor and bias are an L2-regularised logistic probe
+  (:func:`~alignscope.steering.probes.fit_logistic_probe`) on the RMS-normalised states at the
+  circuit's layer (what the sensors read), averaged over every real token of the chat-formatted
+  prompt: the prompts that should be refused against the others, each negative group weighted
+  equally (harmless and lookalike prompts, so that the hard negatives count as much as the easy ones);
+- the decision's query starts at zero, so its attention is uniform over the real tokens so far, and
+  at the last prompt token the axis' context is exactly the probe's logit;
+- the axis' decision row reads that context with weight 1 and bias 0, so its gate starts as the
+  probe's probability. The other axes keep a fresh circuit's values.
+
+The nudges still start at zero, so the model is unchanged until training moves them.
+
+Example:
+    >>> init = probe_gate_init(lm, 15, harmful, [harmless, lookalike], axes, gate_index=1)  # doctest: +SKIP
+    >>> train(model, tok, examples, settings, out_dir="out", init=init)                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from alignscope.errors import InputError
+from alignscope.models.loader import LoadedModel
+from alignscope.steering.circuit import CircuitNet
+from alignscope.steering.probes import Pooling, fit_logistic_probe, probe_features
+
+GATE_INITS = ("random", "probe")
+WHOLE_PROMPT = Pooling("span")  # every real token (no skips): what uniform attention averages at the last prompt token
+
+
+def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negatives: Sequence[Sequence[str]], axes: torch.Tensor,
+                    gate_index: int, *, width: int = 16, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Starting values of every circuit parameter but the nudges' zeros, by name (see the module docstring).
+
+    Args:
+        lm: the model.
+        layer: the circuit's layer (its ``resid_post`` is read).
+        positive: prompts the gate should open on.
+        negatives: groups of prompts it should stay shut on; each group weighs the same in total.
+        axes: ``(n_axes, d_model)`` starting sensor directions of the other axes.
+        gate_index: the axis whose gate starts as the probe.
+        width: the decision attention's query/key width.
+
+    Raises:
+        InputError: an empty prompt group or a gate index outside the axes.
+    """
+    if not positive or not negatives or any(not group for group in negatives):
+        raise InputError("expected prompts for the gate to open on and at least one non-empty group to stay shut on",
+                         field="gate_init")
+    if not 0 <= gate_index < axes.shape[0]:
+        raise InputError(f"gate axis {gate_index} is outside the {axes.shape[0]} axes", field="gate_axis")
+    feats = {"pos": probe_features(lm, positive, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True,
+                                   progress=progress)}
+    neg = [probe_features(lm, group, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True, progress=progress)
+           for group in negatives]
+    weights = torch.cat([torch.full((len(g),), 1.0 / len(g)) for g in neg])
+    probe = fit_logistic_probe(feats["pos"], torch.cat(neg), [layer], component="resid_post", pooling=WHOLE_PROMPT,
+                               neg_weights=weights)
+    n_axes = axes.shape[0]
+    start = {name: p.detach().clone() for name, p in CircuitNet(axes.shape[1], n_axes, width).named_parameters()}
+    start["axes"] = axes.detach().float().clone()
+    start["axes"][gate_index] = probe.weight[0]
+    start["axis_bias"][gate_index] = probe.bias
+    start["query"].zero_()
+    start["decide"][gate_index] = 0.0
+    start["decide"][gate_index, n_axes + gate_index] = 1.0
+    start["decide_bias"][gate_index] = 0.0
+    del start["nudge"]
+    return start
