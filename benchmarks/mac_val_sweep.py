@@ -13,7 +13,7 @@ candidates when none qualifies). The test splits are measured only afterwards, b
 with the chosen settings.
 
 Run: .venv/bin/python benchmarks/mac_val_sweep.py --run /work/runs/mac3 \
-        --set base: --set e4:epochs=4 --set e4w3:epochs=4,kl_weight=3
+        --set default: --set random:gate_init='"random"' --set g1:gate_weight=1
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ Every section is optional; no config at all trains on the embedded model and the
       kl_weight: 1.0                # that KL term's weight against the other examples' cross-entropy
       gate_weight: 0.0              # > 0: supervise the gate_axis gate directly (BCE against "should refuse")
       gate_axis: harmless
-      gate_init: random             # probe: the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init)
+      gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
+                                    # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -90,7 +91,7 @@ class MacTrain(_Section):
     kl_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     gate_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     gate_axis: str = "harmless"
-    gate_init: Literal["random", "probe"] = "random"
+    gate_init: Literal["random", "probe"] = "probe"
 
 
 class MacLora(_Section):
