@@ -1,8 +1,8 @@
 """How well a linear probe of the prompt separates harmful from harmless and lookalike prompts, on the VALIDATION splits.
 
-The alignment circuit's gate must make this decision from its layer's states. This prints what a
-logistic probe (``steering.probes.fit_logistic_probe``; harmless and lookalike train prompts as two
-equally weighted negative groups) reaches at ``resid_post`` of a few layers, from three poolings of
+The alignment circuit's gate must make this decision from its layer's states. This prints what the
+logistic probe of ``gate_init: probe`` (``recipes.mac_init.gate_probe``; harmless and lookalike train
+prompts as two equally weighted negative groups) reaches at ``resid_post`` of a few layers, from three poolings of
 the RMS-normalised states (what the circuit's sensors read): the last token, the user's message,
 and every token of the chat-formatted prompt (what ``gate_init: probe`` starts the gate from).
 Fitted on the train splits; the threshold is the one that keeps 95% of the harmful val prompts;
@@ -19,7 +19,8 @@ import torch
 
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.models.loader import load_model
-from alignscope.steering.probes import Pooling, chat_span, fit_logistic_probe, probe_features
+from alignscope.recipes.mac_init import gate_probe
+from alignscope.steering.probes import Pooling, chat_span, probe_features
 
 LABELS = ("harmful", "harmless", "lookalike")
 
@@ -39,10 +40,8 @@ def main() -> None:
     for name, pool in poolings.items():
         f = {k: probe_features(lm, v, args.layers, component="resid_post", pooling=pool, token_norm=True) for k, v in texts.items()}
         for i, layer in enumerate(args.layers):
-            neg = [f[(label, "train")][:, i:i + 1] for label in ("harmless", "lookalike")]
-            weights = torch.cat([torch.full((len(g),), 1.0 / len(g)) for g in neg])
-            probe = fit_logistic_probe(f[("harmful", "train")][:, i:i + 1], torch.cat(neg), [layer], component="resid_post",
-                                       pooling=pool, neg_weights=weights)
+            probe = gate_probe(f[("harmful", "train")][:, i:i + 1], [f[(label, "train")][:, i:i + 1] for label in ("harmless", "lookalike")],
+                               layer, pool)
             s = {label: probe.score(f[(label, "val")][:, i:i + 1]) for label in LABELS}
             t = torch.quantile(s["harmful"], 0.05)
             print(f"  {name:<14}{layer:>6}{100 * float((s['harmless'] > t).float().mean()):>9.1f}%"

@@ -29,10 +29,16 @@ import torch
 from alignscope.errors import InputError
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.circuit import CircuitNet
-from alignscope.steering.probes import Pooling, fit_logistic_probe, probe_features
+from alignscope.steering.probes import LinearProbe, Pooling, fit_logistic_probe, probe_features
 
-GATE_INITS = ("random", "probe")
 WHOLE_PROMPT = Pooling("span")  # every real token (no skips): what uniform attention averages at the last prompt token
+
+
+def gate_probe(pos: torch.Tensor, negatives: Sequence[torch.Tensor], layer: int, pooling: Pooling = WHOLE_PROMPT) -> LinearProbe:
+    """The logistic probe of pooled ``resid_post`` features ``(n, 1, d_model)`` at ``layer``: ``pos`` against every group
+    of ``negatives``, each group weighing the same in total."""
+    weights = torch.cat([torch.full((len(g),), 1.0 / len(g)) for g in negatives])
+    return fit_logistic_probe(pos, torch.cat(list(negatives)), [layer], component="resid_post", pooling=pooling, neg_weights=weights)
 
 
 def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negatives: Sequence[Sequence[str]], axes: torch.Tensor,
@@ -56,13 +62,9 @@ def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negati
                          field="gate_init")
     if not 0 <= gate_index < axes.shape[0]:
         raise InputError(f"gate axis {gate_index} is outside the {axes.shape[0]} axes", field="gate_axis")
-    feats = {"pos": probe_features(lm, positive, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True,
-                                   progress=progress)}
-    neg = [probe_features(lm, group, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True, progress=progress)
-           for group in negatives]
-    weights = torch.cat([torch.full((len(g),), 1.0 / len(g)) for g in neg])
-    probe = fit_logistic_probe(feats["pos"], torch.cat(neg), [layer], component="resid_post", pooling=WHOLE_PROMPT,
-                               neg_weights=weights)
+    pos, *neg = (probe_features(lm, group, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True,
+                                progress=progress) for group in (positive, *negatives))
+    probe = gate_probe(pos, neg, layer)
     n_axes = axes.shape[0]
     start = {name: p.detach().clone() for name, p in CircuitNet(axes.shape[1], n_axes, width).named_parameters()}
     start["axes"] = axes.detach().float().clone()
