@@ -80,13 +80,17 @@ def main() -> None:
     store = StageStore(args.run / "val_sweep")
     base = _measure(store, "base", fingerprint("base", lm.name), lm, None, None)
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("base", None, base)]
+    starts: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
     for spec in args.sets:
         name, over = _parse(spec)
         train_over = {k: v for k, v in over.items() if k != "gate_init"}
         ccfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=over)})
         settings = dataclasses.replace(cfg.settings("module"), **train_over)
         layer = lm.n_layers // 2 if settings.layer is None else settings.layer
-        start = circuit_start(starting_values(lm, ccfg, layer, False))
+        what = (layer, ccfg.train.gate_init, ccfg.train.gate_axis, tuple(ccfg.train.axes), ccfg.train.width, ccfg.train.seed)
+        if what not in starts:  # candidates that differ only in the schedule or the loss share their starting values
+            starts[what] = circuit_start(starting_values(lm, ccfg, layer, False))
+        start = starts[what]
         model, _ = load_hf(lm.source, lm.dtype, torch.device("cpu"))
         t0 = time.perf_counter()
         result = train(model, lm.tokenizer, [(e["prompt"], e["response"]) for e in records], settings,

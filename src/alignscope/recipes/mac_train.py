@@ -413,14 +413,15 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
                 ids, mask, labels = (t.to(device) for t in right_padded([encoded[i] for i in rows], pad))
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
                 lab = labels[:, 1:]
-                gates = None if handle is None or handle.last_gates is None else handle.last_gates[:, :-1, axis]
                 kept = torch.tensor([keep[i] and s.keep_loss == "kl" for i in rows], device=device)
                 loss_sum = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lab.masked_fill(kept[:, None], IGNORE).flatten(),
                                                              ignore_index=IGNORE, reduction="sum")
+                if s.gate_weight > 0:  # before the unsteered pass below, which re-attaches the circuit with a fresh handle
+                    assert handle is not None and handle.last_gates is not None and refuse is not None  # checked on entry
+                    targets = torch.tensor([bool(refuse[i]) for i in rows], device=device)
+                    loss_sum = loss_sum + s.gate_weight * gate_bce(handle.last_gates[:, :-1, axis], lab, targets)
                 if bool(kept.any()):
                     loss_sum = loss_sum + s.kl_weight * keep_kl(logits[kept], unsteered(ids[kept], mask[kept]), lab[kept])
-                if s.gate_weight > 0 and gates is not None and refuse is not None:
-                    loss_sum = loss_sum + s.gate_weight * gate_bce(gates, lab, torch.tensor([bool(refuse[i]) for i in rows], device=device))
                 if not torch.isfinite(loss_sum):  # stop before the optimizer writes NaN into weights; the last checkpoint stays
                     raise non_finite_error(NativeTarget(base), n_layers, ids, mask, what=f"the training loss at step {step + 1}",
                                            dtype=next(base.parameters()).dtype)
