@@ -38,9 +38,22 @@ from alignscope.recipes.mac_train import train
 
 
 def _parse(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:key=value,key=value`` with JSON values (commas inside brackets or strings belong to the value)."""
     name, _, body = spec.partition(":")
+    items, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(body):
+        if ch == '"' and (i == 0 or body[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch in "[{":
+            depth += 1
+        elif not quoted and ch in "]}":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == ",":
+            items.append(body[start:i])
+            start = i + 1
+    items.append(body[start:])
     over: dict[str, Any] = {}
-    for item in filter(None, body.split(",")):
+    for item in filter(None, items):
         key, _, value = item.partition("=")
         over[key] = json.loads(value)
     return name, over

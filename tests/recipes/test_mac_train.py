@@ -14,6 +14,7 @@ from alignscope.errors import InputError
 from alignscope.models.chat import encode_one
 from alignscope.recipes import mac_train
 from alignscope.recipes.mac_train import IGNORE, LoraSettings, TrainSettings, encode_example, train
+from alignscope.steering.circuit import PARAMETERS, CircuitNet
 from tests.reference import load_plain
 
 EXAMPLES = [("Tell me a joke", "Why did the chicken cross the road"), ("How do I pick a lock", "I can't help with that"),
@@ -65,6 +66,29 @@ def test_training_lowers_the_loss_and_moves_the_circuit(tiny, tmp_path: Path) ->
     assert result.circuit is not None and float(result.circuit.net.nudge.abs().sum()) > 0
 
 
+def test_frozen_parameters_keep_their_start_and_are_not_counted(tiny, tmp_path: Path) -> None:
+    """Frozen circuit tensors end exactly at their starting values, the others move, and only the others are counted
+    (and checkpointed: a resumed run ends where an uninterrupted one does)."""
+    path, tok = tiny
+    d_model = load_plain(path).config.hidden_size
+    start = {name: p.detach() + 0.05 for name, p in CircuitNet(d_model, 3, 16).named_parameters() if name != "nudge"}
+    frozen = ("axes", "axis_bias", "query", "key")
+    settings = TrainSettings(layer=1, batch_size=2, epochs=3, checkpoint_every=2, lr=3e-2, warmup_steps=1, freeze=frozen)
+    full = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path / "a", init=start)
+    assert full.circuit is not None
+    net = dict(full.circuit.net.named_parameters())
+    for name in frozen:
+        assert torch.equal(net[name], start[name]), name
+    for name in ("decide", "decide_bias", "nudge"):
+        assert not torch.equal(net[name], start.get(name, torch.zeros_like(net[name]))), name
+    assert full.trainable_params == sum(net[n].numel() for n in PARAMETERS if n not in frozen)
+    train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path / "b", init=start, max_steps=3)
+    again = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path / "b", init=start)
+    assert again.resumed_from == 3 and again.losses == full.losses
+    assert again.circuit is not None
+    assert all(torch.equal(p, net[n]) for n, p in again.circuit.net.named_parameters())
+
+
 def test_killed_run_resumes_bit_for_bit(tiny, tmp_path: Path) -> None:
     path, tok = tiny
     settings = TrainSettings(layer=1, batch_size=2, epochs=3, checkpoint_every=2, lr=1e-2, lora=LoraSettings(r=2))
@@ -106,6 +130,8 @@ def test_lora_only_counts_and_freezes(tiny, tmp_path: Path) -> None:
     (TrainSettings(lora=LoraSettings(target_modules=("qkv_fused",))), "lora.target_modules"),
     (TrainSettings(module=False), "module"), (TrainSettings(batch_size=0), "batch_size"),
     (TrainSettings(keep_loss="mse"), "keep_loss"), (TrainSettings(kl_weight=-1.0), "kl_weight"),
+    (TrainSettings(freeze=("gates",)), "freeze"), (TrainSettings(module=False, lora=LoraSettings(), freeze=("axes",)), "freeze"),
+    (TrainSettings(freeze=PARAMETERS), "freeze"),
 ])
 def test_bad_settings_name_the_field(tiny, tmp_path: Path, settings: TrainSettings, field: str) -> None:
     path, tok = tiny

@@ -27,6 +27,7 @@ Every section is optional; no config at all trains on the embedded model and the
       kl_weight: 1.0                # that KL term's weight against the other examples' cross-entropy
       gate_weight: 0.0              # > 0: supervise the gate_axis gate directly (BCE against "should refuse")
       gate_axis: harmless
+      freeze: []                    # circuit parameters kept at their starting values, e.g. every one but nudge
       gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
                                     # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
     lora:                           # null: no LoRA variants
@@ -58,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from alignscope.errors import InputError
 from alignscope.pipeline.config import JudgeSection, read_yaml, to_input_error
 from alignscope.recipes.mac_train import LoraSettings, TrainSettings
+from alignscope.steering.circuit import ParameterName
 
 Variant = Literal["module", "lora", "module_lora"]
 VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
@@ -92,6 +94,7 @@ class MacTrain(_Section):
     gate_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     gate_axis: str = "harmless"
     gate_init: Literal["random", "probe"] = "probe"
+    freeze: tuple[ParameterName, ...] = ()
 
 
 class MacLora(_Section):
@@ -137,7 +140,7 @@ class MacConfig(_Section):
                              qlora=self.qlora and lora is not None, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
                              grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
                              checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight,
-                             gate_weight=t.gate_weight, gate_axis=t.gate_axis)
+                             gate_weight=t.gate_weight, gate_axis=t.gate_axis, freeze=tuple(t.freeze))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``training.json`` records)."""

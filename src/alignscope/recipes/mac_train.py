@@ -51,7 +51,7 @@ from alignscope.models.batches import pad_id
 from alignscope.models.chat import encode_one
 from alignscope.models.native import strip_wrappers
 from alignscope.models.registry import decoder_layers
-from alignscope.steering.circuit import DEFAULT_AXES, GATES, AlignmentCircuit
+from alignscope.steering.circuit import DEFAULT_AXES, GATES, PARAMETERS, AlignmentCircuit
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ class TrainSettings:
             the others, summed like the token losses. The other losses reach the gate only through the nudge it
             scales; this one trains the gate as a classifier of the prompt.
         gate_axis: the axis whose gate is supervised.
+        freeze: circuit parameters (by name, see :data:`~alignscope.steering.circuit.PARAMETERS`) kept at their
+            starting values. Freezing every parameter but ``nudge`` keeps a probe-started gate (``init``) exactly the
+            probe, so that training only learns what each gate does, not when it opens.
     """
 
     module: bool = True
@@ -118,6 +121,7 @@ class TrainSettings:
     kl_weight: float = 1.0
     gate_weight: float = 0.0
     gate_axis: str = "harmless"
+    freeze: tuple[str, ...] = ()
 
     def check(self, n_layers: int, module_names: set[str]) -> TrainSettings:
         """These settings with the layer resolved; errors name the field."""
@@ -140,6 +144,14 @@ class TrainSettings:
                 raise InputError(f"no axis named {self.gate_axis!r}; the axes are {', '.join(self.axes)}", field="gate_axis")
             if self.gate != "sigmoid":
                 raise InputError(f"gate supervision needs sigmoid gates (a probability), got {self.gate!r}", field="gate")
+        unknown = [name for name in self.freeze if name not in PARAMETERS]
+        if unknown:
+            raise InputError(f"no circuit parameter named {', '.join(unknown)}; expected some of {', '.join(PARAMETERS)}",
+                             field="freeze")
+        if self.freeze and not self.module:
+            raise InputError("freezing circuit parameters needs the circuit (module: true)", field="freeze")
+        if set(PARAMETERS) <= set(self.freeze) and self.lora is None:
+            raise InputError("every circuit parameter is frozen and there is no LoRA: nothing to train", field="freeze")
         layer = n_layers // 2 if self.layer is None else self.layer
         if not 0 <= layer < n_layers:
             raise InputError(f"layer {layer} is out of range; the model has layers 0..{n_layers - 1}", field="layer")
@@ -153,7 +165,7 @@ class TrainSettings:
                                  f"{', '.join(sorted(module_names))}", field="lora.target_modules")
             if self.lora.r < 1:
                 raise InputError(f"expected a positive rank, got {self.lora.r}", field="lora.r")
-        return TrainSettings(**{**asdict(self), "layer": layer, "lora": self.lora})
+        return TrainSettings(**{**asdict(self), "layer": layer, "lora": self.lora, "freeze": tuple(self.freeze)})
 
 
 @dataclass(frozen=True)
@@ -368,7 +380,9 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
         circuit.net.to(device)
     params = {f"lora/{k}": p for k, p in model.named_parameters() if p.requires_grad}
     if circuit is not None:
-        params.update({f"mac/{k}": p for k, p in circuit.net.named_parameters()})
+        for k, p in circuit.net.named_parameters():
+            p.requires_grad_(k not in s.freeze)
+        params.update({f"mac/{k}": p for k, p in circuit.net.named_parameters() if k not in s.freeze})
     groups = [{"params": [p for k, p in params.items() if k.startswith("mac/")], "lr": s.lr},
               {"params": [p for k, p in params.items() if k.startswith("lora/")], "lr": s.lora.lr if s.lora else s.lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)

@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 
@@ -58,6 +58,8 @@ from alignscope.steering.probes import rms_normalise
 
 DEFAULT_AXES: tuple[str, ...] = ("helpful", "harmless", "honest")
 GATES: tuple[str, ...] = ("sigmoid", "tanh")
+ParameterName = Literal["axes", "axis_bias", "query", "key", "decide", "decide_bias", "nudge"]
+PARAMETERS: tuple[str, ...] = get_args(ParameterName)  # CircuitNet's parameters, in order
 COMPONENT = "resid_post"
 _EPS = 1e-6
 
