@@ -36,6 +36,8 @@ from alignscope.pipeline.store import StageStore, fingerprint
 from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal
 from alignscope.recipes.mac_train import train
 
+START_KEYS = ("gate_init", "gate_scale")  # settings of the starting values, not of the trainer
+
 
 def _parse(spec: str) -> tuple[str, dict[str, Any]]:
     """``NAME:key=value,key=value`` with JSON values (commas inside brackets or strings belong to the value)."""
@@ -96,11 +98,12 @@ def main() -> None:
     starts: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
     for spec in args.sets:
         name, over = _parse(spec)
-        train_over = {k: v for k, v in over.items() if k != "gate_init"}
+        train_over = {k: v for k, v in over.items() if k not in START_KEYS}
         ccfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=over)})
         settings = dataclasses.replace(cfg.settings("module"), **train_over)
         layer = lm.n_layers // 2 if settings.layer is None else settings.layer
-        what = (layer, ccfg.train.gate_init, ccfg.train.gate_axis, tuple(ccfg.train.axes), ccfg.train.width, ccfg.train.seed)
+        what = (layer, ccfg.train.gate_init, ccfg.train.gate_axis, tuple(ccfg.train.axes), ccfg.train.width, ccfg.train.seed,
+                ccfg.train.gate_scale)
         if what not in starts:  # candidates that differ only in the schedule or the loss share their starting values
             starts[what] = circuit_start(starting_values(lm, ccfg, layer, False))
         start = starts[what]
@@ -110,7 +113,8 @@ def main() -> None:
                        out_dir=args.run / "val_sweep" / name, init=start, keep=[bool(e["distilled"]) for e in records],
                        refuse=refuse)
         print(f"{name}: trained {result.steps} steps in {time.perf_counter() - t0:.0f} s ({over})", flush=True)
-        fp = fingerprint(name, repr(settings), sha256_json(records), ccfg.train.gate_init)
+        fp = fingerprint(name, repr(settings), sha256_json(records), ccfg.train.gate_init,
+                         *([ccfg.train.gate_scale] if ccfg.train.gate_scale != 1 else []))  # older records stay valid
         rows.append((name, over, _measure(store, f"candidate_{name}", fp, lm, result.circuit, base["first_logits"])))
     print("\nvalidation splits (harmful n=65, harmless n=72, lookalike n=46); KL: first-token KL(base || row) on harmless")
     print(f"  {'row':<10}{'harmful':>22}{'harmless':>22}{'lookalike':>22}{'KL':>8}  score  settings")

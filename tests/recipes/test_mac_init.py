@@ -29,11 +29,12 @@ def _plain_pooled(path, tok, prompts: list[str], layer: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir) -> None:
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir, scale: float) -> None:
     lm = tiny_lm("llama")
     layer, d = 0, lm.d_model  # not the last layer: HF applies the final norm to its last hidden state
     axes = torch.nn.functional.normalize(torch.randn(3, d, generator=torch.Generator().manual_seed(1)), dim=-1)
-    start = probe_gate_init(lm, layer, HARMFUL, [HARMLESS, LOOKALIKE], axes, gate_index=1)
+    start = probe_gate_init(lm, layer, HARMFUL, [HARMLESS, LOOKALIKE], axes, gate_index=1, scale=scale)
     assert "nudge" not in start and torch.equal(start["axes"][0], axes[0]) and torch.equal(start["axes"][2], axes[2])
     circuit = AlignmentCircuit.new(d, layer)
     with torch.no_grad():
@@ -43,7 +44,8 @@ def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir) -> N
     plain = load_plain(path)
     handle = circuit.attach_to(plain, record=True)
     prompts = HARMFUL + HARMLESS + LOOKALIKE
-    expected = torch.sigmoid(_plain_pooled(path, lm.tokenizer, prompts, layer) @ start["axes"][1].double() + float(start["axis_bias"][1]))
+    logit = _plain_pooled(path, lm.tokenizer, prompts, layer) @ start["axes"][1].double() + float(start["axis_bias"][1])
+    expected = torch.sigmoid(scale * logit)
     got = []
     with torch.no_grad():
         for p in prompts:
@@ -63,3 +65,5 @@ def test_bad_probe_init_input_names_the_field(tiny_lm) -> None:
         probe_gate_init(lm, 1, HARMFUL, [HARMLESS, []], axes, gate_index=1)
     with pytest.raises(InputError, match="field 'gate_axis'"):
         probe_gate_init(lm, 1, HARMFUL, [HARMLESS], axes, gate_index=3)
+    with pytest.raises(InputError, match="field 'gate_scale'"):
+        probe_gate_init(lm, 1, HARMFUL, [HARMLESS], axes, gate_index=1, scale=float("inf"))

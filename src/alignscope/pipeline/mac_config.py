@@ -30,6 +30,7 @@ Every section is optional; no config at all trains on the embedded model and the
       freeze: []                    # circuit parameters kept at their starting values, e.g. every one but nudge
       gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
                                     # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
+      gate_scale: 1.0               # probe start: the gate starts as sigmoid(gate_scale * the probe's logit)
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -94,6 +95,7 @@ class MacTrain(_Section):
     gate_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     gate_axis: str = "harmless"
     gate_init: Literal["random", "probe"] = "probe"
+    gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     freeze: tuple[ParameterName, ...] = ()
 
 
@@ -161,6 +163,8 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         raise InputError("expected at least one axis (got an axis count of 0)", path=source, field="train.axes")
     if not cfg.variants:
         raise InputError("expected at least one variant", path=source, field="variants")
+    if cfg.train.gate_init != "probe" and cfg.train.gate_scale != 1:
+        raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
     if cfg.train.gate_init == "probe":
         if cfg.train.gate_axis not in cfg.train.axes:
             raise InputError(f"no axis named {cfg.train.gate_axis!r}; the axes are {', '.join(cfg.train.axes)}", path=source,

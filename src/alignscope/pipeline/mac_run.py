@@ -145,7 +145,7 @@ def starting_values(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool)
     out = {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
     if cfg.train.gate_init == "probe":
         start = probe_gate_init(lm, layer, harmful, [harmless, lookalike], out["axes"], list(cfg.train.axes).index(cfg.train.gate_axis),
-                                width=cfg.train.width, progress=progress)
+                                width=cfg.train.width, scale=cfg.train.gate_scale, progress=progress)
         out |= {f"init/{name}": value for name, value in start.items()}
     return out
 
@@ -253,8 +253,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     content = sha256_json([[e.prompt, e.response, e.mix, e.id, e.style is not None] for split in ("train", "val") for e in found[split]])
     data = stage("data", [cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed}, content],
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
-    axes_rec = stage("axes", ["axes/3", list(cfg.train.axes), layer, cfg.train.seed, content, cfg.train.gate_init, cfg.train.gate_axis,
-                              cfg.train.width],
+    axes_rec = stage("axes", ["axes/4", list(cfg.train.axes), layer, cfg.train.seed, content, cfg.train.gate_init, cfg.train.gate_axis,
+                              cfg.train.width, cfg.train.gate_scale],
                      lambda: ({"layer": layer}, starting_values(lm, cfg, layer, progress)))
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg.variants:

@@ -10,8 +10,10 @@ classifier of the prompt, instead of leaving it to be found through the nudge's 
   equally (harmless and lookalike prompts, so that the hard negatives count as much as the easy ones);
 - the decision's query starts at zero, so its attention is uniform over the real tokens so far, and
   at the last prompt token the axis' context is exactly the probe's logit;
-- the axis' decision row reads that context with weight 1 and bias 0, so its gate starts as the
-  probe's probability. The other axes keep a fresh circuit's values.
+- the axis' decision row reads that context with weight ``scale`` (1 by default) and bias 0, so its gate
+  starts as the probe's probability, sharpened by ``scale``: ``sigmoid(scale * probe logit)``. A gate that
+  is nearer 0 or 1 lets less of the nudge through on prompts the probe is unsure of. The other axes keep
+  a fresh circuit's values.
 
 The nudges still start at zero, so the model is unchanged until training moves them.
 
@@ -22,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -42,7 +45,7 @@ def gate_probe(pos: torch.Tensor, negatives: Sequence[torch.Tensor], layer: int,
 
 
 def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negatives: Sequence[Sequence[str]], axes: torch.Tensor,
-                    gate_index: int, *, width: int = 16, progress: bool = False) -> dict[str, torch.Tensor]:
+                    gate_index: int, *, width: int = 16, scale: float = 1.0, progress: bool = False) -> dict[str, torch.Tensor]:
     """Starting values of every circuit parameter but the nudges' zeros, by name (see the module docstring).
 
     Args:
@@ -53,15 +56,18 @@ def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negati
         axes: ``(n_axes, d_model)`` starting sensor directions of the other axes.
         gate_index: the axis whose gate starts as the probe.
         width: the decision attention's query/key width.
+        scale: the gate's starting weight on the probe's logit (above 0).
 
     Raises:
-        InputError: an empty prompt group or a gate index outside the axes.
+        InputError: an empty prompt group, a gate index outside the axes, or a scale that is not a finite number above 0.
     """
     if not positive or not negatives or any(not group for group in negatives):
         raise InputError("expected prompts for the gate to open on and at least one non-empty group to stay shut on",
                          field="gate_init")
     if not 0 <= gate_index < axes.shape[0]:
         raise InputError(f"gate axis {gate_index} is outside the {axes.shape[0]} axes", field="gate_axis")
+    if not (math.isfinite(scale) and scale > 0):
+        raise InputError(f"expected a finite number above 0, got {scale!r}", field="gate_scale")
     pos, *neg = (probe_features(lm, group, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True,
                                 progress=progress) for group in (positive, *negatives))
     probe = gate_probe(pos, neg, layer)
@@ -72,7 +78,7 @@ def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negati
     start["axis_bias"][gate_index] = probe.bias
     start["query"].zero_()
     start["decide"][gate_index] = 0.0
-    start["decide"][gate_index, n_axes + gate_index] = 1.0
+    start["decide"][gate_index, n_axes + gate_index] = scale
     start["decide_bias"][gate_index] = 0.0
     del start["nudge"]
     return start
