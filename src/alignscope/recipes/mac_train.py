@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -396,8 +397,10 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
                                                   "refuse": None if s.gate_weight == 0 or refuse is None else [bool(r) for r in refuse]}))
     resumed = ckpt.load(params, opt)
     step, losses, before = resumed if resumed is not None else (0, [], 0.0)
-    for _ in range(step):
-        sched.step()
+    with warnings.catch_warnings():  # fast-forwarding the schedule of a resumed run is not the misuse torch warns about
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`")
+        for _ in range(step):
+            sched.step()
     handle = circuit.attach_to(base) if circuit is not None else None
 
     def unsteered(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
