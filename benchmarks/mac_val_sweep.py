@@ -14,6 +14,9 @@ with the chosen settings.
 
 Run: .venv/bin/python benchmarks/mac_val_sweep.py --run /work/runs/mac3 \
         --set default: --set random:gate_init='"random"' --set g1:gate_weight=1
+
+``--gates`` also prints, per candidate, the spread of its ``gate_axis`` gate at the last prompt token
+of the val prompts, at the start and after training (does training keep the gate a classifier?).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from alignscope.models.loader import load_hf, load_model
 from alignscope.pipeline.mac_config import load_mac_config
 from alignscope.pipeline.mac_run import circuit_start, starting_values
 from alignscope.pipeline.store import StageStore, fingerprint
-from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal
-from alignscope.recipes.mac_train import train
+from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal, sensor_trace
+from alignscope.recipes.mac_train import TrainSettings, train
+from alignscope.steering.circuit import AlignmentCircuit
 
 START_KEYS = ("gate_init", "gate_scale")  # settings of the starting values, not of the trainer
 
@@ -81,11 +85,35 @@ def _measure(store: StageStore, name: str, fp: str, lm: Any, circuit: Any, base_
     return {**found.output, "first_logits": found.tensors["first_logits"]}
 
 
+def _gate_quantiles(lm: Any, circuit: AlignmentCircuit, axis: int) -> dict[str, list[float]]:
+    """Per val label, the 10th, 50th and 90th percentile of one axis' gate at the last prompt token."""
+    out = {}
+    for label in LABELS:
+        gates = torch.tensor([float(t["gates"][-1, axis]) for t in sensor_trace(lm, circuit, load_builtin(label, split="val").texts)])
+        out[label] = torch.quantile(gates, torch.tensor([0.1, 0.5, 0.9])).tolist()
+    return out
+
+
+def _print_gates(name: str, settings: TrainSettings, lm: Any, start: dict[str, torch.Tensor], trained: AlignmentCircuit) -> None:
+    """The gate_axis gate's spread on the val prompts, at the start and after training."""
+    assert settings.layer is not None
+    fresh = AlignmentCircuit.new(lm.d_model, settings.layer, axis_names=settings.axes, width=settings.width, gate=settings.gate)
+    with torch.no_grad():
+        for key, value in start.items():
+            getattr(fresh.net, key).copy_(value)
+    axis = list(settings.axes).index(settings.gate_axis)
+    for when, circuit in (("start", fresh), ("trained", trained)):
+        q = _gate_quantiles(lm, circuit, axis)
+        cells = "  ".join(f"{label} " + "/".join(f"{v:.3f}" for v in q[label]) for label in LABELS)
+        print(f"  {name} {settings.gate_axis} gate at the last prompt token, 10th/50th/90th percentile, {when}: {cells}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished mac train run directory (its data and axes stages)")
     parser.add_argument("--config", type=Path, default=None, help="the mac train config of that run (default: built-in)")
     parser.add_argument("--set", dest="sets", action="append", required=True, help="NAME:key=value,... (JSON values)")
+    parser.add_argument("--gates", action="store_true", help="also print each candidate's gate spread on the val prompts")
     args = parser.parse_args()
     torch.set_num_threads(2)
     cfg = load_mac_config(args.config)
@@ -113,6 +141,9 @@ def main() -> None:
                        out_dir=args.run / "val_sweep" / name, init=start, keep=[bool(e["distilled"]) for e in records],
                        refuse=refuse)
         print(f"{name}: trained {result.steps} steps in {time.perf_counter() - t0:.0f} s ({over})", flush=True)
+        assert result.circuit is not None
+        if args.gates:
+            _print_gates(name, dataclasses.replace(settings, layer=layer), lm, start, result.circuit)
         fp = fingerprint(name, repr(settings), sha256_json(records), ccfg.train.gate_init,
                          *([ccfg.train.gate_scale] if ccfg.train.gate_scale != 1 else []))  # older records stay valid
         rows.append((name, over, _measure(store, f"candidate_{name}", fp, lm, result.circuit, base["first_logits"])))
