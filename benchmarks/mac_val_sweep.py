@@ -33,14 +33,13 @@ import torch
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.io import sha256_json
 from alignscope.models.loader import load_hf, load_model
-from alignscope.pipeline.mac_config import load_mac_config
+from alignscope.pipeline.config import read_yaml
+from alignscope.pipeline.mac_config import parse_mac_config
 from alignscope.pipeline.mac_run import circuit_start, starting_values
 from alignscope.pipeline.store import StageStore, fingerprint
 from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal, sensor_trace
 from alignscope.recipes.mac_train import TrainSettings, train
 from alignscope.steering.circuit import AlignmentCircuit
-
-START_KEYS = ("gate_init", "gate_scale")  # settings of the starting values, not of the trainer
 
 
 def _parse(spec: str) -> tuple[str, dict[str, Any]]:
@@ -116,7 +115,8 @@ def main() -> None:
     parser.add_argument("--gates", action="store_true", help="also print each candidate's gate spread on the val prompts")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    cfg = load_mac_config(args.config)
+    raw = (read_yaml(args.config) or {}) if args.config is not None else {}
+    cfg = parse_mac_config(raw, str(args.config))
     records = json.loads((args.run / "stages" / "data.json").read_text(encoding="utf-8"))["output"]["train"]
     refuse = [bool(e["refusal"]) if "refusal" in e else _older_refusal(e) for e in records]
     lm = load_model(cfg.model, dtype=cfg.dtype, device="cpu")
@@ -126,9 +126,8 @@ def main() -> None:
     starts: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
     for spec in args.sets:
         name, over = _parse(spec)
-        train_over = {k: v for k, v in over.items() if k not in START_KEYS}
-        ccfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=over)})
-        settings = dataclasses.replace(cfg.settings("module"), **train_over)
+        ccfg = parse_mac_config({**raw, "train": {**raw.get("train", {}), **over}}, f"--set {name}")
+        settings = ccfg.settings("module")
         layer = lm.n_layers // 2 if settings.layer is None else settings.layer
         what = (layer, ccfg.train.gate_init, ccfg.train.gate_axis, tuple(ccfg.train.axes), ccfg.train.width, ccfg.train.seed,
                 ccfg.train.gate_scale)

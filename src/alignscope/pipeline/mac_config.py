@@ -27,10 +27,12 @@ Every section is optional; no config at all trains on the embedded model and the
       kl_weight: 1.0                # that KL term's weight against the other examples' cross-entropy
       gate_weight: 0.0              # > 0: supervise the gate_axis gate directly (BCE against "should refuse")
       gate_axis: harmless
-      freeze: []                    # circuit parameters kept at their starting values, e.g. every one but nudge
       gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
                                     # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
-      gate_scale: 1.0               # probe start: the gate starts as sigmoid(gate_scale * the probe's logit)
+      gate_scale: 6.0               # probe start: the gate starts as sigmoid(gate_scale * the probe's logit)
+      freeze: [axes, axis_bias, query, key, decide, decide_bias]   # circuit parameters kept at their starting values:
+                                    # with these, the gate stays the probe and only the nudges train
+                                    # (with gate_init: random, gate_scale and freeze default to 1.0 and [])
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -66,6 +68,11 @@ Variant = Literal["module", "lora", "module_lora"]
 VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
 
 
+# The probe start's defaults, chosen on the val splits (README): a sharp gate that stays the probe.
+PROBE_SCALE = 6.0
+PROBE_FREEZE: tuple[ParameterName, ...] = ("axes", "axis_bias", "query", "key", "decide", "decide_bias")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -95,8 +102,8 @@ class MacTrain(_Section):
     gate_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     gate_axis: str = "harmless"
     gate_init: Literal["random", "probe"] = "probe"
-    gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
-    freeze: tuple[ParameterName, ...] = ()
+    gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = PROBE_SCALE
+    freeze: tuple[ParameterName, ...] = PROBE_FREEZE
 
 
 class MacLora(_Section):
@@ -142,7 +149,8 @@ class MacConfig(_Section):
                              qlora=self.qlora and lora is not None, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
                              grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
                              checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight,
-                             gate_weight=t.gate_weight, gate_axis=t.gate_axis, freeze=tuple(t.freeze))
+                             gate_weight=t.gate_weight, gate_axis=t.gate_axis,
+                             freeze=tuple(t.freeze) if variant != "lora" else ())  # LoRA alone has no circuit to freeze
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``training.json`` records)."""
@@ -163,8 +171,12 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         raise InputError("expected at least one axis (got an axis count of 0)", path=source, field="train.axes")
     if not cfg.variants:
         raise InputError("expected at least one variant", path=source, field="variants")
-    if cfg.train.gate_init != "probe" and cfg.train.gate_scale != 1:
-        raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
+    if cfg.train.gate_init != "probe":
+        chosen = cfg.train.model_fields_set
+        if "gate_scale" in chosen and cfg.train.gate_scale != 1:
+            raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
+        plain = {k: v for k, v in (("gate_scale", 1.0), ("freeze", ())) if k not in chosen}  # the probe start's defaults do not apply
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
     if cfg.train.gate_init == "probe":
         if cfg.train.gate_axis not in cfg.train.axes:
             raise InputError(f"no axis named {cfg.train.gate_axis!r}; the axes are {', '.join(cfg.train.axes)}", path=source,
