@@ -79,7 +79,8 @@ def test_every_command_and_option_is_covered() -> None:
 
 
 @pytest.mark.parametrize(("name", "opt"), OPTIONS, ids=[f"{n}{o}" for n, o in OPTIONS])
-def test_option_survives_hostile_values(name: str, opt: str) -> None:
+def test_option_survives_hostile_values(name: str, opt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a hostile relative --out ("True", "None") must not land in the checkout
     @settings(max_examples=values_per_option())
     @given(MODEL_VALUES if opt in MODEL_OPTIONS else OPTION_VALUES | st.just(""))
     def run(value: str) -> None:
