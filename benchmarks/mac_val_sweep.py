@@ -35,7 +35,7 @@ from alignscope.io import sha256_json
 from alignscope.models.loader import load_hf, load_model
 from alignscope.pipeline.config import read_yaml
 from alignscope.pipeline.mac_config import parse_mac_config
-from alignscope.pipeline.mac_run import circuit_start, starting_values
+from alignscope.pipeline.mac_run import circuit_start, start_settings, starting_values
 from alignscope.pipeline.store import StageStore, fingerprint
 from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal, sensor_trace
 from alignscope.recipes.mac_train import TrainSettings, train
@@ -123,14 +123,13 @@ def main() -> None:
     store = StageStore(args.run / "val_sweep")
     base = _measure(store, "base", fingerprint("base", lm.name), lm, None, None)
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("base", None, base)]
-    starts: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
+    starts: dict[str, dict[str, torch.Tensor]] = {}
     for spec in args.sets:
         name, over = _parse(spec)
         ccfg = parse_mac_config({**raw, "train": {**raw.get("train", {}), **over}}, f"--set {name}")
         settings = ccfg.settings("module")
         layer = lm.n_layers // 2 if settings.layer is None else settings.layer
-        what = (layer, ccfg.train.gate_init, ccfg.train.gate_axis, tuple(ccfg.train.axes), ccfg.train.width, ccfg.train.seed,
-                ccfg.train.gate_scale)
+        what = sha256_json(start_settings(ccfg, layer))
         if what not in starts:  # candidates that differ only in the schedule or the loss share their starting values
             starts[what] = circuit_start(starting_values(lm, ccfg, layer, False))
         start = starts[what]
@@ -143,8 +142,7 @@ def main() -> None:
         assert result.circuit is not None
         if args.gates:
             _print_gates(name, dataclasses.replace(settings, layer=layer), lm, start, result.circuit)
-        fp = fingerprint(name, repr(settings), sha256_json(records), ccfg.train.gate_init,
-                         *([ccfg.train.gate_scale] if ccfg.train.gate_scale != 1 else []))  # older records stay valid
+        fp = fingerprint(name, repr(settings), sha256_json(records), what)
         rows.append((name, over, _measure(store, f"candidate_{name}", fp, lm, result.circuit, base["first_logits"])))
     print("\nvalidation splits (harmful n=65, harmless n=72, lookalike n=46); KL: first-token KL(base || row) on harmless")
     print(f"  {'row':<10}{'harmful':>22}{'harmless':>22}{'lookalike':>22}{'KL':>8}  score  settings")

@@ -150,6 +150,12 @@ def starting_values(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool)
     return out
 
 
+def start_settings(cfg: MacConfig, layer: int) -> list[Any]:
+    """Every setting :func:`starting_values` reads besides the data (part of the ``axes`` stage's fingerprint)."""
+    t = cfg.train
+    return [list(t.axes), layer, t.seed, t.gate_init, t.gate_axis, t.width, t.gate_scale]
+
+
 def circuit_start(axes_stage: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The circuit's starting values from the ``axes`` stage's tensors: its ``init/`` values, else the sensor ``axes``."""
     start = {name.removeprefix("init/"): t for name, t in axes_stage.items() if name.startswith("init/")}
@@ -253,8 +259,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     content = sha256_json([[e.prompt, e.response, e.mix, e.id, e.style is not None] for split in ("train", "val") for e in found[split]])
     data = stage("data", [cfg.data.model_dump(mode="json") | {"seed": cfg.train.seed}, content],
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
-    axes_rec = stage("axes", ["axes/4", list(cfg.train.axes), layer, cfg.train.seed, content, cfg.train.gate_init, cfg.train.gate_axis,
-                              cfg.train.width, cfg.train.gate_scale],
+    axes_rec = stage("axes", ["axes/4", content, *start_settings(cfg, layer)],
                      lambda: ({"layer": layer}, starting_values(lm, cfg, layer, progress)))
     training: dict[str, dict[str, Any]] = {}
     for variant in cfg.variants:
