@@ -161,6 +161,8 @@ def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
     ("train:\n  gate_init: random\n  gate_scale: 3\n", "train.gate_scale"),
     ("train:\n  gate_scale: 0\n", "train.gate_scale"),
     ("train:\n  gate_weight: -1\n", "train.gate_weight"),
+    ("train:\n  gate_weight: 1\n", "train.gate_weight"),
+    ("train:\n  scope: prompt\n", "train.scope"),
 ])
 def test_bad_config_is_one_line_naming_the_field(tiny_dir, tmp_path: Path, text: str, field: str) -> None:
     path = tmp_path / "bad.yaml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from transformers import AutoTokenizer
 
 from alignscope.errors import InputError
 from alignscope.models.chat import encode_one
+from alignscope.models.registry import decoder_layers
 from alignscope.recipes import mac_train
 from alignscope.recipes.mac_train import IGNORE, LoraSettings, TrainSettings, encode_example, train
 from alignscope.steering.circuit import PARAMETERS, CircuitNet
@@ -135,7 +137,7 @@ def test_lora_only_counts_and_freezes(tiny, tmp_path: Path) -> None:
     (TrainSettings(module=False), "module"), (TrainSettings(batch_size=0), "batch_size"),
     (TrainSettings(keep_loss="mse"), "keep_loss"), (TrainSettings(kl_weight=-1.0), "kl_weight"),
     (TrainSettings(freeze=("gates",)), "freeze"), (TrainSettings(module=False, lora=LoraSettings(), freeze=("axes",)), "freeze"),
-    (TrainSettings(freeze=PARAMETERS), "freeze"),
+    (TrainSettings(freeze=PARAMETERS), "freeze"), (TrainSettings(scope="prompt"), "scope"),
 ])
 def test_bad_settings_name_the_field(tiny, tmp_path: Path, settings: TrainSettings, field: str) -> None:
     path, tok = tiny
@@ -263,8 +265,49 @@ def test_gate_supervision_adds_the_gates_cross_entropy(tiny, tmp_path: Path) -> 
     (TrainSettings(layer=1, gate_weight=1.0, gate="tanh"), REFUSE, "gate"),
     (TrainSettings(layer=1, gate_weight=float("nan")), REFUSE, "gate_weight"),
     (TrainSettings(module=False, lora=LoraSettings(), gate_weight=1.0), REFUSE, "gate_weight"),
+    (TrainSettings(layer=1, gate_weight=1.0, freeze=mac_train.GATE_PARAMETERS), REFUSE, "gate_weight"),
 ])
 def test_bad_gate_supervision_names_the_field(tiny, tmp_path: Path, settings: TrainSettings, refuse, field: str) -> None:
     path, tok = tiny
     with pytest.raises(InputError, match=f"field '{field}'"):
         train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, refuse=refuse)
+
+
+def test_response_scope_trains_on_edits_from_the_prompts_end(tiny, tmp_path: Path) -> None:
+    """Under scope "response", step 2's loss equals a by-hand loss whose hook (plain HF, no alignscope scope logic) keeps
+    the circuit's edit only from each example's last prompt token on, one unpadded example at a time."""
+    path, tok = tiny
+    settings = TrainSettings(layer=0, batch_size=len(EXAMPLES), epochs=3, warmup_steps=1, lr=5e-2, scope="response")
+    g = torch.Generator().manual_seed(5)  # a start far from the identity, so that the prompt's edits would matter
+    d_model = load_plain(path).config.hidden_size
+    init = {k: torch.randn(v.shape, generator=g) * 0.5 for k, v in CircuitNet(d_model, 3, 16).named_parameters()}
+    first = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=1, init=init)
+    assert first.circuit is not None and first.circuit.scope == "response"
+    plain, steered = load_plain(path), load_plain(path)
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for (p, r), keep in zip(EXAMPLES, KEEP, strict=True):
+            e = encode_example(tok, p, r, chat=True, max_length=96)
+            start = e.labels.index(next(x for x in e.labels if x != IGNORE)) - 1
+
+            def hook(_m, _i, out, start=start):
+                h = out[0] if isinstance(out, tuple) else out
+                new = h.clone()
+                new[:, start:] = first.circuit.net(h, torch.ones(h.shape[:2], dtype=torch.bool))[0][:, start:]
+                return (new, *out[1:]) if isinstance(out, tuple) else new
+
+            handle = decoder_layers(steered)[0].register_forward_hook(hook)  # layer 0: later layers read the prompt's edits
+            ids = torch.tensor([e.ids])
+            log_q = torch.log_softmax(steered(input_ids=ids).logits[0].double(), -1)
+            handle.remove()
+            log_p = torch.log_softmax(plain(input_ids=ids).logits[0].double(), -1)
+            for t in range(1, len(e.ids)):
+                if e.labels[t] != IGNORE:
+                    n += 1
+                    total += float((log_p[t - 1].exp() * (log_p[t - 1] - log_q[t - 1])).sum()) if keep else -float(log_q[t - 1, e.labels[t]])
+    second = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=2, init=init)
+    assert second.resumed_from == 1 and second.losses[1] == pytest.approx(total / n, rel=1e-6)
+    everywhere = _by_hand_loss(path, tok, dataclasses.replace(first.circuit, scope="all"))
+    # a tiny random model's later layers read earlier positions weakly: the prompt's edits move this loss by about 7e-5,
+    # over 30 times the tolerance above, so the test tells the scopes apart
+    assert abs(everywhere - total / n) > 3e-5

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from alignscope.errors import InputError
+from alignscope.evals.capability import text_nlls
+from alignscope.evals.loglik import scored_logliks
 from alignscope.hooks.backends import NativeTarget
+from alignscope.hooks.prompt_ends import current_prompt_ends, prompt_ends
+from alignscope.io import read_safetensors, save_safetensors
 from alignscope.models.chat import left_pad
 from alignscope.models.native import native_model
+from alignscope.models.registry import decoder_layers
 from alignscope.steering.circuit import AlignmentCircuit, CircuitNet, attach_to_hf, load_circuit
 from alignscope.steering.intervention_io import load_intervention, save_intervention
 from tests.reference import load_plain
@@ -77,6 +83,22 @@ def test_cached_steps_equal_one_full_call() -> None:
     torch.testing.assert_close(torch.cat(gparts, 1), full_gates, rtol=1e-6, atol=1e-6)
 
 
+def test_edit_from_leaves_earlier_positions_exactly() -> None:
+    net = trained_like(12, 0).net
+    h = torch.randn(3, 6, 12)
+    real = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]], dtype=torch.bool)
+    full, scores, gates, _ = net(h, real)
+    part, pscores, pgates, _ = net(h, real, edit_from=torch.tensor([0, 3, 5]))
+    for row, first in enumerate([0, 3, 5]):
+        assert torch.equal(part[row, :first], h[row, :first])
+        assert torch.equal(part[row, first:], full[row, first:])
+    assert torch.equal(pscores, scores) and torch.equal(pgates, gates)  # the sensors and the decision still see every token
+    first, _, _, past = net(h[:, :4], real[:, :4], edit_from=torch.tensor([3, 3, 3]))
+    step, _, _, _ = net(h[:, 4:], real, past, edit_from=torch.tensor([3, 3, 3]))
+    assert torch.equal(first[:, :3], h[:, :3])
+    torch.testing.assert_close(torch.cat([first[:, 3:], step], 1), full[:, 3:], rtol=1e-6, atol=1e-6)
+
+
 def test_untrained_circuit_changes_nothing(tiny_lm) -> None:
     lm = tiny_lm("llama")
     ids, mask = left_pad(SEQS, 0)
@@ -86,13 +108,16 @@ def test_untrained_circuit_changes_nothing(tiny_lm) -> None:
         torch.testing.assert_close(lm.bridge(ids, attention_mask=mask), base, rtol=0, atol=0)
 
 
-def _edit_reference(model: torch.nn.Module, circuit: AlignmentCircuit, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Logits of a plain HF model with the layer's output replaced by the per-token loop's edit."""
-    from alignscope.models.registry import decoder_layers
+def _edit_reference(model: torch.nn.Module, circuit: AlignmentCircuit, ids: torch.Tensor, mask: torch.Tensor,
+                    start: list[int] | None = None) -> torch.Tensor:
+    """Logits of a plain HF model with the layer's output replaced by the per-token loop's edit (in each row from column
+    ``start[row]`` on, when given)."""
 
     def hook(_m, _i, out):
         h = out[0] if isinstance(out, tuple) else out
         new = loop_reference(circuit.net, h.detach(), mask.bool())[0].to(h.dtype)
+        for row, first in enumerate(start or []):
+            new[row, :first] = h[row, :first]
         return (new, *out[1:]) if isinstance(out, tuple) else new
 
     handle = decoder_layers(model)[circuit.layer].register_forward_hook(hook)
@@ -199,7 +224,6 @@ def test_bad_settings_name_the_field(tiny_lm, tmp_path: Path) -> None:
     save_intervention(add_path, ActivationAddition(torch.ones(lm.d_model), (0,)), model=lm.name)
     with pytest.raises(InputError, match="kind"):
         load_circuit(add_path)
-    from alignscope.io import read_safetensors, save_safetensors
     path = save_intervention(tmp_path / "mac.safetensors", trained_like(lm.d_model, 0), model=lm.name)
     tensors, meta = read_safetensors(path, "x")
     save_safetensors(tmp_path / "bad.safetensors", {**tensors, "nudge": torch.zeros(2, 2)}, meta)
@@ -208,3 +232,110 @@ def test_bad_settings_name_the_field(tiny_lm, tmp_path: Path) -> None:
     save_safetensors(tmp_path / "gate.safetensors", tensors, {**meta, "gate": "step"})
     with pytest.raises(InputError, match=r"gate.safetensors.*'gate'"):
         load_intervention(tmp_path / "gate.safetensors")
+
+
+def test_response_scope_edits_the_prompts_last_token_on(family, tiny_lm, tiny_dir, tmp_path: Path) -> None:
+    """A prompt pass under scope "response" nudges only each row's last real token, on every path; with the prompt's end
+    declared (a teacher-forced pass), from that column on. Reference: plain HF with the per-token loop's edit."""
+    lm = tiny_lm(family)
+    circuit = replace(trained_like(lm.d_model, 0), scope="response")
+    ids, mask = left_pad(SEQS, 0)
+    real = mask.bool()
+    last = [ids.shape[1] - 1] * len(SEQS)
+    ref = _edit_reference(load_plain(tiny_dir(family)), circuit, ids, mask, last)
+    with torch.no_grad(), circuit.apply(lm):
+        torch.testing.assert_close(lm.bridge(ids, attention_mask=mask)[real], ref[real], rtol=1e-4, atol=1e-4)
+    everywhere = _edit_reference(load_plain(tiny_dir(family)), circuit, ids, mask)
+    assert (everywhere[real] - ref[real]).abs().max() > 1e-3  # the scopes differ on this model
+    twin = native_model(lm)
+    if twin is not None:
+        target = NativeTarget(twin)
+        with torch.no_grad(), circuit.apply(lm, target):
+            torch.testing.assert_close(target.forward(ids, mask)[real], ref[real], rtol=1e-4, atol=1e-4)
+    declared = [ids.shape[1] - 3, ids.shape[1] - 2, ids.shape[1] - 4]
+    ref_declared = _edit_reference(load_plain(tiny_dir(family)), circuit, ids, mask, declared)
+    with torch.no_grad(), circuit.apply(lm), prompt_ends(torch.tensor(declared)):
+        torch.testing.assert_close(lm.bridge(ids, attention_mask=mask)[real], ref_declared[real], rtol=1e-4, atol=1e-4)
+    plain_model = load_plain(tiny_dir(family))
+    handle = attach_to_hf(plain_model, save_intervention(tmp_path / "mac.safetensors", circuit, model=lm.name))
+    try:
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            hf = plain_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    finally:
+        handle.remove()
+    torch.testing.assert_close(hf[real], ref[real], rtol=1e-4, atol=1e-4)
+
+
+def test_response_scope_generation_equals_recompute_with_the_prompt_declared(tiny_lm) -> None:
+    """KV-cached generation nudges the prompt's last token and every generated one: a no-cache loop that declares the
+    prompt's end on each call gives the same tokens."""
+    lm = tiny_lm("llama")
+    circuit = replace(trained_like(lm.d_model, 0), scope="response")
+    ids, mask = left_pad(SEQS, 0)
+    with torch.no_grad(), circuit.apply(lm):
+        out = lm.hf_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    end = torch.full((len(SEQS),), ids.shape[1] - 1)
+    seq, m = ids, mask
+    for _ in range(5):
+        with torch.no_grad(), circuit.apply(lm), prompt_ends(end):
+            pos = (m.cumsum(-1) - 1).clamp(min=0)
+            logits = lm.hf_model(input_ids=seq, attention_mask=m, position_ids=pos, use_cache=False).logits
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        seq, m = torch.cat([seq, nxt], 1), torch.cat([m, torch.ones_like(nxt)], 1)
+    assert torch.equal(out, seq)
+
+
+def test_response_scope_scores_continuations_from_the_contexts_end(tiny_lm, tiny_dir) -> None:
+    """Log-likelihood scoring declares where each context ends: the continuation's log-probabilities equal plain HF's
+    with the edit kept from the context's last token on."""
+    lm = tiny_lm("llama")
+    circuit = replace(trained_like(lm.d_model, 0), scope="response")
+    pairs = [([10, 11, 12, 13], [14, 15]), ([20, 21], [22, 23, 24]), ([30, 31, 32], [33])]
+    got = [ll for ll, _ in scored_logliks(lm, pairs, circuit, batch_size=3)]
+    ids, mask = left_pad([[*c, *k] for c, k in pairs], 0)
+    ref = _edit_reference(load_plain(tiny_dir("llama")), circuit, ids, mask, [ids.shape[1] - len(k) - 1 for _, k in pairs])
+    for row, (_, k) in enumerate(pairs):
+        logp = torch.log_softmax(ref[row, -len(k) - 1:-1].double(), -1)
+        assert got[row] == pytest.approx(float(logp.gather(-1, torch.tensor(k)[:, None]).sum()), abs=1e-4)
+
+
+def test_scope_round_trips_and_older_files_nudge_everything(tiny_lm, tmp_path: Path) -> None:
+    lm = tiny_lm("llama")
+    path = save_intervention(tmp_path / "mac.safetensors", replace(trained_like(lm.d_model, 0), scope="response"), model=lm.name)
+    assert load_circuit(path).scope == "response"
+    tensors, meta = read_safetensors(path, "x")
+    save_safetensors(tmp_path / "old.safetensors", tensors, {k: v for k, v in meta.items() if k != "scope"})
+    assert load_circuit(tmp_path / "old.safetensors").scope == "all"
+    save_safetensors(tmp_path / "bad.safetensors", tensors, {**meta, "scope": "prompt"})
+    with pytest.raises(InputError, match=r"bad.safetensors.*'scope'"):
+        load_circuit(tmp_path / "bad.safetensors")
+    with pytest.raises(InputError, match="scope"):
+        AlignmentCircuit.new(lm.d_model, 0, scope="prompt")
+    ids, mask = left_pad(SEQS, 0)
+    with pytest.raises(InputError, match="prompt_ends"), load_circuit(path).apply(lm), prompt_ends(torch.tensor([1, 2])):
+        lm.bridge(ids, attention_mask=mask)
+
+
+def test_response_scope_perplexity_treats_the_text_as_response(tiny_lm, tiny_dir) -> None:
+    """Perplexity's texts are all response: the edit is kept from each text's first token on."""
+    lm = tiny_lm("llama")
+    circuit = replace(trained_like(lm.d_model, 0), scope="response")
+    texts = ["one two three four five", "six seven"]
+    got = text_nlls(lm, texts, circuit, batch_size=2)
+    seqs = [list(lm.tokenizer(t)["input_ids"]) for t in texts]
+    ids, mask = left_pad(seqs, 0)
+    ref = _edit_reference(load_plain(tiny_dir("llama")), circuit, ids, mask, [ids.shape[1] - len(s) for s in seqs])
+    for row, s in enumerate(seqs):
+        logp = torch.log_softmax(ref[row, -len(s):-1].double(), -1)
+        assert got[row][0] == pytest.approx(-float(logp.gather(-1, torch.tensor(s[1:])[:, None]).sum()), abs=1e-4)
+
+
+def test_prompt_ends_rejects_what_is_not_a_column_per_row() -> None:
+    for bad in (torch.tensor([[1, 2]]), torch.tensor([1.0]), torch.tensor([-1]), torch.tensor([True])):
+        with pytest.raises(ValueError, match="non-negative integer columns"), prompt_ends(bad):
+            pass
+    assert current_prompt_ends() is None
+    with prompt_ends(torch.tensor([2])):
+        assert current_prompt_ends().tolist() == [2]
+    assert current_prompt_ends() is None

@@ -31,7 +31,7 @@ from alignscope.hooks.backends import HookTarget
 from alignscope.hooks.forward import next_token_logits as target_logits
 from alignscope.hooks.forward import run_batches
 from alignscope.metrics import kl_divergence
-from alignscope.models.batches import encode_prompts, pad_id, padded_batches
+from alignscope.models.batches import Batch, encode_prompts, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.interventions import Intervention
 
@@ -137,6 +137,11 @@ def token_nll(
     return sum(nll for nll, _ in per_text), sum(n for _, n in per_text)
 
 
+def _first_real(batch: Batch) -> torch.Tensor:
+    """Each row's first real column: a raw text is all response, its first token the only context."""
+    return batch.attention_mask.long().argmax(-1)
+
+
 def text_nlls(
     lm: LoadedModel,
     texts: Sequence[str],
@@ -153,7 +158,7 @@ def text_nlls(
     out: list[tuple[float, int]] = [(0.0, 0)] * len(texts)
     target = generation_target(lm, intervention)
     with intervention_scope(lm, intervention, target):
-        for batch, logits in run_batches(lm, target, batches, desc="perplexity", progress=progress):
+        for batch, logits in run_batches(lm, target, batches, desc="perplexity", progress=progress, prompt_end=_first_real):
             logp = torch.log_softmax(logits.float().cpu()[:, :-1].double(), dim=-1)
             picked = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0]
             mask = batch.attention_mask

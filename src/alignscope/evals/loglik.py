@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 from alignscope.errors import InputError
 from alignscope.evals.generation import generation_target
 from alignscope.hooks.forward import run_batches
-from alignscope.models.batches import pad_id, padded_batches
+from alignscope.models.batches import Batch, pad_id, padded_batches
 from alignscope.models.loader import LoadedModel
 from alignscope.steering.interventions import Intervention, intervention_scope
 
@@ -93,7 +93,10 @@ def scored_logliks(
     out: list[tuple[float, bool]] = [(math.nan, False)] * len(encoded)
     target = generation_target(lm, intervention, backend)
     with intervention_scope(lm, intervention, target):
-        for batch, logits in run_batches(lm, target, batches, desc=desc, progress=progress):
+        def context_end(batch: Batch) -> torch.Tensor:  # left padding: each context ends just before its continuation
+            return torch.tensor([batch.input_ids.shape[1] - len(encoded[i][1]) - 1 for i in batch.index])
+
+        for batch, logits in run_batches(lm, target, batches, desc=desc, progress=progress, prompt_end=context_end):
             for row, i in enumerate(batch.index):
                 n = len(encoded[i][1])
                 logp = torch.log_softmax(logits[row, -n - 1:-1].double(), dim=-1)

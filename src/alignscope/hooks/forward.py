@@ -13,20 +13,27 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 
 import torch
 from tqdm.auto import tqdm
 
 from alignscope.hooks.backends import HookTarget
 from alignscope.hooks.numerics import check_logits
+from alignscope.hooks.prompt_ends import prompt_ends
 from alignscope.models.batches import Batch, gather
 from alignscope.models.loader import LoadedModel
 
 
 def run_batches(lm: LoadedModel, target: HookTarget, batches: Sequence[Batch], *, desc: str = "forward",
-                progress: bool = False) -> Iterator[tuple[Batch, torch.Tensor]]:
+                progress: bool = False, prompt_end: Callable[[Batch], torch.Tensor] | None = None
+                ) -> Iterator[tuple[Batch, torch.Tensor]]:
     """Each batch with its ``(rows, seq, vocab)`` logits from ``target`` (no grad, no cache).
+
+    ``prompt_end(batch)``, when given, is the column of each row's last prompt token, declared to the
+    interventions for the pass (:func:`~alignscope.hooks.prompt_ends.prompt_ends`): a teacher-forced pass
+    scores a response after its prompt in one call.
 
     Raises:
         NumericalError: a batch's logits hold inf/NaN at a real position (the message names the
@@ -34,7 +41,8 @@ def run_batches(lm: LoadedModel, target: HookTarget, batches: Sequence[Batch], *
     """
     for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
         ids, mask = batch.to(lm.device)
-        with torch.no_grad():  # scoped to the call: grad mode is never left off while the generator is suspended
+        declared = prompt_ends(prompt_end(batch)) if prompt_end is not None else nullcontext()
+        with torch.no_grad(), declared:  # scoped to the call: never left set while the generator is suspended
             logits = target.forward(ids, mask)
             check_logits(logits, mask, target, ids, n_layers=lm.n_layers, dtype=lm.dtype)
         yield batch, logits

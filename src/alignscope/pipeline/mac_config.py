@@ -33,6 +33,7 @@ Every section is optional; no config at all trains on the embedded model and the
       freeze: [axes, axis_bias, query, key, decide, decide_bias]   # circuit parameters kept at their starting values:
                                     # with these, the gate stays the probe and only the nudges train
                                     # (with gate_init: random, gate_scale and freeze default to 1.0 and [])
+      scope: all                    # which tokens are nudged: all, or response (the last prompt token and the answer)
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -61,8 +62,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alignscope.errors import InputError
 from alignscope.pipeline.config import JudgeSection, read_yaml, to_input_error
-from alignscope.recipes.mac_train import LoraSettings, TrainSettings
-from alignscope.steering.circuit import ParameterName
+from alignscope.recipes.mac_train import GATE_PARAMETERS, LoraSettings, TrainSettings
+from alignscope.steering.circuit import ParameterName, Scope
 
 Variant = Literal["module", "lora", "module_lora"]
 VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
@@ -104,6 +105,7 @@ class MacTrain(_Section):
     gate_init: Literal["random", "probe"] = "probe"
     gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = PROBE_SCALE
     freeze: tuple[ParameterName, ...] = PROBE_FREEZE
+    scope: Scope = "all"
 
 
 class MacLora(_Section):
@@ -149,7 +151,7 @@ class MacConfig(_Section):
                              qlora=self.qlora and lora is not None, lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
                              grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
                              checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight,
-                             gate_weight=t.gate_weight, gate_axis=t.gate_axis,
+                             gate_weight=t.gate_weight, gate_axis=t.gate_axis, scope=t.scope,
                              freeze=tuple(t.freeze) if variant != "lora" else ())  # LoRA alone has no circuit to freeze
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +179,10 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
             raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
         plain = {k: v for k, v in (("gate_scale", 1.0), ("freeze", ())) if k not in chosen}  # the probe start's defaults do not apply
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
+    if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):
+        raise InputError("gate_weight trains the gate, but train.freeze keeps every parameter the gate depends on at its "
+                         "start (the default with gate_init: probe); set freeze to the parameters to keep", path=source,
+                         field="train.gate_weight")
     if cfg.train.gate_init == "probe":
         if cfg.train.gate_axis not in cfg.train.axes:
             raise InputError(f"no axis named {cfg.train.gate_axis!r}; the axes are {', '.join(cfg.train.axes)}", path=source,

@@ -47,16 +47,18 @@ from transformers import PreTrainedTokenizerBase
 from alignscope.errors import InputError
 from alignscope.hooks.backends import NativeTarget
 from alignscope.hooks.numerics import non_finite_error
+from alignscope.hooks.prompt_ends import prompt_ends
 from alignscope.io import atomic_write_json, read_safetensors, save_safetensors, sha256_json
 from alignscope.models.batches import pad_id
 from alignscope.models.chat import encode_one
 from alignscope.models.native import strip_wrappers
 from alignscope.models.registry import decoder_layers
-from alignscope.steering.circuit import DEFAULT_AXES, GATES, PARAMETERS, AlignmentCircuit
+from alignscope.steering.circuit import DEFAULT_AXES, GATES, PARAMETERS, AlignmentCircuit, check_scope
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
+GATE_PARAMETERS = tuple(name for name in PARAMETERS if name != "nudge")  # what the gates are computed from
 CHECKPOINT = "checkpoint"
 KEEP_LOSSES = ("kl", "ce")
 
@@ -97,6 +99,8 @@ class TrainSettings:
             the others, summed like the token losses. The other losses reach the gate only through the nudge it
             scales; this one trains the gate as a classifier of the prompt.
         gate_axis: the axis whose gate is supervised.
+        scope: which tokens the circuit nudges: ``all``, or ``response`` (the last prompt token and the response; see
+            :mod:`alignscope.steering.circuit`). In training the prompt ends where the scored labels begin.
         freeze: circuit parameters (by name, see :data:`~alignscope.steering.circuit.PARAMETERS`) kept at their
             starting values. Freezing every parameter but ``nudge`` keeps a probe-started gate (``init``) exactly the
             probe, so that training only learns what each gate does, not when it opens.
@@ -123,6 +127,7 @@ class TrainSettings:
     gate_weight: float = 0.0
     gate_axis: str = "harmless"
     freeze: tuple[str, ...] = ()
+    scope: str = "all"
 
     def check(self, n_layers: int, module_names: set[str]) -> TrainSettings:
         """These settings with the layer resolved; errors name the field."""
@@ -132,6 +137,7 @@ class TrainSettings:
             raise InputError("expected at least one axis (got an axis count of 0)", field="axes")
         if self.gate not in GATES:
             raise InputError(f"unknown gate form {self.gate!r}; expected one of {', '.join(GATES)}", field="gate")
+        check_scope(self.scope)
         if self.keep_loss not in KEEP_LOSSES:
             raise InputError(f"unknown keep_loss {self.keep_loss!r}; expected one of {', '.join(KEEP_LOSSES)}", field="keep_loss")
         if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
@@ -145,6 +151,9 @@ class TrainSettings:
                 raise InputError(f"no axis named {self.gate_axis!r}; the axes are {', '.join(self.axes)}", field="gate_axis")
             if self.gate != "sigmoid":
                 raise InputError(f"gate supervision needs sigmoid gates (a probability), got {self.gate!r}", field="gate")
+            if set(GATE_PARAMETERS) <= set(self.freeze):
+                raise InputError("gate supervision trains the gate, but every parameter it depends on is frozen "
+                                 f"({', '.join(GATE_PARAMETERS)})", field="gate_weight")
         unknown = [name for name in self.freeze if name not in PARAMETERS]
         if unknown:
             raise InputError(f"no circuit parameter named {', '.join(unknown)}; expected some of {', '.join(PARAMETERS)}",
@@ -188,6 +197,11 @@ def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: st
     response_ids = response_ids[: max_length - 1]
     prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(response_ids) - max_length):]
     return Encoded(prompt_ids + response_ids, [IGNORE] * len(prompt_ids) + response_ids)
+
+
+def last_prompt_columns(labels: torch.Tensor) -> torch.Tensor:
+    """Per row of right-padded ``labels``, the column of the last prompt token (just before the first scored label)."""
+    return ((labels != IGNORE).long().argmax(-1) - 1).clamp(min=0)
 
 
 def right_padded(batch: Sequence[Encoded], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -370,7 +384,8 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     base: torch.nn.Module = getattr(model, "get_base_model", lambda: model)()
     circuit = None
     if s.module:
-        circuit = AlignmentCircuit.new(int(getattr(base, "config").hidden_size), s.layer, axis_names=s.axes, width=s.width, gate=s.gate)  # noqa: B009
+        circuit = AlignmentCircuit.new(int(getattr(base, "config").hidden_size), s.layer, axis_names=s.axes, width=s.width,  # noqa: B009
+                                       gate=s.gate, scope=s.scope)
         own = dict(circuit.net.named_parameters())
         for name, value in (init or {}).items():
             if name not in own or own[name].shape != value.shape:
@@ -428,7 +443,8 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
             total = 0.0
             for _, rows in chunk:
                 ids, mask, labels = (t.to(device) for t in right_padded([encoded[i] for i in rows], pad))
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+                with prompt_ends(last_prompt_columns(labels)):
+                    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
                 lab = labels[:, 1:]
                 kept = torch.tensor([keep[i] and s.keep_loss == "kl" for i in rows], device=device)
                 loss_sum = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lab.masked_fill(kept[:, None], IGNORE).flatten(),

@@ -15,6 +15,15 @@ and works in three steps on each token's hidden state ``h``:
    by orders of magnitude. The nudge vectors start at zero, so an untrained circuit leaves the
    model exactly unchanged, and a gate of 0 leaves the token unchanged.
 
+**Scope.** With ``scope="all"`` every token is nudged. With ``scope="response"`` the gates are still
+computed everywhere, but only the last prompt token and the tokens after it are nudged: the prompt's
+earlier tokens stay as the model wrote them, so a gate that opens on a word early in a prompt (``kill``
+in "how do I kill a Python process") cannot push the model towards refusing before the whole prompt
+has been read. The prompt's end is the last real token of the first call of a sequence (the prompt
+pass of ``generate``, a next-token read), or, for a teacher-forced pass over prompt and response
+together (training, log-likelihood scoring), the column the caller declares with
+:func:`alignscope.hooks.prompt_ends.prompt_ends`.
+
 During KV-cached generation the keys and values of earlier tokens are kept in the
 :class:`CircuitHandle` (reset where a sequence starts, like conditional steering's gate), so a
 decoding step attends over the whole sequence without recomputing it. The handle can also record
@@ -48,6 +57,7 @@ import torch
 from alignscope.errors import InputError
 from alignscope.hooks.backends import HookTarget, NativeTarget
 from alignscope.hooks.handle import HookHandle
+from alignscope.hooks.prompt_ends import current_prompt_ends, last_real_columns
 from alignscope.hooks.writes import HookFn
 from alignscope.io import read_safetensors
 from alignscope.models.hf_compat import cache_in_call, cache_length
@@ -58,6 +68,8 @@ from alignscope.steering.probes import rms_normalise
 
 DEFAULT_AXES: tuple[str, ...] = ("helpful", "harmless", "honest")
 GATES: tuple[str, ...] = ("sigmoid", "tanh")
+Scope = Literal["all", "response"]
+SCOPES: tuple[str, ...] = get_args(Scope)  # which tokens the circuit nudges (see the module docstring)
 ParameterName = Literal["axes", "axis_bias", "query", "key", "decide", "decide_bias", "nudge"]
 PARAMETERS: tuple[str, ...] = get_args(ParameterName)  # CircuitNet's parameters, in order
 COMPONENT = "resid_post"
@@ -93,7 +105,8 @@ class CircuitNet(torch.nn.Module):
         hn, rms = rms_normalise(h, _EPS)
         return hn, hn @ self.axes.T + self.axis_bias, rms
 
-    def forward(self, h: torch.Tensor, key_real: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    def forward(self, h: torch.Tensor, key_real: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None,
+                edit_from: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Edit ``h`` ``(batch, seq, d_model)``.
 
@@ -101,6 +114,8 @@ class CircuitNet(torch.nn.Module):
             h: hidden states of this call's tokens.
             key_real: ``(batch, past + seq)`` bool, which positions are real tokens (not padding).
             past: keys ``(batch, past, width)`` and values ``(batch, past, n_axes)`` of earlier tokens.
+            edit_from: ``(batch,)`` per row, the first position (counting ``past``) that is nudged; earlier positions
+                are returned unchanged (None: every position is nudged).
 
         Returns:
             ``(edited h, axis scores, gates, (keys, values) including this call's tokens)``;
@@ -120,7 +135,16 @@ class CircuitNet(torch.nn.Module):
         z = torch.cat([scores, context], -1) @ self.decide.T + self.decide_bias
         gates = torch.sigmoid(z) if self.gate == "sigmoid" else torch.tanh(z)
         edited = h + (rms * (gates @ self.nudge)).to(h.dtype)
+        if edit_from is not None:
+            nudged = pos.squeeze(1).unsqueeze(0) >= edit_from.to(h.device).unsqueeze(1)
+            edited = torch.where(nudged.unsqueeze(-1), edited, h)
         return edited, scores, gates, (keys, values)
+
+
+def check_scope(scope: str) -> None:
+    """Raise a clear error for an unknown scope."""
+    if scope not in SCOPES:
+        raise InputError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}", field="scope")
 
 
 def check_shape(d_model: int, n_axes: int, width: int, gate: str) -> None:
@@ -140,6 +164,7 @@ class CircuitHandle(HookHandle):
         self.record = record
         self.mask: torch.Tensor | None = None
         self.past: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.edit_from: torch.Tensor | None = None  # per row, the first nudged position (scope "response")
         self.scores: list[torch.Tensor] = []
         self.gates: list[torch.Tensor] = []
         self.last_gates: torch.Tensor | None = None  # the last call's gates, with their graph when gradients are on
@@ -148,7 +173,7 @@ class CircuitHandle(HookHandle):
         """Record this call's attention mask; forget the previous sequence where a new one starts."""
         self.mask = mask
         if new_sequence:
-            self.past = None
+            self.past, self.edit_from = None, None
             self.scores, self.gates = [], []
 
     def key_real(self, batch: int, total: int, device: torch.device) -> torch.Tensor:
@@ -174,6 +199,8 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         layer: the layer whose output is edited.
         axis_names: one name per axis.
         record: whether handles record scores and gates by default.
+        scope: ``all`` (every token is nudged) or ``response`` (the last prompt token and later ones; see the module
+            docstring).
     """
 
     kind: ClassVar[str] = "mac"
@@ -181,6 +208,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
     layer: int
     axis_names: tuple[str, ...] = DEFAULT_AXES
     record: bool = False
+    scope: str = "all"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axis_names", tuple(self.axis_names))
@@ -188,14 +216,15 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
             raise InputError(f"{len(self.axis_names)} axis names for {self.net.n_axes} axes", field="axis_names")
         if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
             raise InputError(f"expected a layer index >= 0, got {self.layer!r}", field="layer")
+        check_scope(self.scope)
 
     @classmethod
     def new(cls, d_model: int, layer: int, *, axis_names: Sequence[str] = DEFAULT_AXES, width: int = 16,
-            gate: str = "sigmoid", gate_bias: float = -2.0) -> AlignmentCircuit:
+            gate: str = "sigmoid", gate_bias: float = -2.0, scope: str = "all") -> AlignmentCircuit:
         """A fresh circuit (nudges at zero: the model is unchanged until it is trained)."""
         if not axis_names:
             raise InputError("expected at least one axis", field="axes")
-        return cls(CircuitNet(d_model, len(axis_names), width, gate, gate_bias), layer, tuple(axis_names))
+        return cls(CircuitNet(d_model, len(axis_names), width, gate, gate_bias), layer, tuple(axis_names), scope=scope)
 
     @property
     def site(self) -> Site:
@@ -212,7 +241,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         return CircuitHandle(self.record)
 
     def hooks(self, lm: LoadedModel | None, handle: CircuitHandle) -> list[tuple[Site, HookFn]]:
-        net = self.net
+        net, response_only = self.net, self.scope == "response"
 
         def hook(_m: torch.nn.Module, _i: Any, h: torch.Tensor) -> torch.Tensor:
             if net.axes.device != h.device:
@@ -221,7 +250,9 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
             if handle.past is not None and handle.past[0].shape[0] != h.shape[0]:
                 raise InputError(f"batch size changed from {handle.past[0].shape[0]} to {h.shape[0]} within one sequence "
                                  "(beam search is not supported)", field="batch")
-            edited, scores, gates, past = net(h, key_real, handle.past)
+            if response_only and handle.past is None:  # the first call of a sequence: where does its prompt end?
+                handle.edit_from = _prompt_end(key_real)
+            edited, scores, gates, past = net(h, key_real, handle.past, handle.edit_from if response_only else None)
             handle.past = (past[0].detach(), past[1].detach()) if not torch.is_grad_enabled() else past
             handle.last_gates = gates
             if handle.record:
@@ -259,7 +290,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         tensors = {name: p.detach().float().cpu().contiguous() for name, p in self.net.named_parameters()}
         meta = {"layer": json.dumps(self.layer), "axis_names": json.dumps(list(self.axis_names)), "width": json.dumps(self.net.width),
-                "gate": self.net.gate, "d_model": json.dumps(self.net.d_model), "component": COMPONENT}
+                "gate": self.net.gate, "d_model": json.dumps(self.net.d_model), "component": COMPONENT, "scope": self.scope}
         return tensors, meta
 
     @classmethod
@@ -272,6 +303,9 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         gate = r.text("gate", "sigmoid")
         if gate not in GATES:
             raise InputError(f"unknown gate form {gate!r}; expected one of {', '.join(GATES)}", path=r.path, field="gate")
+        scope = r.text("scope", "all")  # files written before scopes existed nudge every token
+        if scope not in SCOPES:
+            raise InputError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}", path=r.path, field="scope")
         net = CircuitNet(d_model, len(names), width, gate)
         state = {}
         for name, param in net.named_parameters():
@@ -282,7 +316,19 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
                 raise InputError("contains NaN or inf", path=r.path, field=name)
             state[name] = t
         net.load_state_dict(state)
-        return cls(net, layer, tuple(names))
+        return cls(net, layer, tuple(names), scope=scope)
+
+
+def _prompt_end(key_real: torch.Tensor) -> torch.Tensor:
+    """Per row, the column of the last prompt token of a sequence's first call: the caller's declaration
+    (:func:`~alignscope.hooks.prompt_ends.prompt_ends`) or else the row's last real token."""
+    declared = current_prompt_ends()
+    if declared is None:
+        return last_real_columns(key_real)
+    if declared.shape != (key_real.shape[0],) or bool((declared >= key_real.shape[1]).any()):
+        raise InputError(f"declared prompt ends {declared.tolist()} do not fit a batch of {key_real.shape[0]} rows of "
+                         f"{key_real.shape[1]} tokens", field="prompt_ends")
+    return declared.to(key_real.device)
 
 
 def _meta_int(r: FieldReader, key: str, minimum: int) -> int:
