@@ -99,9 +99,7 @@ def _print_gates(name: str, settings: TrainSettings, lm: Any, start: dict[str, t
     """The gate_axis gate's spread on the val prompts, at the start and after training."""
     assert settings.layer is not None
     fresh = AlignmentCircuit.new(lm.d_model, settings.layer, axis_names=settings.axes, width=settings.width, gate=settings.gate)
-    with torch.no_grad():
-        for key, value in start.items():
-            getattr(fresh.net, key).copy_(value)
+    fresh.net.load_start(start)
     axis = list(settings.axes).index(settings.gate_axis)
     for when, circuit in (("start", fresh), ("trained", trained)):
         q = _gate_quantiles(lm, circuit, axis)

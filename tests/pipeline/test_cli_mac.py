@@ -67,6 +67,7 @@ def test_files_and_json_contract(mac_run) -> None:
     rows = list(csv.DictReader((out / "comparison.csv").open(encoding="utf-8")))
     assert [r["name"] for r in rows] == names
     assert isinstance(load_intervention(out / "mac.safetensors"), type(circuit))
+    assert circuit.scope == "response" and load_circuit(out / "module_lora" / "mac.safetensors").scope == "response"
 
 
 def test_lora_only_merged_is_a_plain_model_directory(mac_run, tiny_dir) -> None:
@@ -222,3 +223,5 @@ def test_the_probe_starts_defaults_apply_to_the_probe_start_only() -> None:
     plain = parse_mac_config({"train": {"gate_init": "random"}})
     assert plain.train.gate_scale == 1.0 and plain.train.freeze == () and plain.settings("module").freeze == ()
     assert parse_mac_config({"train": {"gate_init": "random", "freeze": ["axes"]}}).train.freeze == ("axes",)
+    assert probe.settings("module").scope == plain.settings("module").scope == "response"  # the val-chosen scope, for both starts
+    assert parse_mac_config({"train": {"scope": "all"}}).settings("module_lora").scope == "all"

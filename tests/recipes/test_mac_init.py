@@ -37,9 +37,7 @@ def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir, scal
     start = probe_gate_init(lm, layer, HARMFUL, [HARMLESS, LOOKALIKE], axes, gate_index=1, scale=scale)
     assert "nudge" not in start and torch.equal(start["axes"][0], axes[0]) and torch.equal(start["axes"][2], axes[2])
     circuit = AlignmentCircuit.new(d, layer)
-    with torch.no_grad():
-        for name, value in start.items():
-            getattr(circuit.net, name).copy_(value)
+    circuit.net.load_start(start)
     path = tiny_dir("llama")
     plain = load_plain(path)
     handle = circuit.attach_to(plain, record=True)

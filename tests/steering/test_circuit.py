@@ -339,3 +339,15 @@ def test_prompt_ends_rejects_what_is_not_a_column_per_row() -> None:
     with prompt_ends(torch.tensor([2])):
         assert current_prompt_ends().tolist() == [2]
     assert current_prompt_ends() is None
+
+
+def test_load_start_copies_named_values_and_names_a_bad_one() -> None:
+    net = CircuitNet(12, 3, 8)
+    nudge_before = net.nudge.detach().clone()
+    axes = torch.randn(3, 12)
+    net.load_start({"axes": axes})
+    assert torch.equal(net.axes, axes) and torch.equal(net.nudge, nudge_before)
+    with pytest.raises(InputError, match=r"init\.axes.*shape \(2, 12\)"):
+        net.load_start({"axes": torch.zeros(2, 12)})
+    with pytest.raises(InputError, match=r"init\.gates"):
+        net.load_start({"gates": torch.zeros(3)})

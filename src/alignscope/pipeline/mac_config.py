@@ -33,7 +33,8 @@ Every section is optional; no config at all trains on the embedded model and the
       freeze: [axes, axis_bias, query, key, decide, decide_bias]   # circuit parameters kept at their starting values:
                                     # with these, the gate stays the probe and only the nudges train
                                     # (with gate_init: random, gate_scale and freeze default to 1.0 and [])
-      scope: all                    # which tokens are nudged: all, or response (the last prompt token and the answer)
+      scope: response               # which tokens are nudged: response (the last prompt token and the answer; chosen
+                                    # on the val splits, see README) or all
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -105,7 +106,7 @@ class MacTrain(_Section):
     gate_init: Literal["random", "probe"] = "probe"
     gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = PROBE_SCALE
     freeze: tuple[ParameterName, ...] = PROBE_FREEZE
-    scope: Scope = "all"
+    scope: Scope = "response"
 
 
 class MacLora(_Section):

@@ -386,13 +386,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     if s.module:
         circuit = AlignmentCircuit.new(int(getattr(base, "config").hidden_size), s.layer, axis_names=s.axes, width=s.width,  # noqa: B009
                                        gate=s.gate, scope=s.scope)
-        own = dict(circuit.net.named_parameters())
-        for name, value in (init or {}).items():
-            if name not in own or own[name].shape != value.shape:
-                raise InputError(f"expected one of {', '.join(own)} with its shape, got {name} of shape {tuple(value.shape)}",
-                                 field=f"init.{name}")
-            with torch.no_grad():
-                own[name].copy_(value)
+        circuit.net.load_start(init or {})
         circuit.net.to(device)
     params = {f"lora/{k}": p for k, p in model.named_parameters() if p.requires_grad}
     if circuit is not None:

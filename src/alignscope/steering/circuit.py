@@ -100,6 +100,20 @@ class CircuitNet(torch.nn.Module):
         self.decide_bias = torch.nn.Parameter(torch.full((n_axes,), float(gate_bias)))
         self.nudge = torch.nn.Parameter(torch.zeros(n_axes, d_model))
 
+    def load_start(self, values: dict[str, torch.Tensor]) -> None:
+        """Copy starting values into the named parameters (the others keep theirs).
+
+        Raises:
+            InputError: a name that is not a parameter, or a value of another shape (the field is ``init.NAME``).
+        """
+        own = dict(self.named_parameters())
+        for name, value in values.items():
+            if name not in own or own[name].shape != value.shape:
+                raise InputError(f"expected one of {', '.join(own)} with its shape, got {name} of shape {tuple(value.shape)}",
+                                 field=f"init.{name}")
+            with torch.no_grad():
+                own[name].copy_(value)
+
     def sense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(normalised state, axis scores, rms)`` for ``h`` ``(batch, seq, d_model)``, in float32."""
         hn, rms = rms_normalise(h, _EPS)
