@@ -311,3 +311,13 @@ def test_response_scope_trains_on_edits_from_the_prompts_end(tiny, tmp_path: Pat
     # a tiny random model's later layers read earlier positions weakly: the prompt's edits move this loss by about 7e-5,
     # over 30 times the tolerance above, so the test tells the scopes apart
     assert abs(everywhere - total / n) > 3e-5
+
+
+def test_a_checkpoint_of_the_other_scope_is_not_resumed(tiny, tmp_path: Path) -> None:
+    path, tok = tiny
+    settings = TrainSettings(layer=0, batch_size=len(EXAMPLES), epochs=3, warmup_steps=1)
+    assert train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, max_steps=1).steps == 1
+    again = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, max_steps=2)
+    assert again.resumed_from == 1  # the same scope resumes
+    other = train(load_plain(path), tok, EXAMPLES, dataclasses.replace(settings, scope="response"), out_dir=tmp_path, max_steps=1)
+    assert other.resumed_from == 0

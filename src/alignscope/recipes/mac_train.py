@@ -400,7 +400,8 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     per_epoch = math.ceil(len(encoded) / s.batch_size)
     total_steps = math.ceil(per_epoch * s.epochs / s.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(min(s.warmup_steps, total_steps), total_steps))
-    ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": asdict(s), "data": [(e.ids, e.labels) for e in encoded],
+    recorded = {k: v for k, v in asdict(s).items() if not (k == "scope" and v == "all")}  # checkpoints from before scopes resume
+    ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": recorded, "data": [(e.ids, e.labels) for e in encoded],
                                                   "init": None if not init else {k: v.tolist() for k, v in sorted(init.items())}, "chat": chat,
                                                   "keep": keep if any(keep) else None,
                                                   "refuse": None if s.gate_weight == 0 or refuse is None else [bool(r) for r in refuse]}))
