@@ -147,6 +147,7 @@ def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
     payload = json.loads(res.stdout.strip().splitlines()[-1])
     assert (tmp_path / "sensors.png").is_file()
     assert len(payload["tokens"]) == len(payload["scores"]) == len(payload["gates"]) and len(payload["axes"]) == 3
+    assert payload["nudged_from"] == len(payload["tokens"]) - 1  # scope response (the default): the prompt's last token
 
 
 @pytest.mark.parametrize(("text", "field"), [

@@ -94,7 +94,8 @@ def show_cmd(
     trace = sensor_trace(lm, circuit, [prompt])[0]
     path = sensor_png(out / "sensors.png", trace, circuit.axis_names)
     payload = {"prompt": prompt, "tokens": trace["tokens"], "axes": list(circuit.axis_names),
-               "scores": trace["scores"].tolist(), "gates": trace["gates"].tolist(), "png": str(path)}
+               "scores": trace["scores"].tolist(), "gates": trace["gates"].tolist(), "nudged_from": trace["nudged_from"],
+               "png": str(path)}
     if json_out:
         emit_json(payload)
         return
@@ -109,4 +110,6 @@ def show_cmd(
             cells += [f"{float(trace['scores'][i, j]):+.2f}", f"{float(trace['gates'][i, j]):.2f}"]
         table.add_row(*cells)
     out_console.print(table)
+    if trace["nudged_from"] > 0:
+        out_console.print(f"  scope response: the nudges act from token {trace['nudged_from']} (the prompt's last) on", markup=False)
     out_console.print(f"  sensors: {path}", markup=False)

@@ -168,7 +168,8 @@ def judge_ratings(judge: Judge, tests: TestSets, generations: dict[str, list[str
 
 def sensor_trace(lm: LoadedModel, circuit: AlignmentCircuit, prompts: Sequence[str], *, chat: bool = True
                  ) -> list[dict[str, Any]]:
-    """Per prompt: its tokens and the circuit's per-token axis ``scores`` and ``gates`` ``(tokens, n_axes)``."""
+    """Per prompt: its tokens, the circuit's per-token axis ``scores`` and ``gates`` ``(tokens, n_axes)``, and
+    ``nudged_from``, the first token the nudges act on (the last one under scope ``response``; else 0)."""
     out = []
     for prompt in prompts:
         enc = encode_batch(lm.tokenizer, [prompt], chat=chat)
@@ -177,7 +178,8 @@ def sensor_trace(lm: LoadedModel, circuit: AlignmentCircuit, prompts: Sequence[s
             lm.bridge(ids, attention_mask=enc.attention_mask.to(lm.device))
             trace = handle.trace()
         tokens = [lm.tokenizer.decode([t]) for t in enc.input_ids[0].tolist()]
-        out.append({"prompt": prompt, "tokens": tokens, "scores": trace["scores"][0], "gates": trace["gates"][0]})
+        out.append({"prompt": prompt, "tokens": tokens, "scores": trace["scores"][0], "gates": trace["gates"][0],
+                    "nudged_from": len(tokens) - 1 if circuit.scope == "response" else 0})
     return out
 
 

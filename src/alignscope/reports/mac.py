@@ -25,7 +25,8 @@ from alignscope.reports.plots import lines_png, pyplot, rate_bars_png, save_figu
 
 
 def sensor_png(path: str | Path, trace: Mapping[str, Any], axis_names: Sequence[str]) -> Path:
-    """Two stacked heatmaps for one prompt: axis scores (diverging) and gates (0..1), tokens on the x axis."""
+    """Two stacked heatmaps for one prompt: axis scores (diverging) and gates (0..1), tokens on the x axis; a dashed line
+    before ``trace["nudged_from"]`` (when above 0) marks where the nudges start to act."""
     plt = pyplot()
     tokens = [repr(t)[1:-1] for t in trace["tokens"]]
     scores, gates = np.asarray(trace["scores"], dtype=float).T, np.asarray(trace["gates"], dtype=float).T
@@ -35,7 +36,11 @@ def sensor_png(path: str | Path, trace: Mapping[str, Any], axis_names: Sequence[
     fig.colorbar(im, ax=a, label="axis score")
     im2 = b.imshow(gates, aspect="auto", cmap="viridis", vmin=min(0.0, float(gates.min())), vmax=1.0)
     fig.colorbar(im2, ax=b, label="gate")
-    for ax, title in ((a, "sensed axis scores"), (b, "gates (how much each nudge acts)")):
+    start = int(trace.get("nudged_from", 0))
+    gate_title = "gates (how much each nudge acts" + (": from the dashed line on)" if start > 0 else ")")
+    for ax, title in ((a, "sensed axis scores"), (b, gate_title)):
+        if start > 0:
+            ax.axvline(start - 0.5, color="black", linestyle="--", linewidth=1)
         ax.set_yticks(range(len(axis_names)))
         ax.set_yticklabels(list(axis_names))
         ax.set_title(title, fontsize=9)

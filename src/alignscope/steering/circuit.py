@@ -155,10 +155,10 @@ class CircuitNet(torch.nn.Module):
         return edited, scores, gates, (keys, values)
 
 
-def check_scope(scope: str) -> None:
-    """Raise a clear error for an unknown scope."""
+def check_scope(scope: str, path: str | Path | None = None) -> None:
+    """Raise a clear error for an unknown scope (naming ``path``, the file it was read from, if any)."""
     if scope not in SCOPES:
-        raise InputError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}", field="scope")
+        raise InputError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}", path=path, field="scope")
 
 
 def check_shape(d_model: int, n_axes: int, width: int, gate: str) -> None:
@@ -318,8 +318,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         if gate not in GATES:
             raise InputError(f"unknown gate form {gate!r}; expected one of {', '.join(GATES)}", path=r.path, field="gate")
         scope = r.text("scope", "all")  # files written before scopes existed nudge every token
-        if scope not in SCOPES:
-            raise InputError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}", path=r.path, field="scope")
+        check_scope(scope, r.path)
         net = CircuitNet(d_model, len(names), width, gate)
         state = {}
         for name, param in net.named_parameters():
