@@ -29,7 +29,7 @@ Every section is optional; no config at all trains on the embedded model and the
       gate_axis: harmless
       gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
                                     # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
-      gate_scale: 6.0               # probe start: the gate starts as sigmoid(gate_scale * the probe's logit)
+      gate_scale: 10.0              # probe start: the gate starts as sigmoid(gate_scale * the probe's logit)
       freeze: [axes, axis_bias, query, key, decide, decide_bias]   # circuit parameters kept at their starting values:
                                     # with these, the gate stays the probe and only the nudges train
                                     # (with gate_init: random, gate_scale and freeze default to 1.0 and [])
@@ -71,7 +71,7 @@ VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
 
 
 # The probe start's defaults, chosen on the val splits (README): a sharp gate that stays the probe.
-PROBE_SCALE = 6.0
+PROBE_SCALE = 10.0
 PROBE_FREEZE: tuple[ParameterName, ...] = ("axes", "axis_bias", "query", "key", "decide", "decide_bias")
 
 
