@@ -129,6 +129,17 @@ def _edit_reference(model: torch.nn.Module, circuit: AlignmentCircuit, ids: torc
         handle.remove()
 
 
+def _attached_logits(plain_model: torch.nn.Module, path: Path, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Logits of a plain HF model with the saved circuit attached by ``attach_to_hf`` (detached afterwards)."""
+    handle = attach_to_hf(plain_model, path)
+    try:
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            return plain_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits  # type: ignore[no-any-return]
+    finally:
+        handle.remove()
+
+
 def test_bridge_native_and_plain_hf_agree_with_reference(family, tiny_lm, tiny_dir, tmp_path: Path) -> None:
     lm = tiny_lm(family)
     circuit = trained_like(lm.d_model, 1)
@@ -144,15 +155,8 @@ def test_bridge_native_and_plain_hf_agree_with_reference(family, tiny_lm, tiny_d
         with torch.no_grad(), circuit.apply(lm, target):
             native = target.forward(ids, mask)
         torch.testing.assert_close(native[real], ref[real], rtol=1e-4, atol=1e-4)
-    path = save_intervention(tmp_path / "mac.safetensors", circuit, model=lm.name)
     plain_model = load_plain(tiny_dir(family))
-    handle = attach_to_hf(plain_model, path)
-    try:
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            hf = plain_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-    finally:
-        handle.remove()
+    hf = _attached_logits(plain_model, save_intervention(tmp_path / "mac.safetensors", circuit, model=lm.name), ids, mask)
     torch.testing.assert_close(hf[real], ref[real], rtol=1e-4, atol=1e-4)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in plain_model.modules())
 
@@ -256,14 +260,8 @@ def test_response_scope_edits_the_prompts_last_token_on(family, tiny_lm, tiny_di
     ref_declared = _edit_reference(load_plain(tiny_dir(family)), circuit, ids, mask, declared)
     with torch.no_grad(), circuit.apply(lm), prompt_ends(torch.tensor(declared)):
         torch.testing.assert_close(lm.bridge(ids, attention_mask=mask)[real], ref_declared[real], rtol=1e-4, atol=1e-4)
-    plain_model = load_plain(tiny_dir(family))
-    handle = attach_to_hf(plain_model, save_intervention(tmp_path / "mac.safetensors", circuit, model=lm.name))
-    try:
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            hf = plain_model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-    finally:
-        handle.remove()
+    hf = _attached_logits(load_plain(tiny_dir(family)), save_intervention(tmp_path / "mac.safetensors", circuit, model=lm.name),
+                          ids, mask)
     torch.testing.assert_close(hf[real], ref[real], rtol=1e-4, atol=1e-4)
 
 
