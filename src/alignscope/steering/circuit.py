@@ -266,7 +266,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
                                  "(beam search is not supported)", field="batch")
             if response_only and handle.past is None:  # the first call of a sequence: where does its prompt end?
                 handle.edit_from = _prompt_end(key_real)
-            edited, scores, gates, past = net(h, key_real, handle.past, handle.edit_from if response_only else None)
+            edited, scores, gates, past = net(h, key_real, handle.past, handle.edit_from)  # None unless scope response
             handle.past = (past[0].detach(), past[1].detach()) if not torch.is_grad_enabled() else past
             handle.last_gates = gates
             if handle.record:
