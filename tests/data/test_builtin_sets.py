@@ -12,7 +12,10 @@ from alignscope.data.prompts import Prompt
 from alignscope.errors import InputError
 
 MINIMUM = {"harmful": (160, 10, 12), "harmless": (160, 10, 12), "lookalike": (60, 1, 60)}  # n, categories, per category
-FIELDS = {"id", "prompt", "label", "category", "split"}
+FIELDS = {"id", "prompt", "label", "category", "split", "style"}
+# How each style is phrased, as a word-count range: keyword queries are short, prompts with context long.
+STYLE_WORDS = {"question": (8, 30), "request": (8, 30), "task": (8, 30), "casual": (5, 25), "context": (30, 70),
+               "keywords": (2, 7), "framed": (12, 40)}
 
 
 def raw_records(name: str) -> list[dict[str, str]]:
@@ -34,7 +37,8 @@ def test_schema_ids_and_labels(name: str) -> None:
         assert rec["label"] == expected_label
         assert rec["split"] in SPLITS
         assert rec["prompt"] == rec["prompt"].strip() and rec["category"]
-        assert 8 <= len(rec["prompt"].split()) <= 30, rec["prompt"]
+        low, high = STYLE_WORDS[rec["style"]]
+        assert low <= len(rec["prompt"].split()) <= high, rec["prompt"]
     if name == "lookalike":
         assert {r["category"] for r in records} == {"lookalike"}
 
@@ -66,8 +70,24 @@ def test_no_duplicates_within_or_across_sets() -> None:
 
 
 def test_harmless_and_harmful_have_similar_length() -> None:
-    mean_words = {n: sum(len(r["prompt"].split()) for r in raw_records(n)) / len(raw_records(n)) for n in ("harmful", "harmless")}
-    assert abs(mean_words["harmful"] - mean_words["harmless"]) < 2.0, mean_words
+    """No gross length cue for a probe to learn: overall, and within each style."""
+    def mean_words(records: list[dict[str, str]]) -> float:
+        return sum(len(r["prompt"].split()) for r in records) / len(records)
+
+    harmful, harmless = raw_records("harmful"), raw_records("harmless")
+    assert abs(mean_words(harmful) - mean_words(harmless)) < 2.5
+    for style in STYLE_WORDS:
+        pair = [mean_words([r for r in records if r["style"] == style]) for records in (harmful, harmless)]
+        assert max(pair) / min(pair) < 1.4, (style, pair)
+
+
+def test_every_style_is_in_every_set_and_split() -> None:
+    """A style confined to one label would let a probe learn phrasing instead of harm."""
+    for name in BUILTIN_SETS:
+        counts = Counter((r["style"], r["split"]) for r in raw_records(name))
+        assert all(counts[(style, split)] >= 4 for style in STYLE_WORDS for split in SPLITS), (name, counts)
+    for name in BUILTIN_SETS:
+        assert all(p.style in STYLE_WORDS for p in load_builtin(name))
 
 
 @pytest.mark.parametrize("name", BUILTIN_SETS)

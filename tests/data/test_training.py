@@ -68,7 +68,7 @@ def test_refusals_mix_follows_the_builtin_harmful_splits() -> None:
     test_prompts = set(load_builtin("harmful", split="test").texts)
     assert not test_prompts & set(load_mix("refusals").prompts)  # the default split is train
     every = load_mix("refusals", None)
-    assert len(every) == len(load_builtin("harmful")) == 338
+    assert len(every) == len(load_builtin("harmful")) == 494
     styles = refusal_styles()
     detect = phrase_detector()
     for e in every:
@@ -90,7 +90,8 @@ def test_refusal_pairing_is_deterministic_and_seeded() -> None:
 
 
 def test_helpful_mix_is_self_distilled_builtin_harmless_and_lookalike() -> None:
-    for split, n in (("train", 216 + 126), ("val", 72 + 46), ("test", 128 + 80)):
+    for split, n in (("train", 288 + 186), ("val", 96 + 70), ("test", 176 + 116)):
+        assert n == len(load_builtin("harmless", split)) + len(load_builtin("lookalike", split))
         ts = load_mix("helpful", split)
         assert len(ts) == n and all(e.response is None for e in ts) and {e.split for e in ts} == {split}
     assert load_mix("helpful").prompts == load_builtin("harmless", "train").texts + load_builtin("lookalike", "train").texts
@@ -383,7 +384,7 @@ def test_training_grammar_errors(spec: str, fragment: str) -> None:
 
 def test_load_training_source_dispatches(tmp_path: Path) -> None:
     assert list(load_training_source("builtin:honest:val")) == list(load_mix("honest", "val"))
-    assert len(load_training_source("builtin:refusals")) == 338
+    assert len(load_training_source("builtin:refusals")) == 494
     f = tmp_path / "a.json"
     f.write_text('[{"instruction": "i", "output": "o"}]', encoding="utf-8")
     assert list(load_training_source(f"alpaca:{f}")) == list(load_alpaca(f))

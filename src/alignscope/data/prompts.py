@@ -1,11 +1,12 @@
-"""Prompt sets: a list of prompts with optional label, category and id, loaded from files.
+"""Prompt sets: a list of prompts with optional label, category, id and style, loaded from files.
 
 Supported files: JSONL (one object per line), JSON (a list of objects, or an object with a
 ``prompts`` list) and CSV/TSV (a header row); :mod:`alignscope.data.sources` adds the built-in
 sets and Hugging Face datasets. The schema is:
 
 * ``prompt`` (required, non-empty string)
-* ``label``, ``category``, ``id`` (optional strings)
+* ``label``, ``category``, ``id``, ``style`` (optional strings; ``style`` names how a prompt is
+  phrased, such as ``casual`` or ``keywords``, so that cross-validation can hold out whole styles)
 
 Every error names the file, the line (JSONL/CSV) or item (JSON), and the field.
 
@@ -27,7 +28,7 @@ from typing import Any
 from alignscope.errors import InputError
 from alignscope.tables import parse_csv, parse_json, parse_jsonl, read_text
 
-OPTIONAL_FIELDS = ("label", "category", "id")
+OPTIONAL_FIELDS = ("label", "category", "id", "style")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Prompt:
     label: str | None = None
     category: str | None = None
     id: str | None = None
+    style: str | None = None
 
 
 class PromptSet(Sequence[Prompt]):

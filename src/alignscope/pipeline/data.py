@@ -72,7 +72,7 @@ def split_source(spec: str, seed: int) -> dict[str, PromptSet]:
 
 def with_label(prompts: PromptSet, label: str) -> PromptSet:
     """The prompts with ``label`` filled in where absent (a file of harmful prompts needs no label column)."""
-    return PromptSet((p if p.label else Prompt(p.prompt, label, p.category, p.id) for p in prompts), prompts.source)
+    return PromptSet((p if p.label else replace(p, label=label) for p in prompts), prompts.source)
 
 
 def resolve_data(harmful: str, harmless: str, lookalike: str | None, *, caps: dict[str, int | None], seed: int) -> RunData:
