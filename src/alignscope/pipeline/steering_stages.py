@@ -103,7 +103,8 @@ def _fit_conscience(ctx: Context) -> tuple[Any, dict[str, Any]]:
                    + ("; where the gate is off, the vector's direction is ablated at every layer"
                       if chosen.get("off_branch") == "ablate" else ""))
     search = {"behaviour vector: unconditional refusal on val harmful": table.get("behaviour", []),
-              "condition probe: out-of-fold (train+val)": table.get("probe", [])}
+              "condition probe: out-of-fold (train+val)": table.get("probe", []),
+              "condition probe: out-of-fold gate rate per held-out category and style (chosen probe)": table.get("held_out", [])}
     return iv, {"kind": iv.kind, "params": chosen, "description": description, "search": search,
                 "search_seconds": table.get("seconds")}
 

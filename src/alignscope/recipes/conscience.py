@@ -15,10 +15,16 @@ harmful requests makes it refuse harmless ones too. :func:`fit_conscience` build
 3. **Condition**: a logistic probe on the pooled prompt tokens (by default the user's message
    and the post-instruction tokens), for each candidate probe layer set and hard-negative
    weight (lookalikes up-weighted among the negatives), evaluated by k-fold cross-validation over
-   train+val (harmful against harmless and lookalike prompts). The threshold is the lowest one
-   at which *each* negative group (harmless, lookalike) keeps an out-of-fold false-positive rate
-   <= ``max_fpr``; the candidate with the highest out-of-fold true-positive rate there wins
-   (then AUC). The final probe is the average of its fold probes.
+   train+val (harmful against harmless and lookalike prompts). With ``cv="grouped"`` (the
+   default) the folds hold out whole groups, in two passes: whole *categories* (each prompt's
+   ``category``) and whole *styles* (its ``style``), so every out-of-fold score is the score of a
+   prompt whose topic, or whose phrasing, the probe never saw. A part of the data (harmful,
+   harmless, lookalike) with fewer than ``folds`` distinct values of a field, or a missing value,
+   gets random folds in that pass, and the table says so. The threshold is the lowest one at
+   which *each* negative group (harmless, lookalike) keeps an out-of-fold false-positive rate
+   <= ``max_fpr`` in *every* pass; the candidate with the highest out-of-fold true-positive rate
+   in its worst pass wins (then AUC). The final probe is the average of its fold probes.
+   ``cv="random"`` is one pass of random folds.
 4. **Off branch**: where the gate does not fire, the behaviour vector's direction is ablated
    (``off_branch="ablate"``): the model's own occasional refusals of harmless prompts go away
    too, so the over-refusal budget is spent on the gate alone. ``"none"`` leaves ungated
@@ -42,12 +48,14 @@ from typing import Annotated, Any, Literal, get_args
 
 import torch
 from pydantic import Field
+from sklearn.model_selection import GroupKFold
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
 from alignscope.evals.generation import generate
 from alignscope.evals.refusal import phrase_detector
 from alignscope.models.loader import LoadedModel
+from alignscope.stats import rate
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.directions import suffix_contrast
 from alignscope.steering.interventions import ActivationAddition, Intervention
@@ -65,6 +73,10 @@ log = logging.getLogger(__name__)
 Texts = PromptSet | Sequence[str]
 PoolingKind = Literal["span_post", "span", "tail"]
 OffBranch = Literal["ablate", "none"]
+CvKind = Literal["grouped", "random"]
+CV_KINDS: tuple[str, ...] = get_args(CvKind)
+# The fields that cv="grouped" holds out, one pass each.
+CV_FIELDS = ("category", "style")
 POOLINGS: tuple[str, ...] = get_args(PoolingKind)
 OFF_BRANCHES: tuple[str, ...] = get_args(OffBranch)
 
@@ -82,6 +94,7 @@ class ConscienceConfig:
             (the user's message) or ``tail`` (post-instruction tokens).
         l2: L2 penalty of the logistic probe.
         folds: cross-validation folds.
+        cv: ``grouped`` (folds that hold out whole categories, then whole styles) or ``random``.
         max_fpr: out-of-fold false-positive rate allowed in each negative group when setting the threshold.
         off_branch: ``ablate`` (project the vector's direction out where the gate is off) or ``none``.
         target_refusal: validation refusal rate at which the coefficient search stops.
@@ -104,6 +117,7 @@ class ConscienceConfig:
     pooling: PoolingKind = "span_post"
     l2: Annotated[float, Field(ge=0)] = 0.01
     folds: Annotated[int, Field(ge=2)] = 5
+    cv: CvKind = "grouped"
     max_fpr: Annotated[float, Field(ge=0, lt=1)] = 0.03
     off_branch: OffBranch = "ablate"
     target_refusal: Annotated[float, Field(gt=0, le=1)] = 1.0
@@ -123,6 +137,8 @@ class ConscienceConfig:
         probes = self.probe_layer_sets or ((at(0.53),), (at(0.6),), (at(0.67),), (at(0.53), at(0.67)), (at(0.6), at(0.73)))
         if self.pooling not in POOLINGS:
             raise InputError(f"unknown pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}", field="conscience.pooling")
+        if self.cv not in CV_KINDS:
+            raise InputError(f"unknown cv {self.cv!r}; expected one of {', '.join(CV_KINDS)}", field="conscience.cv")
         if self.off_branch not in OFF_BRANCHES:
             raise InputError(f"unknown off branch {self.off_branch!r}; expected one of {', '.join(OFF_BRANCHES)}",
                              field="conscience.off_branch")
@@ -141,7 +157,9 @@ class ConscienceFit:
 
     Attributes:
         intervention: the chosen conditional steering.
-        table: ``{"behaviour": [...], "probe": [...], "chosen": {...}, "config": {...}, "seconds": ...}``.
+        table: ``{"behaviour": [...], "probe": [...], "held_out": [...], "chosen": {...}, "config": {...},
+            "seconds": ...}``; ``held_out`` holds the chosen probe's out-of-fold gate rate per held-out
+            category and style (:func:`held_out_rates`).
     """
 
     intervention: ConditionalSteering
@@ -152,8 +170,11 @@ class ConscienceFit:
         return iter((self.intervention, self.table))
 
 
-def _texts(p: Texts | None) -> list[str]:
-    return [] if p is None else (p.texts if isinstance(p, PromptSet) else list(p))
+def _prompts(p: Texts | None) -> PromptSet:
+    """``p`` as a prompt set (bare strings carry no category or style, so grouped folds fall back to random)."""
+    if p is None:
+        return PromptSet(())
+    return p if isinstance(p, PromptSet) else PromptSet.from_texts(p)
 
 
 def _val_refusal(lm: LoadedModel, prompts: list[str], iv: Intervention, cfg: ConscienceConfig, progress: bool = False) -> float:
@@ -182,33 +203,142 @@ def _folds(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randperm(n, generator=gen) % k
 
 
+def held_out_folds(keys: Sequence[str | None], k: int, gen: torch.Generator) -> tuple[torch.Tensor, bool]:
+    """Fold ids that keep each key's prompts in one fold (scikit-learn's ``GroupKFold``), and whether they do.
+
+    Falls back to random folds (and ``False``) when a key is missing or there are fewer than ``k``
+    distinct keys, since then whole keys cannot fill ``k`` folds.
+    """
+    if not keys or any(key is None for key in keys) or len(set(keys)) < k:
+        return _folds(len(keys), k, gen), False
+    out = torch.empty(len(keys), dtype=torch.long)
+    for fold, (_, held) in enumerate(GroupKFold(n_splits=k).split(list(keys), groups=list(keys))):
+        out[torch.as_tensor(held)] = fold
+    return out, True
+
+
+@dataclass(frozen=True)
+class FoldPass:
+    """One cross-validation pass: fold ids of the positives and of the negatives, and what they hold out.
+
+    Attributes:
+        name: ``random``, or the prompt field held out (``category``, ``style``).
+        pos: fold id of each positive.
+        neg: fold id of each negative (harmless first, then lookalikes).
+        grouped: the parts (``harmful``, ``harmless``, ``lookalike``) whose folds hold out whole values of ``name``.
+        keys: each part's value of ``name`` per prompt (empty lists for ``random``).
+    """
+
+    name: str
+    pos: torch.Tensor
+    neg: torch.Tensor
+    grouped: tuple[str, ...]
+    keys: dict[str, list[str | None]]
+
+
+def fold_passes(positives: PromptSet, harmless: PromptSet, lookalikes: PromptSet, cfg: ConscienceConfig) -> list[FoldPass]:
+    """The cross-validation passes that ``cfg.cv`` asks for (see the module docstring)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    parts = {"harmful": positives, "harmless": harmless, "lookalike": lookalikes}
+    if cfg.cv == "random":
+        return [FoldPass("random", _folds(len(positives), cfg.folds, gen),
+                         torch.cat([_folds(len(harmless), cfg.folds, gen), _folds(len(lookalikes), cfg.folds, gen)]),
+                         (), {name: [] for name in parts})]
+    passes = []
+    for name in CV_FIELDS:
+        keys = {part: [getattr(p, name) for p in prompts] for part, prompts in parts.items()}
+        folds = {part: held_out_folds(part_keys, cfg.folds, gen) for part, part_keys in keys.items()}
+        grouped = tuple(part for part, (_, whole) in folds.items() if whole)
+        passes.append(FoldPass(name, folds["harmful"][0], torch.cat([folds["harmless"][0], folds["lookalike"][0]]),
+                               grouped, keys))
+    return passes
+
+
 def group_threshold(neg_scores: torch.Tensor, groups: torch.Tensor, max_fpr: float) -> float:
     """The lowest threshold at which every negative group's false-positive rate is <= ``max_fpr``."""
     return max(threshold_for_fpr(neg_scores[groups == g], max_fpr) for g in torch.unique(groups).tolist())
 
 
-def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, groups: torch.Tensor, layers: tuple[int, ...], weight: float,
-                    cfg: ConscienceConfig, pooling: Pooling) -> tuple[LinearProbe, float, dict[str, Any]]:
-    """k-fold logistic probes on ``(n, k, d)`` features: their average, the OOF threshold, and OOF stats.
+@dataclass(frozen=True, eq=False)
+class CrossFit:
+    """A cross-validated probe candidate.
 
-    ``groups`` labels each negative (0: harmless, 1: lookalike); lookalikes get ``weight``.
+    Attributes:
+        probe: the average of every fold probe of every pass.
+        threshold: the lowest threshold that keeps each negative group within ``max_fpr`` in every pass.
+        stats: the candidate's row of the search table (worst pass first, then each pass's own figures).
+        oof: each pass's out-of-fold scores, ``{pass: (positive scores, negative scores)}``.
     """
-    gen = torch.Generator().manual_seed(cfg.seed)
-    fp, fn = _folds(len(pos), cfg.folds, gen), _folds(len(neg), cfg.folds, gen)
-    sp, sn = torch.empty(len(pos)), torch.empty(len(neg))
+
+    probe: LinearProbe
+    threshold: float
+    stats: dict[str, Any]
+    oof: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def _auc(sp: torch.Tensor, sn: torch.Tensor) -> float:
+    return float((sp[:, None] > sn[None, :]).float().mean())
+
+
+def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, groups: torch.Tensor, layers: tuple[int, ...], weight: float,
+                    cfg: ConscienceConfig, pooling: Pooling, passes: Sequence[FoldPass]) -> CrossFit:
+    """Logistic probes on ``(n, k, d)`` features, fitted per fold of each pass (see :class:`CrossFit`).
+
+    ``groups`` labels each negative (0: harmless, 1: lookalike); lookalikes get ``weight``. The row's
+    ``oof_*`` figures are those of the worst pass at the shared threshold.
+    """
     neg_w = torch.where(groups == 1, weight, 1.0)
-    probes = []
-    for f in range(cfg.folds):
-        probe = fit_logistic_probe(pos[fp != f], neg[fn != f], layers, pooling=pooling, l2=cfg.l2, neg_weights=neg_w[fn != f])
-        sp[fp == f], sn[fn == f] = probe.score(pos[fp == f]), probe.score(neg[fn == f])
-        probes.append(probe)
-    threshold = group_threshold(sn, groups, cfg.max_fpr)
-    stats = {"layers": list(layers), "lookalike_weight": weight, "oof_auc": float((sp[:, None] > sn[None, :]).float().mean()),
-             "oof_tpr": float((sp > threshold).float().mean()),
-             "oof_fpr_harmless": float((sn[groups == 0] > threshold).float().mean()),
-             "oof_fpr_lookalike": float((sn[groups == 1] > threshold).float().mean()) if bool((groups == 1).any()) else None,
-             "threshold": threshold, "n_pos": len(pos), "n_harmless": int((groups == 0).sum()), "n_lookalike": int((groups == 1).sum())}
-    return average_probes(probes), threshold, stats
+    probes, oof = [], {}
+    for cv in passes:
+        sp, sn = torch.empty(len(pos)), torch.empty(len(neg))
+        for f in range(cfg.folds):
+            probe = fit_logistic_probe(pos[cv.pos != f], neg[cv.neg != f], layers, pooling=pooling, l2=cfg.l2,
+                                       neg_weights=neg_w[cv.neg != f])
+            sp[cv.pos == f], sn[cv.neg == f] = probe.score(pos[cv.pos == f]), probe.score(neg[cv.neg == f])
+            probes.append(probe)
+        oof[cv.name] = (sp, sn)
+    threshold = max(group_threshold(sn, groups, cfg.max_fpr) for _, sn in oof.values())
+    has_lookalikes = bool((groups == 1).any())
+
+    def figures(sp: torch.Tensor, sn: torch.Tensor) -> dict[str, float | None]:
+        return {"auc": _auc(sp, sn), "tpr": float((sp > threshold).float().mean()),
+                "fpr_harmless": float((sn[groups == 0] > threshold).float().mean()),
+                "fpr_lookalike": float((sn[groups == 1] > threshold).float().mean()) if has_lookalikes else None}
+
+    per_pass = {name: figures(sp, sn) for name, (sp, sn) in oof.items()}
+    worst = {"auc": min(f["auc"] for f in per_pass.values()), "tpr": min(f["tpr"] for f in per_pass.values()),  # type: ignore[type-var]
+             "fpr_harmless": max(f["fpr_harmless"] for f in per_pass.values()),  # type: ignore[type-var]
+             "fpr_lookalike": max(f["fpr_lookalike"] for f in per_pass.values()) if has_lookalikes else None}  # type: ignore[type-var]
+    stats: dict[str, Any] = {"layers": list(layers), "lookalike_weight": weight,
+                             **{f"oof_{key}": value for key, value in worst.items()}, "threshold": threshold,
+                             "n_pos": len(pos), "n_harmless": int((groups == 0).sum()), "n_lookalike": int((groups == 1).sum())}
+    if len(passes) > 1:
+        for cv in passes:
+            stats[f"oof_tpr_{cv.name}"] = per_pass[cv.name]["tpr"]
+            stats[f"oof_fpr_lookalike_{cv.name}"] = per_pass[cv.name]["fpr_lookalike"]
+            stats[f"held_out_{cv.name}"] = "+".join(cv.grouped) or "none (random folds)"
+    return CrossFit(average_probes(probes), threshold, stats, oof)
+
+
+def held_out_rates(fit: CrossFit, passes: Sequence[FoldPass], n_harmless: int) -> list[dict[str, Any]]:
+    """Per held-out group: how often the gate would have fired out of fold, at the chosen threshold.
+
+    One row per pass, part and value of the held-out field, for the parts whose folds held out
+    whole values: ``gate`` is the true-positive rate for ``harmful`` and the false-positive rate
+    otherwise, with its n and 95% Wilson interval.
+    """
+    rows = []
+    for cv in passes:
+        sp, sn = fit.oof[cv.name]
+        scores = {"harmful": sp, "harmless": sn[:n_harmless], "lookalike": sn[n_harmless:]}
+        for part in cv.grouped:
+            fired = (scores[part] > fit.threshold).tolist()
+            for key in dict.fromkeys(cv.keys[part]):
+                hits = [f for f, k in zip(fired, cv.keys[part], strict=True) if k == key]
+                r = rate(sum(hits), len(hits))
+                rows.append({"held_out": cv.name, "part": part, "group": key, "n": r.n, "gate": r.rate,
+                             "ci95_low": r.ci95[0], "ci95_high": r.ci95[1]})
+    return rows
 
 
 def conscience_pooling(lm: LoadedModel, kind: str) -> Pooling:
@@ -223,29 +353,36 @@ def conscience_pooling(lm: LoadedModel, kind: str) -> Pooling:
     raise InputError(f"unknown pooling {kind!r}; expected one of {', '.join(POOLINGS)}", field="conscience.pooling")
 
 
-def choose_probe(lm: LoadedModel, positives: list[str], harmless: list[str], lookalikes: list[str], cfg: ConscienceConfig,
-                 progress: bool = False) -> tuple[LinearProbe, float, list[dict[str, Any]]]:
-    """Cross-validate every (layer set, lookalike weight); return the best probe, its threshold and all rows."""
+def choose_probe(lm: LoadedModel, positives: PromptSet, harmless: PromptSet, lookalikes: PromptSet, cfg: ConscienceConfig,
+                 progress: bool = False) -> tuple[LinearProbe, float, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Cross-validate every (layer set, lookalike weight).
+
+    Returns:
+        The best probe, its threshold, every candidate's row, and the best candidate's
+        per-held-out-group gate rates (:func:`held_out_rates`; empty for ``cv="random"``).
+    """
     assert cfg.probe_layer_sets is not None
     pooling = conscience_pooling(lm, cfg.pooling)
     union = sorted({x for s in cfg.probe_layer_sets for x in s})
-    pos = probe_features(lm, positives, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
-    neg = probe_features(lm, harmless + lookalikes, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
+    pos = probe_features(lm, positives.texts, union, pooling=pooling, batch_size=cfg.batch_size, progress=progress)
+    neg = probe_features(lm, harmless.texts + lookalikes.texts, union, pooling=pooling, batch_size=cfg.batch_size,
+                         progress=progress)
     groups = torch.cat([torch.zeros(len(harmless)), torch.ones(len(lookalikes))])
-    weights = cfg.hard_negative_weights if lookalikes else (1.0,)
+    weights = cfg.hard_negative_weights if len(lookalikes) else (1.0,)
+    passes = fold_passes(positives, harmless, lookalikes, cfg)
     best: tuple[float, float] | None = None
-    chosen: tuple[LinearProbe, float] | None = None
+    chosen: CrossFit | None = None
     rows = []
     for layers in cfg.probe_layer_sets:
         idx = [union.index(x) for x in layers]
         for weight in weights:
-            probe, threshold, stats = cross_fit_probe(pos[:, idx], neg[:, idx], groups, tuple(layers), weight, cfg, pooling)
-            rows.append(stats)
-            key = (stats["oof_tpr"], stats["oof_auc"])
+            fit = cross_fit_probe(pos[:, idx], neg[:, idx], groups, tuple(layers), weight, cfg, pooling, passes)
+            rows.append(fit.stats)
+            key = (fit.stats["oof_tpr"], fit.stats["oof_auc"])
             if best is None or key > best:
-                best, chosen = key, (probe, threshold)
+                best, chosen = key, fit
     assert chosen is not None
-    return chosen[0], chosen[1], rows
+    return chosen.probe, chosen.threshold, rows, held_out_rates(chosen, passes, len(harmless))
 
 
 def fit_conscience(
@@ -274,25 +411,26 @@ def fit_conscience(
         progress: progress bars on stderr.
 
     Returns:
-        A :class:`ConscienceFit` (unpacks as ``intervention, table``).
+        A :class:`ConscienceFit` (unpacks as ``intervention, table``). Prompt sets whose prompts
+        carry ``category`` and ``style`` get folds that hold those out (``cv="grouped"``).
     """
     start = time.perf_counter()
     cfg = (config or ConscienceConfig()).resolved(lm.n_layers)
-    h_tr, s_tr, h_va = _texts(harmful_train), _texts(harmless_train), _texts(harmful_val)
-    lookalikes = _texts(lookalike_train) + _texts(lookalike_val)
-    if not (h_tr and s_tr and h_va and _texts(harmless_val)):
+    h_tr, s_tr, h_va, s_va = _prompts(harmful_train), _prompts(harmless_train), _prompts(harmful_val), _prompts(harmless_val)
+    lookalikes = _prompts(lookalike_train) + _prompts(lookalike_val)
+    if not (h_tr and s_tr and h_va and s_va):
         raise InputError("fit_conscience needs non-empty harmful/harmless train and val prompts", field="prompts")
     n = cfg.n_vector_prompts
     assert cfg.steer_layers is not None
-    vecs = suffix_contrast(lm, h_tr[:n] + s_tr[:n], cfg.refusal_prefix, cfg.compliance_prefix,
+    vecs = suffix_contrast(lm, h_tr.texts[:n] + s_tr.texts[:n], cfg.refusal_prefix, cfg.compliance_prefix,
                            layers=list(cfg.steer_layers), batch_size=cfg.batch_size, progress=progress)
     vectors = {layer: vecs[i] for i, layer in enumerate(cfg.steer_layers)}
-    behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va, cfg, progress)
-    probe, threshold, probe_rows = choose_probe(lm, h_tr + h_va, s_tr + _texts(harmless_val), lookalikes, cfg, progress)
+    behaviour, behaviour_rows = choose_behaviour(lm, vectors, h_va.texts, cfg, progress)
+    probe, threshold, probe_rows, held_out = choose_probe(lm, h_tr + h_va, s_tr + s_va, lookalikes, cfg, progress)
     layer = int(behaviour["layer"])
     iv = ConditionalSteering(probe, vectors[layer], (layer,), float(behaviour["coefficient"]), threshold, off=cfg.off_branch)
     chosen = {"steer_layer": layer, "coefficient": behaviour["coefficient"], "probe_layers": list(probe.layers),
               "threshold": threshold, "pooling": asdict(probe.pooling), "lookahead": iv.lookahead, "off_branch": iv.off}
-    table = {"behaviour": behaviour_rows, "probe": probe_rows, "chosen": chosen, "config": asdict(cfg),
-             "seconds": time.perf_counter() - start}
+    table = {"behaviour": behaviour_rows, "probe": probe_rows, "held_out": held_out, "chosen": chosen,
+             "config": asdict(cfg), "seconds": time.perf_counter() - start}
     return ConscienceFit(iv, table)
