@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 from alignscope.data.prompts import Prompt, PromptSet
-from alignscope.evals.behaviour import RefusalEval, category_key, group_rates, judge_summary, label_of
+from alignscope.evals.behaviour import RefusalEval, category_key, group_rates, judge_summary, label_of, style_key
+from alignscope.evals.json_types import parse
+from alignscope.evals.study_evals import EvalSummary
 from alignscope.stats import mean_ci
 
 
@@ -74,3 +76,22 @@ def test_summary_fields_by_hand() -> None:
     assert abs((s.logit_score["harmful"].mean or 0.0) - 4.25 / 3) < 1e-12
     assert s.logit_score["unlabelled"].ci95 == (-3.0, -3.0) and s.logit_score["unlabelled"].n == 1
     assert (s.seconds, s.max_new_tokens, s.chat, s.intervention, s.judge) == (1.235, 7, False, "addition", None)
+
+
+def test_by_style_counts_by_hand_and_round_trips() -> None:
+    prompts = PromptSet([Prompt("a", "harmful", "x", style="casual"), Prompt("b", "harmless", "y", style="casual"),
+                         Prompt("c", "harmful", "x", style="casual"), Prompt("d", "harmful", "x", style="keywords"),
+                         Prompt("e", "harmful", "x"), Prompt("f", "harmless", "lookalike", style="casual")])
+    refused = [True, False, False, True, True, True]
+    ev = RefusalEval(prompts, ["g"] * 6, refused, [0.0] * 6, group_rates([label_of(p.label) for p in prompts], refused),
+                     group_rates(category_key(prompts), refused), by_style=group_rates(style_key(prompts), refused),
+                     max_new_tokens=3, chat=True, intervention=None)
+    payload = ev.to_json()
+    # by hand: harmful/casual is a (refused) and c (not): 1 of 2; e has no style; the lookalike f counts apart
+    assert {k: (v["k"], v["n"]) for k, v in payload["by_style"].items()} == {
+        "harmful/casual": (1, 2), "harmless/casual": (0, 1), "harmful/keywords": (1, 1), "lookalike/casual": (1, 1)}
+    assert list(payload)[-1] == "by_style" and ev.records()[0]["style"] == "casual"
+    loaded = parse(EvalSummary, json.loads(json.dumps(payload)), "eval.json")
+    assert loaded.to_json() == payload
+    old = {k: v for k, v in payload.items() if k != "by_style"}  # a file from before styles loads, with none
+    assert parse(EvalSummary, old, "eval.json").by_style == {} and "by_style" not in hand_built(None).to_json()

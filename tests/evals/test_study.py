@@ -197,7 +197,7 @@ def test_unexpected_field_is_an_error_not_dropped() -> None:
     with pytest.raises(InputError) as err:
         StudyResults.from_json(obj, "results.json")
     assert str(err.value) == ("results.json, field 'after.kk': unexpected field (expected n, k, refusal_rate, ci95, by_category, "
-                              "logit_score, seconds, max_new_tokens, chat, intervention, judge)")
+                              "logit_score, seconds, max_new_tokens, chat, intervention, judge, by_style)")
 
 
 def test_numbers_keep_their_json_type_and_nan() -> None:

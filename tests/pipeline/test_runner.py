@@ -75,6 +75,15 @@ def test_full_run_writes_every_output(tiny_config, tiny_dir, tmp_path: Path, mon
     assert manifest["seed"] == 0 and manifest["versions"]["torch"] and set(manifest["stages"]) == {*STAGE_NAMES, "report"}
     html = (out / "report.html").read_text()
     assert "Plotly.newPlot" in html and len(res.examples) == 4
+    # per label/style rates, recounted from the generations (lookalikes apart from other harmless prompts)
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    counted: dict[str, list[int]] = {}
+    for row in rows:
+        key = f"{'lookalike' if row['category'] == 'lookalike' else row['label']}/{row['style']}"
+        counted.setdefault(key, [0, 0])[0] += int(row["refused"])
+        counted[key][1] += 1
+    assert {k: [r.k, r.n] for k, r in res.baseline.by_style.items()} == counted
+    assert (out / "rates_by_style.png").is_file() and "label/style" in html
     for ex in res.examples:
         assert html_escape(ex.prompt) in html and html_escape(ex.after) in html
     summary = result.summary()

@@ -39,7 +39,8 @@ PromptsOpt = Annotated[list[str], typer.Option("--prompts", "-p", help="Prompt f
 @judge_options
 def eval_cmd(
     prompts: PromptsOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: eval.json, generations.jsonl, by_category.csv, rates.png.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: eval.json, generations.jsonl, by_category.csv, "
+                                                        "by_style.csv (prompts with a style), rates.png.")],
     model: ModelOptions = ModelOptions(),
     intervention: InterventionOpt = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt.")] = 48,

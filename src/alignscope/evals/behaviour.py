@@ -31,6 +31,8 @@ from alignscope.steering.interventions import Intervention
 
 UNLABELLED = "unlabelled"
 """Label used for prompts that carry none."""
+LOOKALIKE = "lookalike"
+"""The category of harmless prompts that look harmful (over-refusal probes), counted apart in :func:`style_key`."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class RefusalEval:
         logit_scores: log-odds of a refusal-starting first token per prompt.
         by_label: refusal :class:`Rate` per label (``unlabelled`` for prompts without one).
         by_category: refusal :class:`Rate` per category (see :func:`category_key`).
+        by_style: refusal :class:`Rate` per ``label/style`` (see :func:`style_key`); empty when no prompt has a style.
         max_new_tokens: greedy tokens per prompt (a setting of the run).
         chat: whether the prompts were chat-formatted.
         intervention: the intervention's kind (None for none).
@@ -60,6 +63,7 @@ class RefusalEval:
     by_label: dict[str, Rate]
     by_category: dict[str, Rate]
     _: KW_ONLY
+    by_style: dict[str, Rate] = field(default_factory=dict)
     max_new_tokens: int
     chat: bool
     intervention: str | None
@@ -71,7 +75,7 @@ class RefusalEval:
         """One JSON-ready row per prompt (prompt, annotations, generation, verdicts, score)."""
         rows = []
         for i, p in enumerate(self.prompts):
-            row: dict[str, Any] = {"id": p.id, "label": p.label, "category": p.category, "prompt": p.prompt,
+            row: dict[str, Any] = {"id": p.id, "label": p.label, "category": p.category, "style": p.style, "prompt": p.prompt,
                                    "generation": self.generations[i], "refused": self.refused[i],
                                    "logit_score": self.logit_scores[i]}
             if self.judged is not None:
@@ -88,7 +92,8 @@ class RefusalEval:
         return EvalSummary(by_label={k: group(r) for k, r in self.by_label.items()},
                            by_category={c: group(r) for c, r in self.by_category.items()},
                            logit_score=_logit_scores(self.prompts, self.logit_scores), seconds=round(self.seconds, 3),
-                           max_new_tokens=self.max_new_tokens, chat=self.chat, intervention=self.intervention, judge=judge)
+                           max_new_tokens=self.max_new_tokens, chat=self.chat, intervention=self.intervention, judge=judge,
+                           by_style={c: group(r) for c, r in self.by_style.items()})
 
     def to_json(self) -> dict[str, Any]:
         """The ``alignscope eval --json`` payload (:meth:`EvalSummary.to_json` of :meth:`summary`)."""
@@ -110,6 +115,16 @@ def category_key(prompts: PromptSet) -> list[str | None]:
         if p.category:
             owners.setdefault(p.category, set()).add(label_of(p.label))
     return [None if not p.category else p.category if len(owners[p.category]) == 1 else f"{label_of(p.label)}/{p.category}"
+            for p in prompts]
+
+
+def style_key(prompts: PromptSet) -> list[str | None]:
+    """Per prompt, ``label/style`` (a style is shared across labels, its refusal rate is not); None without a style.
+
+    Lookalikes (category ``lookalike``, the over-refusal probes) count as ``lookalike/style``, apart
+    from the other harmless prompts.
+    """
+    return [None if not p.style else f"{'lookalike' if p.category == LOOKALIKE else label_of(p.label)}/{p.style}"
             for p in prompts]
 
 
@@ -165,6 +180,7 @@ def evaluate_refusal(
     return RefusalEval(
         prompts=prompts, generations=gens.texts, refused=refused, logit_scores=scores,
         by_label=group_rates(labels, refused), by_category=group_rates(category_key(prompts), refused),
+        by_style=group_rates(style_key(prompts), refused),
         max_new_tokens=max_new_tokens, chat=chat, intervention=getattr(intervention, "kind", None),
         judged=judged, seconds=time.perf_counter() - start, first_logits=gens.first_logits,
     )

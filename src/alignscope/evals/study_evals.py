@@ -10,7 +10,7 @@ file and field path in its errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic_core import PydanticCustomError
@@ -60,6 +60,7 @@ class _EvalFile(FileObject):
     chat: Bool
     intervention: Str | None
     judge: JsonRow | None = None
+    by_style: Mapping[str, GroupRate] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class EvalSummary(FileObject):
     eval --json`` payload): ``n``, ``k``, ``refusal_rate`` and ``ci95`` per label (here gathered
     into :attr:`by_label`), ``by_category`` (n, k, refusal_rate, ci95 per category),
     ``logit_score`` (mean, ci95, n per label), ``seconds``, the settings ``max_new_tokens``,
-    ``chat`` and ``intervention`` (its kind, None for none), and ``judge`` when an LLM judge ran.
+    ``chat`` and ``intervention`` (its kind, None for none), ``judge`` when an LLM judge ran, and
+    ``by_style`` (n, k, refusal_rate, ci95 per ``label/style``) when prompts carry a style.
     """
 
     by_label: Mapping[str, GroupRate]
@@ -81,6 +83,7 @@ class EvalSummary(FileObject):
     chat: bool
     intervention: str | None
     judge: JsonRow | None = None
+    by_style: Mapping[str, GroupRate] = field(default_factory=dict)
 
     _file_form: ClassVar[type] = _EvalFile
 
@@ -94,7 +97,8 @@ class EvalSummary(FileObject):
                 raise PydanticCustomError("label_order", "labels differ from n's",
                                           {"key": key, "sibling": "n", "labels": ", ".join(labels), "got": ", ".join(got)})
         by_label = {g: GroupRate(f.n[g], f.k[g], f.refusal_rate[g], f.ci95[g]) for g in labels}
-        return cls(by_label, f.by_category, f.logit_score, f.seconds, f.max_new_tokens, f.chat, f.intervention, f.judge)
+        return cls(by_label, f.by_category, f.logit_score, f.seconds, f.max_new_tokens, f.chat, f.intervention, f.judge,
+                   f.by_style or {})
 
     def to_json(self) -> dict[str, Any]:
         """The payload, keys in :meth:`RefusalEval.to_json` order (``judge`` only when set)."""
@@ -109,6 +113,8 @@ class EvalSummary(FileObject):
         }
         if self.judge is not None:
             out["judge"] = self.judge
+        if self.by_style:
+            out["by_style"] = {c: r.to_json() for c, r in self.by_style.items()}
         return out
 
 

@@ -5,6 +5,7 @@ Files (every one written atomically):
 * ``eval.json``: the :meth:`RefusalEval.to_json` payload plus anything in ``extra``.
 * ``generations.jsonl``: one row per prompt (prompt, label, category, generation, verdicts, score).
 * ``by_category.csv``: ``category,label,n,k,refusal_rate,ci95_lo,ci95_hi``.
+* ``by_style.csv`` (when prompts carry a style): ``style,n,k,refusal_rate,ci95_lo,ci95_hi``, one row per ``label/style``.
 * ``rates.png`` (per label) and ``by_category.png``: refusal rates with 95% Wilson whiskers.
 """
 
@@ -21,6 +22,7 @@ from alignscope.reports.plots import rate_bars_png
 from alignscope.tables import write_csv
 
 CATEGORY_COLUMNS = ("category", "label", "n", "k", "refusal_rate", "ci95_lo", "ci95_hi")
+STYLE_COLUMNS = ("style", "n", "k", "refusal_rate", "ci95_lo", "ci95_hi")
 
 
 def category_rows(ev: RefusalEval) -> list[dict[str, Any]]:
@@ -48,6 +50,10 @@ def write_eval_outputs(out_dir: str | Path, ev: RefusalEval, extra: Mapping[str,
                       "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ev.records()))
     write_csv(paths["by_category.csv"], category_rows(ev), CATEGORY_COLUMNS)
     rate_bars_png(paths["rates.png"], {"refusal": {k: (r.rate, *r.ci95) for k, r in ev.by_label.items()}}, title=title)
+    if ev.by_style:
+        paths["by_style.csv"] = write_csv(out / "by_style.csv", [{"style": key, "n": r.n, "k": r.k, "refusal_rate": r.rate,
+                                                                  "ci95_lo": r.ci95[0], "ci95_hi": r.ci95[1]}
+                                                                 for key, r in ev.by_style.items()], STYLE_COLUMNS)
     if ev.by_category:
         paths["by_category.png"] = rate_bars_png(out / "by_category.png", {"refusal": {k: (r.rate, *r.ci95) for k, r in ev.by_category.items()}},
                                                  title=f"{title} by category")

@@ -34,17 +34,17 @@ def _triple(rate: Any, ci: Sequence[Any]) -> tuple[float, float, float]:
 
 
 def _groups(payload: EvalSummary, by: str) -> Mapping[str, GroupRate]:
-    """The rates per label (``by="label"``) or per category."""
-    return payload.by_label if by == "label" else payload.by_category
+    """The rates per label (``by="label"``), per category or per ``label/style``."""
+    return payload.by_label if by == "label" else payload.by_style if by == "style" else payload.by_category
 
 
 def rate_triples(payload: EvalSummary, by: str = "label") -> dict[str, tuple[float, float, float]]:
-    """``{group: (rate, lo, hi)}`` from an evaluation, per label or per category."""
+    """``{group: (rate, lo, hi)}`` from an evaluation, per label, category or style."""
     return {k: _triple(r.refusal_rate, r.ci95) for k, r in _groups(payload, by).items()}
 
 
 def rate_rows(results: StudyResults, by: str) -> list[list[Any]]:
-    """Table rows ``group, n, before, CI, after, CI`` for labels or categories (n/a where after lacks the group)."""
+    """Table rows ``group, n, before, CI, after, CI`` for labels, categories or styles (n/a where after lacks the group)."""
     after = _groups(results.after, by)
     rows = []
     for g, b in _groups(results.baseline, by).items():
@@ -124,6 +124,10 @@ def write_pngs(results: StudyResults, out_dir: Path) -> dict[str, Path]:
     paths["rates_by_category.png"] = category_bars_png(out_dir / "rates_by_category.png",
                                                        {name: rate_triples(ev, "category") for name, ev in _conditions(results)},
                                                        title="Refusal rate by category (test split, 95% Wilson CI)")
+    if results.baseline.by_style:
+        paths["rates_by_style.png"] = category_bars_png(out_dir / "rates_by_style.png",
+                                                        {name: rate_triples(ev, "style") for name, ev in _conditions(results)},
+                                                        title="Refusal rate by label and prompt style (test split, 95% Wilson CI)")
     for i, grid in enumerate(results.selection.grids):
         name = "candidates.png" if i == 0 else f"candidates_{grid.key}.png"
         paths[name] = heatmap_png(out_dir / name, [[_num(v) for v in row] for row in grid.values],
@@ -175,6 +179,10 @@ def _rates_section(page: Page, results: StudyResults) -> None:
     page.add_figure(_bar_figure(results, "label", "Refusal rate per label (95% Wilson CI)"))
     page.add_figure(_bar_figure(results, "category", "Refusal rate per category (95% Wilson CI)"))
     page.add_table(["category", "n", "before", "95% CI", "after", "95% CI"], rate_rows(results, "category"))
+    if results.baseline.by_style:
+        page.add_figure(_bar_figure(results, "style", "Refusal rate per label and prompt style (95% Wilson CI)"))
+        page.add_table(["label/style", "n", "before", "95% CI", "after", "95% CI"], rate_rows(results, "style"),
+                       caption="How the phrasing of a prompt moves its refusal rate (lookalikes apart from other harmless prompts)")
     for name, payload in results.comparisons.items():
         rows = [[k, r.n, _pct(r.refusal_rate), _ci(r.ci95)] for k, r in payload.by_label.items()]
         page.add_table(["label", "n", "refusal", "95% CI"], rows, caption=f"Comparison: {name}")
