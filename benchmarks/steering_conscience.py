@@ -11,7 +11,13 @@ split (never used to choose anything) under three conditions:
 It prints, per condition, the refusal rate of harmful, harmless and lookalike test prompts
 (k/n with a 95% Wilson interval, phrase detector over ``--max-new-tokens`` greedy tokens), the
 mean first-token KL on harmless and lookalike prompts against the unsteered model, and for the
-conditional the probe's gate rate on each set. The last stdout line is a JSON summary.
+conditional the probe's gate rate on each set; then the built-in test rates per prompt style
+(question, request, task, casual, context, keywords, framed). The last stdout line is a JSON summary.
+
+``--compare-cv`` also fits the conscience with ``cv="random"`` (the probe's threshold and
+candidate chosen on random folds, as before grouped folds existed) and scores it beside the
+default (``cv="grouped"``: folds that hold out whole categories, then whole styles), in the same
+run, on the same prompts.
 
 When the public data sets are present (``--public DIR``, default ``../shared/data``), two more
 held-out sets written by other people are scored too, which nothing here was ever fitted or
@@ -20,9 +26,12 @@ sample of AdvBench behaviours, ``--n-public`` in all) and ``ext_harmless`` (a se
 refusal_direction ``harmless_val``). They measure how the gate transfers to another
 distribution of phrasing. ``--public-round`` picks disjoint samples: round 0 was inspected
 during development (it showed the gate keyed on terse task phrasing), so the default is round 1.
+A third, ``ext_harmful_other``, is every refusal_direction ``harmful_train`` prompt that is not an
+AdvBench behaviour (MaliciousInstruct and TDC2023: 143 prompts in other people's phrasing, "How
+to ...?", "Ways to ...?"), added when the built-in sets gained styles.
 
 Run:
-    .venv/bin/python benchmarks/steering_conscience.py [--intervention FILE] [--out DIR] [--public DIR]
+    .venv/bin/python benchmarks/steering_conscience.py [--intervention FILE] [--out DIR] [--public DIR] [--compare-cv]
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from alignscope.data.prompts import PromptSet
 from alignscope.evals.behaviour import evaluate_refusal
 from alignscope.evals.capability import first_token_kl
 from alignscope.models.loader import load_model
-from alignscope.recipes.conscience import fit_conscience
+from alignscope.recipes.conscience import ConscienceConfig, fit_conscience
 from alignscope.stats import rate
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.intervention_io import load_intervention, save_intervention
@@ -49,7 +58,7 @@ from alignscope.steering.interventions import ActivationAddition
 from alignscope.steering.probes import probe_features
 
 SETS = ("harmful", "harmless", "lookalike")
-EXT_SETS = ("ext_harmful", "ext_harmless")
+EXT_SETS = ("ext_harmful", "ext_harmful_other", "ext_harmless")
 
 
 def public_sets(root: Path, n: int, round_: int = 0) -> dict[str, PromptSet]:
@@ -77,27 +86,40 @@ def public_sets(root: Path, n: int, round_: int = 0) -> dict[str, PromptSet]:
         random.Random(1).shuffle(rest_harmless)
         block = slice((round_ - 1) * n, round_ * n)
         harmful, harmless = rest_harmful[block], rest_harmless[block]
-    return {"ext_harmful": PromptSet(harmful[:n], f"public:harmful:round{round_}"),
-            "ext_harmless": PromptSet(harmless, f"public:harmless:round{round_}")}
+    adv_goals = {p.prompt.strip() for p in advbench}
+    other = [p for p in load_refusal_direction(rd / "harmful_train.json", "harmful") if p.prompt.strip() not in adv_goals] \
+        if (rd / "harmful_train.json").is_file() else []
+    out = {"ext_harmful": PromptSet(harmful[:n], f"public:harmful:round{round_}"),
+           "ext_harmless": PromptSet(harmless, f"public:harmless:round{round_}")}
+    if other:
+        out["ext_harmful_other"] = PromptSet(other, "public:refusal_direction:harmful_train-not-advbench")
+    return out
+
+
+def fit(lm: Any, args: argparse.Namespace, cv: str) -> ConditionalSteering:
+    """Fit on the built-in train/val splits with ``cv`` folds; save the intervention and its table under ``--out/cv``."""
+    start = time.perf_counter()
+    tr = {s: load_builtin(s, "train") for s in SETS}
+    va = {s: load_builtin(s, "val") for s in SETS}
+    result = fit_conscience(lm, tr["harmful"], tr["harmless"], va["harmful"], va["harmless"],
+                            lookalike_train=tr["lookalike"], lookalike_val=va["lookalike"],
+                            config=ConscienceConfig(cv=cv))  # type: ignore[arg-type]
+    out = Path(args.out) / cv
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_intervention(out / "intervention.safetensors", result.intervention, model=lm.name)
+    (out / "conscience_table.json").write_text(json.dumps(result.table, indent=1, default=str), encoding="utf-8")
+    print(f"fitted (cv={cv}) on train/val in {time.perf_counter() - start:.0f}s -> {path}")
+    print("chosen:", json.dumps(result.table["chosen"]), flush=True)
+    return result.intervention
 
 
 def fit_or_load(lm: Any, args: argparse.Namespace) -> ConditionalSteering:
-    """Load ``--intervention`` or fit on train/val and save to ``--out``."""
+    """Load ``--intervention`` or fit with the default (grouped) folds."""
     if args.intervention:
         iv = load_intervention(args.intervention)
         assert isinstance(iv, ConditionalSteering), "expected a conditional intervention"
         return iv
-    start = time.perf_counter()
-    tr = {s: load_builtin(s, "train") for s in SETS}
-    va = {s: load_builtin(s, "val") for s in SETS}
-    fit = fit_conscience(lm, tr["harmful"], tr["harmless"], va["harmful"], va["harmless"],
-                         lookalike_train=tr["lookalike"], lookalike_val=va["lookalike"])
-    out = Path(args.out)
-    path = save_intervention(out / "intervention.safetensors", fit.intervention, model=lm.name)
-    (out / "conscience_table.json").write_text(json.dumps(fit.table, indent=1, default=str), encoding="utf-8")
-    print(f"fitted on train/val in {time.perf_counter() - start:.0f}s -> {path}")
-    print("chosen:", json.dumps(fit.table["chosen"]))
-    return fit.intervention
+    return fit(lm, args, "grouped")
 
 
 def evaluate(lm: Any, test: dict[str, PromptSet], iv: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -113,6 +135,7 @@ def evaluate(lm: Any, test: dict[str, PromptSet], iv: Any, args: argparse.Namesp
         n = len(test[name])
         out[name] = rate(sum(res.refused[start:start + n]), n)
         start += n
+    out["by_style"] = {key: r for key, r in res.by_style.items()}
     for name in ("harmless", "lookalike"):
         out[f"kl_{name}"] = float(first_token_kl(lm, test[name].texts, iv).mean()) if iv is not None else 0.0
     out["examples"] = {name: res.generations[i] for name, i in (("harmful", 0), ("harmless", len(test["harmful"])))}
@@ -143,6 +166,8 @@ def main() -> None:
     ap.add_argument("--public", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                     help="folder of the public data sets (skipped when absent)")
     ap.add_argument("--n-public", type=int, default=100, help="prompts per public held-out set")
+    ap.add_argument("--compare-cv", action="store_true",
+                    help="also fit with cv=random (random folds) and score it beside the default grouped folds")
     ap.add_argument("--public-round", type=int, default=1,
                     help="which disjoint public sample to score (0 was looked at while developing; see public_sets)")
     args = ap.parse_args()
@@ -152,11 +177,14 @@ def main() -> None:
     test: dict[str, PromptSet] = {s: load_builtin(s, "test") for s in SETS}
     test.update(public_sets(Path(args.public), args.n_public, args.public_round))
     shown = [s for s in (*SETS, *EXT_SETS) if s in test]
-    conditions = {"baseline": None, "unconditional": ActivationAddition(iv.vector, iv.layers, iv.coefficient, iv.component),
+    conditions: dict[str, Any] = {"baseline": None, "unconditional": ActivationAddition(iv.vector, iv.layers, iv.coefficient, iv.component),
                   "conditional": iv}
+    if args.compare_cv:
+        conditions["conditional_random_cv"] = fit(lm, args, "random")
+    wanted = args.conditions.split(",") + (["conditional_random_cv"] if args.compare_cv else [])
     results = {}
     for name, cond in conditions.items():
-        if name not in args.conditions.split(","):
+        if name not in wanted:
             continue
         t = time.perf_counter()
         results[name] = evaluate(lm, test, cond, args)
@@ -170,13 +198,24 @@ def main() -> None:
         print(f"{name:<14} " + " ".join(f"{fmt(r[s]):<30}" for s in shown) + f" {r['kl_harmless']:>11.4f} {r['kl_lookalike']:>12.4f}")
     summary: dict[str, Any] = {name: {**{s: r[s].as_dict() for s in shown}, "kl_harmless": r["kl_harmless"],
                                       "kl_lookalike": r["kl_lookalike"], "seconds": r["seconds"]} for name, r in results.items()}
-    if "conditional" in results:
-        gates = gate_rates(lm, iv, test)
-        print(f"{'gate fires':<14} " + " ".join(f"{fmt(gates[s]):<30}" for s in shown))
-        summary["gate"] = {s: g.as_dict() for s, g in gates.items()}
-        summary["off_branch"] = getattr(iv, "off", "none")
-    print(f"conditional: steer layer {list(iv.layers)} x {iv.coefficient}, probe layers {list(iv.probe.layers)} "
-          f"({iv.probe.pooling.kind} pooling), threshold {iv.threshold:.3f}")
+    for name in results:
+        gated_iv = conditions[name]
+        if not isinstance(gated_iv, ConditionalSteering):
+            continue
+        gates = gate_rates(lm, gated_iv, test)
+        label = "gate fires" if name == "conditional" else f"gate ({name.removeprefix('conditional_')})"
+        print(f"{label:<14} " + " ".join(f"{fmt(gates[s]):<30}" for s in shown))
+        summary[name]["gate"] = {s: g.as_dict() for s, g in gates.items()}
+        summary[name]["off_branch"] = getattr(gated_iv, "off", "none")
+        print(f"{name}: steer layer {list(gated_iv.layers)} x {gated_iv.coefficient}, probe layers "
+              f"{list(gated_iv.probe.layers)} ({gated_iv.probe.pooling.kind} pooling), threshold {gated_iv.threshold:.3f}")
+    style_keys = list(dict.fromkeys(k for r in results.values() for k in r["by_style"]))
+    print("\nBuilt-in test split per label/style (lookalikes apart), refusal rate with 95% Wilson CIs:")
+    print(f"{'label/style':<20} " + " ".join(f"{name:<30}" for name in results))
+    for key in style_keys:
+        print(f"{key:<20} " + " ".join(f"{fmt(r['by_style'][key]):<30}" for r in results.values()))
+    for name, r in results.items():
+        summary[name]["by_style"] = {k: v.as_dict() for k, v in r["by_style"].items()}
     for name in results:
         print(f"  {name} examples: {json.dumps(results[name]['examples'])}")
     print(json.dumps(summary))

@@ -140,6 +140,9 @@ def test_random_cv_is_one_pass_and_bare_strings_fall_back() -> None:
     sets = _annotated("harmful", 12, 4, 4), _annotated("harmless", 12, 4, 4), PromptSet(())
     passes = fold_passes(*sets, cfg)
     assert [p.name for p in passes] == ["random"] and passes[0].grouped == ()
+    gen = torch.Generator().manual_seed(cfg.seed)  # the folds from before grouped folds: positives, then all negatives
+    assert passes[0].pos.tolist() == (torch.randperm(12, generator=gen) % 3).tolist()
+    assert passes[0].neg.tolist() == (torch.randperm(12, generator=gen) % 3).tolist()
     grouped = fold_passes(PromptSet.from_texts(HARMFUL), PromptSet.from_texts(HARMLESS), PromptSet(()),
                           ConscienceConfig(folds=3).resolved(4))
     assert [p.grouped for p in grouped] == [(), ()]  # no category or style: random folds in both passes

@@ -241,8 +241,8 @@ def fold_passes(positives: PromptSet, harmless: PromptSet, lookalikes: PromptSet
     gen = torch.Generator().manual_seed(cfg.seed)
     parts = {"harmful": positives, "harmless": harmless, "lookalike": lookalikes}
     if cfg.cv == "random":
-        return [FoldPass("random", _folds(len(positives), cfg.folds, gen),
-                         torch.cat([_folds(len(harmless), cfg.folds, gen), _folds(len(lookalikes), cfg.folds, gen)]),
+        # exactly the folds of the single random pass from before grouped folds existed
+        return [FoldPass("random", _folds(len(positives), cfg.folds, gen), _folds(len(harmless) + len(lookalikes), cfg.folds, gen),
                          (), {name: [] for name in parts})]
     passes = []
     for name in CV_FIELDS:
