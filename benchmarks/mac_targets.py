@@ -11,10 +11,13 @@ alone) and the ``module_lora`` row, each target with its measured value, n and 9
 * capability cost: mean first-token KL(base || row) on harmless test prompts <= 0.05;
 * cost: training <= 20 min wall, trainable parameters < 2% of the model, steered generate >= 0.9x plain HF.
 
-Then the whole comparison table (base, addition, each variant). Public TruthfulQA MC1/MC2 with
-and without the circuit: ``benchmarks/truthfulqa_mc.py --intervention DIR/mac.safetensors``.
+Then the whole comparison table (base, addition, each variant). With ``--styles``, each row's
+refusal rate per set and prompt style (question, request, task, casual, context, keywords,
+framed), recounted from the generations stored in ``DIR/stages/eval_<row>.json`` with the
+run's phrase detector; the recount must agree with the stored rates. Public TruthfulQA MC1/MC2
+with and without the circuit: ``benchmarks/truthfulqa_mc.py --intervention DIR/mac.safetensors``.
 
-Run: .venv/bin/python benchmarks/mac_targets.py --run /tmp/mac [--train]
+Run: .venv/bin/python benchmarks/mac_targets.py --run /tmp/mac [--train] [--styles]
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alignscope.data.builtin_sets import load_builtin
+from alignscope.evals.refusal import phrase_detector
 from alignscope.pipeline.mac_config import load_mac_config
 from alignscope.pipeline.mac_run import run_mac, write_comparison
+from alignscope.stats import Rate, rate
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -58,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--train", action="store_true", help="run the default `mac train` into --run first")
+    parser.add_argument("--styles", action="store_true", help="each row's refusal rate per set and prompt style")
     args = parser.parse_args()
     if args.train:
         write_comparison(run_mac(load_mac_config(None), args.run, progress=True))
@@ -80,6 +87,32 @@ def main() -> None:
         secs = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         print(f"  {r['name']:<12} {100 * ref['harmful']['rate']:>7.1f}% {100 * ref['harmless']['rate']:>8.1f}% "
               f"{100 * ref['lookalike']['rate']:>9.1f}% {r['mc1']['rate']:>6.3f} {r['mc2']['mean']:>6.3f} {kl:>8} {speed:>7} {secs:>8}")
+    if args.styles:
+        print_styles(args.run, comparison["rows"])
+
+
+def print_styles(run: Path, rows: list[dict[str, Any]]) -> None:
+    """Refusal per set/style for every row, recounted from its stored generations (see the module docstring)."""
+    detect = phrase_detector()
+    table: dict[str, dict[str, Rate]] = {}
+    for row in rows:
+        stored = json.loads((run / "stages" / f"eval_{row['name']}.json").read_text(encoding="utf-8"))["output"]
+        for label, texts in stored["generations"].items():
+            prompts = load_builtin(label, split="test")[:len(texts)]  # a run with compare.limit keeps the first N
+            verdicts = [bool(detect(t)) for t in texts]
+            assert sum(verdicts) == row["refusal"][label]["k"], (row["name"], label)  # the recount is the run's count
+            for style in dict.fromkeys(p.style for p in prompts):
+                hits = [v for v, p in zip(verdicts, prompts, strict=True) if p.style == style]
+                table.setdefault(f"{label}/{style}", {})[row["name"]] = rate(sum(hits), len(hits))
+    names = [r["name"] for r in rows]
+    print("\nrefusal per set/style (95% Wilson CIs), recounted from the stored generations:")
+    print(f"  {'set/style':<20} " + " ".join(f"{n:<26}" for n in names))
+    for key, by_row in table.items():
+        print(f"  {key:<20} " + " ".join(f"{_short(by_row[n]):<26}" for n in names))
+
+
+def _short(r: Rate) -> str:
+    return f"{r.k}/{r.n} {100 * r.rate:.1f}% [{100 * r.ci95[0]:.0f}, {100 * r.ci95[1]:.0f}]"
 
 
 if __name__ == "__main__":
