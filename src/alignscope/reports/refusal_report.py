@@ -24,6 +24,9 @@ from alignscope.evals.study_evals import EvalSummary, GroupRate
 from alignscope.reports.html import Page
 from alignscope.reports.plots import heatmap_png, lines_png, pyplot, rate_bars_png, save_figure
 
+# Rows of each search table shown in the report: enough for the held-out table's every category and style.
+SEARCH_ROWS_SHOWN = 80
+
 
 def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
@@ -244,7 +247,9 @@ def _intervention_section(page: Page, results: StudyResults) -> None:
     for name, search_rows in iv.search.items():
         if search_rows:
             cols = list(search_rows[0])
-            page.add_table(cols, [[r.get(c) for c in cols] for r in search_rows[:40]], caption=name)
+            shown = search_rows[:SEARCH_ROWS_SHOWN]
+            more = f" (the first {len(shown)} of {len(search_rows)} rows; results.json has them all)" if len(shown) < len(search_rows) else ""
+            page.add_table(cols, [[r.get(c) for c in cols] for r in shown], caption=name + more)
 
 
 def _examples_section(page: Page, results: StudyResults) -> None:
