@@ -300,22 +300,22 @@ def cross_fit_probe(pos: torch.Tensor, neg: torch.Tensor, groups: torch.Tensor, 
     threshold = max(group_threshold(sn, groups, cfg.max_fpr) for _, sn in oof.values())
     has_lookalikes = bool((groups == 1).any())
 
-    def figures(sp: torch.Tensor, sn: torch.Tensor) -> dict[str, float | None]:
-        return {"auc": _auc(sp, sn), "tpr": float((sp > threshold).float().mean()),
-                "fpr_harmless": float((sn[groups == 0] > threshold).float().mean()),
-                "fpr_lookalike": float((sn[groups == 1] > threshold).float().mean()) if has_lookalikes else None}
+    def fpr(sn: torch.Tensor, group: int) -> float | None:
+        return float((sn[groups == group] > threshold).float().mean()) if bool((groups == group).any()) else None
 
-    per_pass = {name: figures(sp, sn) for name, (sp, sn) in oof.items()}
-    worst = {"auc": min(f["auc"] for f in per_pass.values()), "tpr": min(f["tpr"] for f in per_pass.values()),  # type: ignore[type-var]
-             "fpr_harmless": max(f["fpr_harmless"] for f in per_pass.values()),  # type: ignore[type-var]
-             "fpr_lookalike": max(f["fpr_lookalike"] for f in per_pass.values()) if has_lookalikes else None}  # type: ignore[type-var]
+    tpr = {name: float((sp > threshold).float().mean()) for name, (sp, _) in oof.items()}
+    fpr_lookalike = {name: fpr(sn, 1) for name, (_, sn) in oof.items()}
+    fpr_harmless = [fpr(sn, 0) or 0.0 for _, sn in oof.values()]
     stats: dict[str, Any] = {"layers": list(layers), "lookalike_weight": weight,
-                             **{f"oof_{key}": value for key, value in worst.items()}, "threshold": threshold,
-                             "n_pos": len(pos), "n_harmless": int((groups == 0).sum()), "n_lookalike": int((groups == 1).sum())}
+                             "oof_auc": min(_auc(sp, sn) for sp, sn in oof.values()), "oof_tpr": min(tpr.values()),
+                             "oof_fpr_harmless": max(fpr_harmless),
+                             "oof_fpr_lookalike": max(v for v in fpr_lookalike.values() if v is not None) if has_lookalikes else None,
+                             "threshold": threshold, "n_pos": len(pos), "n_harmless": int((groups == 0).sum()),
+                             "n_lookalike": int((groups == 1).sum())}
     if len(passes) > 1:
         for cv in passes:
-            stats[f"oof_tpr_{cv.name}"] = per_pass[cv.name]["tpr"]
-            stats[f"oof_fpr_lookalike_{cv.name}"] = per_pass[cv.name]["fpr_lookalike"]
+            stats[f"oof_tpr_{cv.name}"] = tpr[cv.name]
+            stats[f"oof_fpr_lookalike_{cv.name}"] = fpr_lookalike[cv.name]
             stats[f"held_out_{cv.name}"] = "+".join(cv.grouped) or "none (random folds)"
     return CrossFit(average_probes(probes), threshold, stats, oof)
 
