@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.data.builtin_sets import load_builtin
+from alignscope.evals.behaviour import group_rates
 from alignscope.evals.refusal import phrase_detector
 from alignscope.pipeline.mac_config import load_mac_config
 from alignscope.pipeline.mac_run import run_mac, write_comparison
-from alignscope.stats import Rate, rate
+from alignscope.stats import Rate
 
 
 def _rate(r: dict[str, Any]) -> str:
@@ -101,9 +102,8 @@ def print_styles(run: Path, rows: list[dict[str, Any]]) -> None:
             prompts = load_builtin(label, split="test")[:len(texts)]  # a run with compare.limit keeps the first N
             verdicts = [bool(detect(t)) for t in texts]
             assert sum(verdicts) == row["refusal"][label]["k"], (row["name"], label)  # the recount is the run's count
-            for style in dict.fromkeys(p.style for p in prompts):
-                hits = [v for v, p in zip(verdicts, prompts, strict=True) if p.style == style]
-                table.setdefault(f"{label}/{style}", {})[row["name"]] = rate(sum(hits), len(hits))
+            for style, r in group_rates([p.style for p in prompts], verdicts).items():
+                table.setdefault(f"{label}/{style}", {})[row["name"]] = r
     names = [r["name"] for r in rows]
     print("\nrefusal per set/style (95% Wilson CIs), recounted from the stored generations:")
     print(f"  {'set/style':<20} " + " ".join(f"{n:<26}" for n in names))

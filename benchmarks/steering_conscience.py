@@ -135,7 +135,7 @@ def evaluate(lm: Any, test: dict[str, PromptSet], iv: Any, args: argparse.Namesp
         n = len(test[name])
         out[name] = rate(sum(res.refused[start:start + n]), n)
         start += n
-    out["by_style"] = {key: r for key, r in res.by_style.items()}
+    out["by_style"] = res.by_style
     for name in ("harmless", "lookalike"):
         out[f"kl_{name}"] = float(first_token_kl(lm, test[name].texts, iv).mean()) if iv is not None else 0.0
     out["examples"] = {name: res.generations[i] for name, i in (("harmful", 0), ("harmless", len(test["harmful"])))}

@@ -52,10 +52,10 @@ from sklearn.model_selection import GroupKFold
 
 from alignscope.data.prompts import PromptSet
 from alignscope.errors import InputError
+from alignscope.evals.behaviour import group_rates
 from alignscope.evals.generation import generate
 from alignscope.evals.refusal import phrase_detector
 from alignscope.models.loader import LoadedModel
-from alignscope.stats import rate
 from alignscope.steering.conditional import ConditionalSteering
 from alignscope.steering.directions import suffix_contrast
 from alignscope.steering.interventions import ActivationAddition, Intervention
@@ -333,9 +333,7 @@ def held_out_rates(fit: CrossFit, passes: Sequence[FoldPass], n_harmless: int) -
         scores = {"harmful": sp, "harmless": sn[:n_harmless], "lookalike": sn[n_harmless:]}
         for part in cv.grouped:
             fired = (scores[part] > fit.threshold).tolist()
-            for key in dict.fromkeys(cv.keys[part]):
-                hits = [f for f, k in zip(fired, cv.keys[part], strict=True) if k == key]
-                r = rate(sum(hits), len(hits))
+            for key, r in group_rates(cv.keys[part], fired).items():
                 rows.append({"held_out": cv.name, "part": part, "group": key, "n": r.n, "gate": r.rate,
                              "ci95_low": r.ci95[0], "ci95_high": r.ci95[1]})
     return rows
