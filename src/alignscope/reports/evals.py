@@ -19,6 +19,7 @@ from typing import Any
 from alignscope.evals.behaviour import RefusalEval, category_key, label_of
 from alignscope.io import atomic_write_json, atomic_write_text
 from alignscope.reports.plots import rate_bars_png
+from alignscope.stats import Rate
 from alignscope.tables import write_csv
 
 CATEGORY_COLUMNS = ("category", "label", "n", "k", "refusal_rate", "ci95_lo", "ci95_hi")
@@ -31,8 +32,16 @@ def category_rows(ev: RefusalEval) -> list[dict[str, Any]]:
     for key, p in zip(category_key(ev.prompts), ev.prompts, strict=True):
         if key is not None:
             label_by_key.setdefault(key, label_of(p.label))
-    return [{"category": key, "label": label_by_key[key], "n": r.n, "k": r.k, "refusal_rate": r.rate,
-             "ci95_lo": r.ci95[0], "ci95_hi": r.ci95[1]} for key, r in ev.by_category.items()]
+    return [{"category": key, "label": label_by_key[key], **_rate_cells(r)} for key, r in ev.by_category.items()]
+
+
+def style_rows(ev: RefusalEval) -> list[dict[str, Any]]:
+    """One row per ``label/style`` key: the key, n, k, rate and interval."""
+    return [{"style": key, **_rate_cells(r)} for key, r in ev.by_style.items()]
+
+
+def _rate_cells(r: Rate) -> dict[str, Any]:
+    return {"n": r.n, "k": r.k, "refusal_rate": r.rate, "ci95_lo": r.ci95[0], "ci95_hi": r.ci95[1]}
 
 
 def write_eval_outputs(out_dir: str | Path, ev: RefusalEval, extra: Mapping[str, Any] | None = None,
@@ -51,9 +60,7 @@ def write_eval_outputs(out_dir: str | Path, ev: RefusalEval, extra: Mapping[str,
     write_csv(paths["by_category.csv"], category_rows(ev), CATEGORY_COLUMNS)
     rate_bars_png(paths["rates.png"], {"refusal": {k: (r.rate, *r.ci95) for k, r in ev.by_label.items()}}, title=title)
     if ev.by_style:
-        paths["by_style.csv"] = write_csv(out / "by_style.csv", [{"style": key, "n": r.n, "k": r.k, "refusal_rate": r.rate,
-                                                                  "ci95_lo": r.ci95[0], "ci95_hi": r.ci95[1]}
-                                                                 for key, r in ev.by_style.items()], STYLE_COLUMNS)
+        paths["by_style.csv"] = write_csv(out / "by_style.csv", style_rows(ev), STYLE_COLUMNS)
     if ev.by_category:
         paths["by_category.png"] = rate_bars_png(out / "by_category.png", {"refusal": {k: (r.rate, *r.ci95) for k, r in ev.by_category.items()}},
                                                  title=f"{title} by category")
