@@ -150,7 +150,8 @@ def main() -> None:
             rescoped = dataclasses.replace(result.circuit, scope="response")
             rows.append((f"{name}>resp", {**over, "measured with": "scope response"},
                          _measure(store, f"rescoped_{name}", fingerprint("rescoped", fp), lm, rescoped, base["first_logits"])))
-    print("\nvalidation splits (harmful n=65, harmless n=72, lookalike n=46); KL: first-token KL(base || row) on harmless")
+    sizes = ", ".join(f"{label} n={base[label]['n']}" for label in LABELS)
+    print(f"\nvalidation splits ({sizes}); KL: first-token KL(base || row) on harmless")
     print(f"  {'row':<10}{'harmful':>22}{'harmless':>22}{'lookalike':>22}{'KL':>8}  score  settings")
     best: str | None = None
     best_key: tuple[bool, float] | None = None

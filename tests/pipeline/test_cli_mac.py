@@ -162,6 +162,8 @@ def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
     ("train:\n  freeze: [axes, gates]\n", "train.freeze"),
     ("train:\n  gate_init: random\n  gate_scale: 3\n", "train.gate_scale"),
     ("train:\n  gate_scale: 0\n", "train.gate_scale"),
+    ("train:\n  gate_init: random\n  gate_margin: 1\n", "train.gate_margin"),
+    ("train:\n  gate_margin: .nan\n", "train.gate_margin"),
     ("train:\n  gate_weight: -1\n", "train.gate_weight"),
     ("train:\n  gate_weight: 1\n", "train.gate_weight"),
     ("train:\n  scope: prompt\n", "train.scope"),

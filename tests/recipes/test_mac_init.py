@@ -3,6 +3,8 @@ checked against a logistic probe scored by hand on a plain HF model's hidden sta
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -29,12 +31,12 @@ def _plain_pooled(path, tok, prompts: list[str], layer: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("scale", [1.0, 2.5])
-def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir, scale: float) -> None:
+@pytest.mark.parametrize(("scale", "margin"), [(1.0, 0.0), (2.5, 0.0), (2.5, 0.7), (1.0, -0.4)])
+def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir, scale: float, margin: float) -> None:
     lm = tiny_lm("llama")
     layer, d = 0, lm.d_model  # not the last layer: HF applies the final norm to its last hidden state
     axes = torch.nn.functional.normalize(torch.randn(3, d, generator=torch.Generator().manual_seed(1)), dim=-1)
-    start = probe_gate_init(lm, layer, HARMFUL, [HARMLESS, LOOKALIKE], axes, gate_index=1, scale=scale)
+    start = probe_gate_init(lm, layer, HARMFUL, [HARMLESS, LOOKALIKE], axes, gate_index=1, scale=scale, margin=margin)
     assert "nudge" not in start and torch.equal(start["axes"][0], axes[0]) and torch.equal(start["axes"][2], axes[2])
     circuit = AlignmentCircuit.new(d, layer)
     circuit.net.load_start(start)
@@ -43,7 +45,7 @@ def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir, scal
     handle = circuit.attach_to(plain, record=True)
     prompts = HARMFUL + HARMLESS + LOOKALIKE
     logit = _plain_pooled(path, lm.tokenizer, prompts, layer) @ start["axes"][1].double() + float(start["axis_bias"][1])
-    expected = torch.sigmoid(scale * logit)
+    expected = torch.sigmoid(scale * (logit - margin))
     got = []
     with torch.no_grad():
         for p in prompts:
@@ -54,6 +56,8 @@ def test_the_fresh_gate_is_the_probe_of_the_whole_prompt(tiny_lm, tiny_dir, scal
     torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), expected, atol=1e-4, rtol=0)
     # the probe separates its own training prompts (a logistic fit on 10 points in d dimensions)
     assert min(got[:len(HARMFUL)]) > max(got[len(HARMFUL):])
+    bias = float(start["decide_bias"][1])
+    assert bias == float(torch.tensor(-scale * margin)) and (margin != 0 or math.copysign(1.0, bias) == 1.0)  # +0.0: as before margins
 
 
 def test_bad_probe_init_input_names_the_field(tiny_lm) -> None:
@@ -65,3 +69,5 @@ def test_bad_probe_init_input_names_the_field(tiny_lm) -> None:
         probe_gate_init(lm, 1, HARMFUL, [HARMLESS], axes, gate_index=3)
     with pytest.raises(InputError, match="field 'gate_scale'"):
         probe_gate_init(lm, 1, HARMFUL, [HARMLESS], axes, gate_index=1, scale=float("inf"))
+    with pytest.raises(InputError, match="field 'gate_margin'"):
+        probe_gate_init(lm, 1, HARMFUL, [HARMLESS], axes, gate_index=1, margin=float("nan"))

@@ -29,7 +29,8 @@ Every section is optional; no config at all trains on the embedded model and the
       gate_axis: harmless
       gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
                                     # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
-      gate_scale: 10.0              # probe start: the gate starts as sigmoid(gate_scale * the probe's logit)
+      gate_scale: 10.0              # probe start: the gate starts as sigmoid(gate_scale * (the probe's logit - gate_margin))
+      gate_margin: 0.0              # probe start: the probe logit at which the gate is half open (above 0: surer prompts only)
       freeze: [axes, axis_bias, query, key, decide, decide_bias]   # circuit parameters kept at their starting values:
                                     # with these, the gate stays the probe and only the nudges train
                                     # (with gate_init: random, gate_scale and freeze default to 1.0 and [])
@@ -105,6 +106,7 @@ class MacTrain(_Section):
     gate_axis: str = "harmless"
     gate_init: Literal["random", "probe"] = "probe"
     gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = PROBE_SCALE
+    gate_margin: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     freeze: tuple[ParameterName, ...] = PROBE_FREEZE
     scope: Scope = "response"
 
@@ -178,6 +180,9 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         chosen = cfg.train.model_fields_set
         if "gate_scale" in chosen and cfg.train.gate_scale != 1:
             raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
+        if cfg.train.gate_margin != 0:
+            raise InputError("gate_margin moves the probe start's threshold and needs gate_init: probe", path=source,
+                             field="train.gate_margin")
         plain = {k: v for k, v in (("gate_scale", 1.0), ("freeze", ())) if k not in chosen}  # the probe start's defaults do not apply
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
     if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):

@@ -145,7 +145,8 @@ def starting_values(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool)
     out = {"axes": torch.stack(rows), "harmful_minus_harmless": refusal.float()}
     if cfg.train.gate_init == "probe":
         start = probe_gate_init(lm, layer, harmful, [harmless, lookalike], out["axes"], list(cfg.train.axes).index(cfg.train.gate_axis),
-                                width=cfg.train.width, scale=cfg.train.gate_scale, progress=progress)
+                                width=cfg.train.width, scale=cfg.train.gate_scale, margin=cfg.train.gate_margin,
+                                progress=progress)
         out |= {f"init/{name}": value for name, value in start.items()}
     return out
 
@@ -153,7 +154,7 @@ def starting_values(lm: LoadedModel, cfg: MacConfig, layer: int, progress: bool)
 def start_settings(cfg: MacConfig, layer: int) -> list[Any]:
     """Every setting :func:`starting_values` reads besides the data (part of the ``axes`` stage's fingerprint)."""
     t = cfg.train
-    return [list(t.axes), layer, t.seed, t.gate_init, t.gate_axis, t.width, t.gate_scale]
+    return [list(t.axes), layer, t.seed, t.gate_init, t.gate_axis, t.width, t.gate_scale, t.gate_margin]
 
 
 def circuit_start(axes_stage: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

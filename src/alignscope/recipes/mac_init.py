@@ -10,8 +10,9 @@ classifier of the prompt, instead of leaving it to be found through the nudge's 
   equally (harmless and lookalike prompts, so that the hard negatives count as much as the easy ones);
 - the decision's query starts at zero, so its attention is uniform over the real tokens so far, and
   at the last prompt token the axis' context is exactly the probe's logit;
-- the axis' decision row reads that context with weight ``scale`` (1 by default) and bias 0, so its gate
-  starts as the probe's probability, sharpened by ``scale``: ``sigmoid(scale * probe logit)``. A gate that
+- the axis' decision row reads that context with weight ``scale`` (1 by default) and bias ``-scale * margin``
+  (``margin`` 0 by default), so its gate starts as the probe's probability, sharpened by ``scale`` and moved
+  ``margin`` logits towards the harmful side: ``sigmoid(scale * (probe logit - margin))``. A gate that
   is nearer 0 or 1 lets less of the nudge through on prompts the probe is unsure of. The other axes keep
   a fresh circuit's values.
 
@@ -45,7 +46,8 @@ def gate_probe(pos: torch.Tensor, negatives: Sequence[torch.Tensor], layer: int,
 
 
 def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negatives: Sequence[Sequence[str]], axes: torch.Tensor,
-                    gate_index: int, *, width: int = 16, scale: float = 1.0, progress: bool = False) -> dict[str, torch.Tensor]:
+                    gate_index: int, *, width: int = 16, scale: float = 1.0, margin: float = 0.0,
+                    progress: bool = False) -> dict[str, torch.Tensor]:
     """Starting values of every circuit parameter but the nudges' zeros, by name (see the module docstring).
 
     Args:
@@ -57,9 +59,11 @@ def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negati
         gate_index: the axis whose gate starts as the probe.
         width: the decision attention's query/key width.
         scale: the gate's starting weight on the probe's logit (above 0).
+        margin: the probe logit at which the gate starts half open (0: the probe's own decision point; above 0 it
+            opens only on prompts the probe is surer of).
 
     Raises:
-        InputError: an empty prompt group, a gate index outside the axes, or a scale that is not a finite number above 0.
+        InputError: an empty prompt group, a gate index outside the axes, a scale that is not a finite number above 0, or a margin that is not finite.
     """
     if not positive or not negatives or any(not group for group in negatives):
         raise InputError("expected prompts for the gate to open on and at least one non-empty group to stay shut on",
@@ -68,6 +72,8 @@ def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negati
         raise InputError(f"gate axis {gate_index} is outside the {axes.shape[0]} axes", field="gate_axis")
     if not (math.isfinite(scale) and scale > 0):
         raise InputError(f"expected a finite number above 0, got {scale!r}", field="gate_scale")
+    if not math.isfinite(margin):
+        raise InputError(f"expected a finite number, got {margin!r}", field="gate_margin")
     pos, *neg = (probe_features(lm, group, [layer], component="resid_post", pooling=WHOLE_PROMPT, token_norm=True,
                                 progress=progress) for group in (positive, *negatives))
     probe = gate_probe(pos, neg, layer)
@@ -79,6 +85,6 @@ def probe_gate_init(lm: LoadedModel, layer: int, positive: Sequence[str], negati
     start["query"].zero_()
     start["decide"][gate_index] = 0.0
     start["decide"][gate_index, n_axes + gate_index] = scale
-    start["decide_bias"][gate_index] = 0.0
+    start["decide_bias"][gate_index] = -scale * margin if margin else 0.0  # not -0.0: the start hashes as before
     del start["nudge"]
     return start
