@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from alignscope.cli import app
 from alignscope.data.builtin_sets import load_builtin
 from alignscope.models.loader import load_model
-from alignscope.pipeline.mac_config import PROBE_FREEZE, PROBE_SCALE, parse_mac_config
+from alignscope.pipeline.mac_config import PROBE_FREEZE, PROBE_MARGIN, PROBE_SCALE, parse_mac_config
 from alignscope.pipeline.mac_run import circuit_start, starting_values
 from alignscope.steering.circuit import load_circuit
 from alignscope.steering.intervention_io import load_intervention
@@ -212,19 +212,21 @@ def test_probe_gate_init_reaches_the_trainer_from_the_axes_stage(tiny_lm) -> Non
     start = circuit_start(probe)
     assert set(start) == {"axes", "axis_bias", "query", "key", "decide", "decide_bias"}
     assert not start["query"].any() and float(start["decide"][1, 4]) == PROBE_SCALE and float(start["axis_bias"][1]) != 0.0
+    assert float(start["decide_bias"][1]) == -PROBE_SCALE * PROBE_MARGIN  # the default margin reaches the start
     assert torch.equal(start["axes"][0], probe["axes"][0]) and not torch.equal(start["axes"][1], probe["axes"][1])
     assert set(circuit_start({"axes": probe["axes"], "harmful_minus_harmless": probe["axes"][1]})) == {"axes"}
 
 
 def test_the_probe_starts_defaults_apply_to_the_probe_start_only() -> None:
-    """gate_scale and freeze default to the val-chosen probe recipe; with gate_init: random to 1 and nothing, unless
-    set; LoRA alone freezes nothing."""
+    """gate_scale, gate_margin and freeze default to the val-chosen probe recipe; with gate_init: random to 1, 0 and
+    nothing, unless set; LoRA alone freezes nothing."""
     probe = parse_mac_config({})
-    assert probe.train.gate_scale == PROBE_SCALE and probe.train.freeze == PROBE_FREEZE
+    assert probe.train.gate_scale == PROBE_SCALE and probe.train.freeze == PROBE_FREEZE and probe.train.gate_margin == PROBE_MARGIN
     assert "nudge" not in PROBE_FREEZE and probe.settings("module").freeze == PROBE_FREEZE
     assert probe.settings("lora").freeze == () and probe.settings("module_lora").freeze == PROBE_FREEZE
     plain = parse_mac_config({"train": {"gate_init": "random"}})
     assert plain.train.gate_scale == 1.0 and plain.train.freeze == () and plain.settings("module").freeze == ()
+    assert plain.train.gate_margin == 0.0 and parse_mac_config({"train": {"gate_init": "random", "gate_margin": 0}}).train.gate_margin == 0
     assert parse_mac_config({"train": {"gate_init": "random", "freeze": ["axes"]}}).train.freeze == ("axes",)
     assert probe.settings("module").scope == plain.settings("module").scope == "response"  # the val-chosen scope, for both starts
     assert parse_mac_config({"train": {"scope": "all"}}).settings("module_lora").scope == "all"

@@ -30,10 +30,11 @@ Every section is optional; no config at all trains on the embedded model and the
       gate_init: probe              # the gate_axis gate starts as a logistic probe of the whole prompt (recipes.mac_init);
                                     # random: a fresh circuit's decision, as before (chosen on the val splits, see README)
       gate_scale: 10.0              # probe start: the gate starts as sigmoid(gate_scale * (the probe's logit - gate_margin))
-      gate_margin: 0.0              # probe start: the probe logit at which the gate is half open (above 0: surer prompts only)
+      gate_margin: 0.5              # probe start: the probe logit at which the gate is half open (above 0: surer prompts only;
+                                    # chosen on the val splits, see README)
       freeze: [axes, axis_bias, query, key, decide, decide_bias]   # circuit parameters kept at their starting values:
                                     # with these, the gate stays the probe and only the nudges train
-                                    # (with gate_init: random, gate_scale and freeze default to 1.0 and [])
+                                    # (with gate_init: random, gate_scale, gate_margin and freeze default to 1.0, 0 and [])
       scope: response               # which tokens are nudged: response (the last prompt token and the answer; chosen
                                     # on the val splits, see README) or all
     lora:                           # null: no LoRA variants
@@ -73,6 +74,7 @@ VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
 
 # The probe start's defaults, chosen on the val splits (README): a sharp gate that stays the probe.
 PROBE_SCALE = 10.0
+PROBE_MARGIN = 0.5
 PROBE_FREEZE: tuple[ParameterName, ...] = ("axes", "axis_bias", "query", "key", "decide", "decide_bias")
 
 
@@ -106,7 +108,7 @@ class MacTrain(_Section):
     gate_axis: str = "harmless"
     gate_init: Literal["random", "probe"] = "probe"
     gate_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = PROBE_SCALE
-    gate_margin: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    gate_margin: Annotated[float, Field(allow_inf_nan=False)] = PROBE_MARGIN
     freeze: tuple[ParameterName, ...] = PROBE_FREEZE
     scope: Scope = "response"
 
@@ -180,10 +182,11 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         chosen = cfg.train.model_fields_set
         if "gate_scale" in chosen and cfg.train.gate_scale != 1:
             raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
-        if cfg.train.gate_margin != 0:
+        if "gate_margin" in chosen and cfg.train.gate_margin != 0:
             raise InputError("gate_margin moves the probe start's threshold and needs gate_init: probe", path=source,
                              field="train.gate_margin")
-        plain = {k: v for k, v in (("gate_scale", 1.0), ("freeze", ())) if k not in chosen}  # the probe start's defaults do not apply
+        # the probe start's defaults do not apply
+        plain = {k: v for k, v in (("gate_scale", 1.0), ("gate_margin", 0.0), ("freeze", ())) if k not in chosen}
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
     if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):
         raise InputError("gate_weight trains the gate, but train.freeze keeps every parameter the gate depends on at its "
