@@ -76,6 +76,9 @@ VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
 PROBE_SCALE = 10.0
 PROBE_MARGIN = 0.5
 PROBE_FREEZE: tuple[ParameterName, ...] = ("axes", "axis_bias", "query", "key", "decide", "decide_bias")
+# With gate_init: random they default to these instead; the two probe-only settings may not take other values there.
+RANDOM_START: dict[str, Any] = {"gate_scale": 1.0, "gate_margin": 0.0, "freeze": ()}
+PROBE_ONLY = {"gate_scale": "sharpens the probe start", "gate_margin": "moves the probe start's threshold"}
 
 
 class _Section(BaseModel):
@@ -180,13 +183,10 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         raise InputError("expected at least one variant", path=source, field="variants")
     if cfg.train.gate_init != "probe":
         chosen = cfg.train.model_fields_set
-        if "gate_scale" in chosen and cfg.train.gate_scale != 1:
-            raise InputError("gate_scale sharpens the probe start and needs gate_init: probe", path=source, field="train.gate_scale")
-        if "gate_margin" in chosen and cfg.train.gate_margin != 0:
-            raise InputError("gate_margin moves the probe start's threshold and needs gate_init: probe", path=source,
-                             field="train.gate_margin")
-        # the probe start's defaults do not apply
-        plain = {k: v for k, v in (("gate_scale", 1.0), ("gate_margin", 0.0), ("freeze", ())) if k not in chosen}
+        for name, what in PROBE_ONLY.items():
+            if name in chosen and getattr(cfg.train, name) != RANDOM_START[name]:
+                raise InputError(f"{name} {what} and needs gate_init: probe", path=source, field=f"train.{name}")
+        plain = {k: v for k, v in RANDOM_START.items() if k not in chosen}  # the probe start's defaults do not apply
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
     if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):
         raise InputError("gate_weight trains the gate, but train.freeze keeps every parameter the gate depends on at its "
