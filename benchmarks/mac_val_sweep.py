@@ -40,7 +40,7 @@ from alignscope.pipeline.mac_config import parse_mac_config
 from alignscope.pipeline.mac_run import circuit_start, start_settings, starting_values
 from alignscope.pipeline.store import StageStore, fingerprint
 from alignscope.recipes.mac_eval import LABELS, TestSets, measure_refusal, sensor_trace
-from alignscope.recipes.mac_train import TrainSettings, train
+from alignscope.recipes.mac_train import TrainSettings, settings_key, train
 from alignscope.steering.circuit import AlignmentCircuit
 
 
@@ -144,7 +144,7 @@ def main() -> None:
         assert result.circuit is not None
         if args.gates:
             _print_gates(name, dataclasses.replace(settings, layer=layer), lm, start, result.circuit)
-        fp = fingerprint(name, repr(settings), sha256_json(records), what)
+        fp = fingerprint(name, *settings_key(settings), sha256_json(records), what)
         rows.append((name, over, _measure(store, f"candidate_{name}", fp, lm, result.circuit, base["first_logits"])))
         if args.rescope and result.circuit.scope == "all":
             rescoped = dataclasses.replace(result.circuit, scope="response")

@@ -167,6 +167,7 @@ def test_show_draws_the_sensors(mac_run, tiny_dir, tmp_path: Path) -> None:
     ("train:\n  gate_weight: -1\n", "train.gate_weight"),
     ("train:\n  gate_weight: 1\n", "train.gate_weight"),
     ("train:\n  scope: prompt\n", "train.scope"),
+    ("train:\n  scope: all\n  hold: true\n", "train.hold"),
 ])
 def test_bad_config_is_one_line_naming_the_field(tiny_dir, tmp_path: Path, text: str, field: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -230,3 +231,6 @@ def test_the_probe_starts_defaults_apply_to_the_probe_start_only() -> None:
     assert parse_mac_config({"train": {"gate_init": "random", "freeze": ["axes"]}}).train.freeze == ("axes",)
     assert probe.settings("module").scope == plain.settings("module").scope == "response"  # the val-chosen scope, for both starts
     assert parse_mac_config({"train": {"scope": "all"}}).settings("module_lora").scope == "all"
+    held = parse_mac_config({"train": {"hold": True}})
+    assert not probe.settings("module").hold and held.settings("module").hold and held.settings("module_lora").hold
+    assert not held.settings("lora").hold  # LoRA alone has no gates to hold

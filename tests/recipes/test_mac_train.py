@@ -138,6 +138,7 @@ def test_lora_only_counts_and_freezes(tiny, tmp_path: Path) -> None:
     (TrainSettings(keep_loss="mse"), "keep_loss"), (TrainSettings(kl_weight=-1.0), "kl_weight"),
     (TrainSettings(freeze=("gates",)), "freeze"), (TrainSettings(module=False, lora=LoraSettings(), freeze=("axes",)), "freeze"),
     (TrainSettings(freeze=PARAMETERS), "freeze"), (TrainSettings(scope="prompt"), "scope"),
+    (TrainSettings(hold=True), "hold"), (TrainSettings(module=False, lora=LoraSettings(), scope="response", hold=True), "hold"),
 ])
 def test_bad_settings_name_the_field(tiny, tmp_path: Path, settings: TrainSettings, field: str) -> None:
     path, tok = tiny
@@ -273,16 +274,10 @@ def test_bad_gate_supervision_names_the_field(tiny, tmp_path: Path, settings: Tr
         train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, refuse=refuse)
 
 
-def test_response_scope_trains_on_edits_from_the_prompts_end(tiny, tmp_path: Path) -> None:
-    """Under scope "response", step 2's loss equals a by-hand loss whose hook (plain HF, no alignscope scope logic) keeps
-    the circuit's edit only from each example's last prompt token on, one unpadded example at a time."""
-    path, tok = tiny
-    settings = TrainSettings(layer=0, batch_size=len(EXAMPLES), epochs=3, warmup_steps=1, lr=5e-2, scope="response")
-    g = torch.Generator().manual_seed(5)  # a start far from the identity, so that the prompt's edits would matter
-    d_model = load_plain(path).config.hidden_size
-    init = {k: torch.randn(v.shape, generator=g) * 0.5 for k, v in CircuitNet(d_model, 3, 16).named_parameters()}
-    first = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=1, init=init)
-    assert first.circuit is not None and first.circuit.scope == "response"
+def _response_loss(path: Path, tok, net: CircuitNet, hold: bool) -> float:
+    """The kept examples' KL plus the others' cross-entropy per response token, one unpadded example at a time on plain HF,
+    with a hook (no alignscope scope logic) that keeps the circuit's edit only from each example's last prompt token on;
+    with ``hold``, the gates after that token are replaced by its gates before the nudge is added by hand."""
     plain, steered = load_plain(path), load_plain(path)
     total, n = 0.0, 0
     with torch.no_grad():
@@ -292,8 +287,12 @@ def test_response_scope_trains_on_edits_from_the_prompts_end(tiny, tmp_path: Pat
 
             def hook(_m, _i, out, start=start):
                 h = out[0] if isinstance(out, tuple) else out
+                gates = net(h, torch.ones(h.shape[:2], dtype=torch.bool)).gates.clone()
+                if hold:
+                    gates[:, start + 1:] = gates[:, start:start + 1]
+                rms = h.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
                 new = h.clone()
-                new[:, start:] = first.circuit.net(h, torch.ones(h.shape[:2], dtype=torch.bool))[0][:, start:]
+                new[:, start:] = (h + rms * (gates @ net.nudge))[:, start:]
                 return (new, *out[1:]) if isinstance(out, tuple) else new
 
             handle = decoder_layers(steered)[0].register_forward_hook(hook)  # layer 0: later layers read the prompt's edits
@@ -305,12 +304,29 @@ def test_response_scope_trains_on_edits_from_the_prompts_end(tiny, tmp_path: Pat
                 if e.labels[t] != IGNORE:
                     n += 1
                     total += float((log_p[t - 1].exp() * (log_p[t - 1] - log_q[t - 1])).sum()) if keep else -float(log_q[t - 1, e.labels[t]])
+    return total / n
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_response_scope_trains_on_edits_from_the_prompts_end(tiny, tmp_path: Path, hold: bool) -> None:
+    """Under scope "response", step 2's loss equals a by-hand loss on plain HF that keeps the circuit's edit only from
+    each example's last prompt token on (:func:`_response_loss`), with the gates held from there under ``hold``."""
+    path, tok = tiny
+    settings = TrainSettings(layer=0, batch_size=len(EXAMPLES), epochs=3, warmup_steps=1, lr=5e-2, scope="response", hold=hold)
+    g = torch.Generator().manual_seed(5)  # a start far from the identity, so that the prompt's edits would matter
+    d_model = load_plain(path).config.hidden_size
+    init = {k: torch.randn(v.shape, generator=g) * 0.5 for k, v in CircuitNet(d_model, 3, 16).named_parameters()}
+    first = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=1, init=init)
+    assert first.circuit is not None and first.circuit.scope == "response" and first.circuit.hold is hold
+    expected = _response_loss(path, tok, first.circuit.net, hold)
     second = train(load_plain(path), tok, EXAMPLES, settings, out_dir=tmp_path, keep=KEEP, max_steps=2, init=init)
-    assert second.resumed_from == 1 and second.losses[1] == pytest.approx(total / n, rel=1e-6)
-    everywhere = _by_hand_loss(path, tok, dataclasses.replace(first.circuit, scope="all"))
+    assert second.resumed_from == 1 and second.losses[1] == pytest.approx(expected, rel=1e-6)
+    everywhere = _by_hand_loss(path, tok, dataclasses.replace(first.circuit, scope="all", hold=False))
     # a tiny random model's later layers read earlier positions weakly: the prompt's edits move this loss by about 7e-5,
     # over 30 times the tolerance above, so the test tells the scopes apart
-    assert abs(everywhere - total / n) > 3e-5
+    assert abs(everywhere - expected) > 3e-5
+    other = _response_loss(path, tok, first.circuit.net, not hold)
+    assert abs(other - expected) > 3e-5, (other, expected)  # and holding the gates or not
 
 
 def test_a_checkpoint_of_the_other_scope_is_not_resumed(tiny, tmp_path: Path) -> None:
@@ -321,3 +337,15 @@ def test_a_checkpoint_of_the_other_scope_is_not_resumed(tiny, tmp_path: Path) ->
     assert again.resumed_from == 1  # the same scope resumes
     other = train(load_plain(path), tok, EXAMPLES, dataclasses.replace(settings, scope="response"), out_dir=tmp_path, max_steps=1)
     assert other.resumed_from == 0
+    held = train(load_plain(path), tok, EXAMPLES, dataclasses.replace(settings, scope="response", hold=True), out_dir=tmp_path,
+                 max_steps=1)
+    assert held.resumed_from == 0  # nor one that holds its gates
+
+
+def test_hold_enters_a_trainings_identity_only_when_set() -> None:
+    """Runs and checkpoints from before ``hold`` existed keep their identity; a held training gets another."""
+    plain, held = TrainSettings(scope="response"), TrainSettings(scope="response", hold=True)
+    assert "hold" not in repr(plain) and mac_train.settings_key(plain) == [repr(plain)]
+    assert mac_train.settings_key(held) != mac_train.settings_key(plain)
+    assert "hold" not in mac_train.identity(plain) and mac_train.identity(held)["hold"] is True
+    assert "scope" not in mac_train.identity(TrainSettings())

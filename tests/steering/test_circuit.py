@@ -35,8 +35,10 @@ def trained_like(d_model: int, layer: int, seed: int = 3, gate: str = "sigmoid")
     return circuit
 
 
-def loop_reference(net: CircuitNet, h: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edited states and gates, one token at a time with Python lists (independent of the batched masks)."""
+def loop_reference(net: CircuitNet, h: torch.Tensor, real: torch.Tensor, hold_from: list[int] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edited states and gates, one token at a time with Python lists (independent of the batched masks); with
+    ``hold_from``, each row's tokens after that column take the gates computed at it."""
     out, gates = h.clone().double(), torch.zeros(h.shape[0], h.shape[1], net.n_axes, dtype=torch.float64)
     axes, bias = net.axes.double(), net.axis_bias.double()
     for b in range(h.shape[0]):
@@ -51,6 +53,8 @@ def loop_reference(net: CircuitNet, h: torch.Tensor, real: torch.Tensor) -> tupl
             context = sum(w * scores[j] for w, j in zip(weights, keys, strict=True))
             z = net.decide.double() @ torch.cat([scores[t], context]) + net.decide_bias.double()
             g = torch.sigmoid(z) if net.gate == "sigmoid" else torch.tanh(z)
+            if hold_from is not None and t > hold_from[b]:
+                g = gates[b, hold_from[b]].clone()
             gates[b, t] = g
             out[b, t] = h[b, t].double() + rms[t] * (g @ net.nudge.double())
     return out, gates
@@ -62,7 +66,7 @@ def test_net_equals_per_token_loop(gate: str) -> None:
     net = trained_like(12, 0, gate=gate).net
     h = torch.randn(3, 6, 12) * 3
     real = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1]], dtype=torch.bool)
-    edited, _scores, gates, _ = net(h, real)
+    edited, _scores, gates, _, _ = net(h, real)
     ref, ref_gates = loop_reference(net, h, real)
     torch.testing.assert_close(edited.double(), ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gates.double(), ref_gates, rtol=1e-5, atol=1e-5)
@@ -72,11 +76,11 @@ def test_cached_steps_equal_one_full_call() -> None:
     net = trained_like(12, 0).net
     h = torch.randn(2, 7, 12)
     real = torch.tensor([[0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
-    full, _, full_gates, _ = net(h, real)
-    first, _, g1, past = net(h[:, :4], real[:, :4])
+    full, _, full_gates, _, _ = net(h, real)
+    first, _, g1, past, _ = net(h[:, :4], real[:, :4])
     parts, gparts = [first], [g1]
     for t in range(4, 7):
-        step, _, g, past = net(h[:, t:t + 1], real[:, :t + 1], past)
+        step, _, g, past, _ = net(h[:, t:t + 1], real[:, :t + 1], past)
         parts.append(step)
         gparts.append(g)
     torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-6, atol=1e-6)
@@ -87,14 +91,14 @@ def test_edit_from_leaves_earlier_positions_exactly() -> None:
     net = trained_like(12, 0).net
     h = torch.randn(3, 6, 12)
     real = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]], dtype=torch.bool)
-    full, scores, gates, _ = net(h, real)
-    part, pscores, pgates, _ = net(h, real, edit_from=torch.tensor([0, 3, 5]))
+    full, scores, gates, _, _ = net(h, real)
+    part, pscores, pgates, _, _ = net(h, real, edit_from=torch.tensor([0, 3, 5]))
     for row, first in enumerate([0, 3, 5]):
         assert torch.equal(part[row, :first], h[row, :first])
         assert torch.equal(part[row, first:], full[row, first:])
     assert torch.equal(pscores, scores) and torch.equal(pgates, gates)  # the sensors and the decision still see every token
-    first, _, _, past = net(h[:, :4], real[:, :4], edit_from=torch.tensor([3, 3, 3]))
-    step, _, _, _ = net(h[:, 4:], real, past, edit_from=torch.tensor([3, 3, 3]))
+    first, _, _, past, _ = net(h[:, :4], real[:, :4], edit_from=torch.tensor([3, 3, 3]))
+    step, _, _, _, _ = net(h[:, 4:], real, past, edit_from=torch.tensor([3, 3, 3]))
     assert torch.equal(first[:, :3], h[:, :3])
     torch.testing.assert_close(torch.cat([first[:, 3:], step], 1), full[:, 3:], rtol=1e-6, atol=1e-6)
 
@@ -111,11 +115,11 @@ def test_untrained_circuit_changes_nothing(tiny_lm) -> None:
 def _edit_reference(model: torch.nn.Module, circuit: AlignmentCircuit, ids: torch.Tensor, mask: torch.Tensor,
                     start: list[int] | None = None) -> torch.Tensor:
     """Logits of a plain HF model with the layer's output replaced by the per-token loop's edit (in each row from column
-    ``start[row]`` on, when given)."""
+    ``start[row]`` on, when given, and with the gates held from there when the circuit holds them)."""
 
     def hook(_m, _i, out):
         h = out[0] if isinstance(out, tuple) else out
-        new = loop_reference(circuit.net, h.detach(), mask.bool())[0].to(h.dtype)
+        new = loop_reference(circuit.net, h.detach(), mask.bool(), start if circuit.hold else None)[0].to(h.dtype)
         for row, first in enumerate(start or []):
             new[row, :first] = h[row, :first]
         return (new, *out[1:]) if isinstance(out, tuple) else new
@@ -349,3 +353,93 @@ def test_load_start_copies_named_values_and_names_a_bad_one() -> None:
         net.load_start({"axes": torch.zeros(2, 12)})
     with pytest.raises(InputError, match=r"init\.gates"):
         net.load_start({"gates": torch.zeros(3)})
+
+
+def test_held_gates_equal_the_loop_in_one_call_and_in_cached_steps() -> None:
+    """With ``hold``, the tokens after each row's prompt end take its gates there: the batched net equals the per-token
+    loop, and a prompt call then one-token calls (the held gates carried between them) equal one full call."""
+    net = trained_like(12, 0).net
+    h = torch.randn(3, 7, 12)
+    real = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]], dtype=torch.bool)
+    ends = [2, 3, 4]
+    full = net(h, real, edit_from=torch.tensor(ends), hold=True)
+    ref, ref_gates = loop_reference(net, h, real, ends)
+    for row, end in enumerate(ends):
+        torch.testing.assert_close(full.edited[row, end:].double(), ref[row, end:], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(full.gates[row].double(), ref_gates[row], rtol=1e-5, atol=1e-5)
+        assert torch.equal(full.held[row], full.gates[row, end])
+    assert (full.gates - net(h, real).gates).abs().max() > 1e-3  # holding changes the gates on this net
+    step = net(h[:, :5], real[:, :5], edit_from=torch.tensor(ends), hold=True)
+    parts, past, held = [step.edited], step.past, step.held
+    for t in range(5, 7):
+        step = net(h[:, t:t + 1], real[:, :t + 1], past, torch.tensor(ends), hold=True, held=held)
+        parts.append(step.edited)
+        past, held = step.past, step.held
+    torch.testing.assert_close(torch.cat(parts, 1), full.edited, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="edit_from"):
+        net(h, real, hold=True)
+    with pytest.raises(ValueError, match="not in this call"):
+        net(h[:, 4:], real, net(h[:, :4], real[:, :4]).past, torch.tensor(ends), hold=True)  # row 0 ended in the past call
+
+
+def test_held_gates_on_every_path_equal_plain_hf_with_the_loop(family, tiny_lm, tiny_dir, tmp_path: Path) -> None:
+    """A teacher-forced pass with declared prompt ends, under ``hold``: the bridge, the native path and a plain HF model
+    with the saved circuit attached all equal plain HF with the per-token loop's held edit."""
+    lm = tiny_lm(family)
+    circuit = replace(trained_like(lm.d_model, 0), scope="response", hold=True)
+    ids, mask = left_pad(SEQS, 0)
+    real = mask.bool()
+    declared = [ids.shape[1] - 3, ids.shape[1] - 2, ids.shape[1] - 4]
+    ref = _edit_reference(load_plain(tiny_dir(family)), circuit, ids, mask, declared)
+    unheld = _edit_reference(load_plain(tiny_dir(family)), replace(circuit, hold=False), ids, mask, declared)
+    assert (unheld[real] - ref[real]).abs().max() > 1e-3  # holding matters on this model
+    with torch.no_grad(), circuit.apply(lm), prompt_ends(torch.tensor(declared)):
+        torch.testing.assert_close(lm.bridge(ids, attention_mask=mask)[real], ref[real], rtol=1e-4, atol=1e-4)
+    twin = native_model(lm)
+    if twin is not None:
+        target = NativeTarget(twin)
+        with torch.no_grad(), circuit.apply(lm, target), prompt_ends(torch.tensor(declared)):
+            torch.testing.assert_close(target.forward(ids, mask)[real], ref[real], rtol=1e-4, atol=1e-4)
+    path = save_intervention(tmp_path / "mac.safetensors", circuit, model=lm.name)
+    with prompt_ends(torch.tensor(declared)):
+        hf = _attached_logits(load_plain(tiny_dir(family)), path, ids, mask)
+    torch.testing.assert_close(hf[real], ref[real], rtol=1e-4, atol=1e-4)
+
+
+def test_held_generation_equals_recompute_with_the_prompt_declared(tiny_lm) -> None:
+    """KV-cached generation under ``hold`` keeps the prompt end's gates for every generated token: a no-cache loop that
+    declares the prompt's end on each call gives the same tokens, and the recorded gates repeat the prompt end's."""
+    lm = tiny_lm("llama")
+    circuit = replace(trained_like(lm.d_model, 0), scope="response", hold=True)
+    ids, mask = left_pad(SEQS, 0)
+    with torch.no_grad(), circuit.apply(lm, record=True) as handle:
+        out = lm.hf_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0)
+        gates = handle.trace()["gates"]
+    end = ids.shape[1] - 1
+    assert torch.equal(gates[:, end + 1:], gates[:, end:end + 1].expand(-1, gates.shape[1] - end - 1, -1))
+    seq, m = ids, mask
+    for _ in range(5):
+        with torch.no_grad(), circuit.apply(lm), prompt_ends(torch.full((len(SEQS),), end)):
+            pos = (m.cumsum(-1) - 1).clamp(min=0)
+            logits = lm.hf_model(input_ids=seq, attention_mask=m, position_ids=pos, use_cache=False).logits
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        seq, m = torch.cat([seq, nxt], 1), torch.cat([m, torch.ones_like(nxt)], 1)
+    assert torch.equal(out, seq)
+
+
+def test_hold_round_trips_needs_scope_response_and_older_files_do_not_hold(tiny_lm, tmp_path: Path) -> None:
+    lm = tiny_lm("llama")
+    path = save_intervention(tmp_path / "mac.safetensors", replace(trained_like(lm.d_model, 0), scope="response", hold=True),
+                             model=lm.name)
+    assert load_circuit(path).hold is True
+    tensors, meta = read_safetensors(path, "x")
+    save_safetensors(tmp_path / "old.safetensors", tensors, {k: v for k, v in meta.items() if k != "hold"})
+    assert load_circuit(tmp_path / "old.safetensors").hold is False
+    save_safetensors(tmp_path / "bad.safetensors", tensors, {**meta, "hold": '"yes"'})
+    with pytest.raises(InputError, match=r"bad.safetensors.*'hold'.*true or false"):
+        load_circuit(tmp_path / "bad.safetensors")
+    save_safetensors(tmp_path / "all.safetensors", tensors, {**meta, "scope": "all"})
+    with pytest.raises(InputError, match=r"all.safetensors.*'hold'.*scope 'response'"):
+        load_circuit(tmp_path / "all.safetensors")
+    with pytest.raises(InputError, match=r"'hold'.*scope 'response'"):
+        AlignmentCircuit.new(lm.d_model, 0, hold=True)

@@ -37,6 +37,8 @@ Every section is optional; no config at all trains on the embedded model and the
                                     # (with gate_init: random, gate_scale, gate_margin and freeze default to 1.0, 0 and [])
       scope: response               # which tokens are nudged: response (the last prompt token and the answer; chosen
                                     # on the val splits, see README) or all
+      hold: false                   # true: the gates decided at the last prompt token act on the whole answer (scope
+                                    # response only; the answer's tokens cannot reopen them)
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -66,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from alignscope.errors import InputError
 from alignscope.pipeline.config import JudgeSection, read_yaml, to_input_error
 from alignscope.recipes.mac_train import GATE_PARAMETERS, LoraSettings, TrainSettings
-from alignscope.steering.circuit import ParameterName, Scope
+from alignscope.steering.circuit import ParameterName, Scope, check_hold
 
 Variant = Literal["module", "lora", "module_lora"]
 VARIANTS: tuple[Variant, ...] = ("module", "lora", "module_lora")
@@ -114,6 +116,7 @@ class MacTrain(_Section):
     gate_margin: Annotated[float, Field(allow_inf_nan=False)] = PROBE_MARGIN
     freeze: tuple[ParameterName, ...] = PROBE_FREEZE
     scope: Scope = "response"
+    hold: bool = False
 
 
 class MacLora(_Section):
@@ -160,6 +163,7 @@ class MacConfig(_Section):
                              grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, seed=t.seed, max_length=t.max_length,
                              checkpoint_every=t.checkpoint_every, keep_loss=t.keep_loss, kl_weight=t.kl_weight,
                              gate_weight=t.gate_weight, gate_axis=t.gate_axis, scope=t.scope,
+                             hold=t.hold and variant != "lora",
                              freeze=tuple(t.freeze) if variant != "lora" else ())  # LoRA alone has no circuit to freeze
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,6 +192,7 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
                 raise InputError(f"{name} {what} and needs gate_init: probe", path=source, field=f"train.{name}")
         plain = {k: v for k, v in RANDOM_START.items() if k not in chosen}  # the probe start's defaults do not apply
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
+    check_hold(cfg.train.hold, cfg.train.scope, source, "train.hold")
     if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):
         raise InputError("gate_weight trains the gate, but train.freeze keeps every parameter the gate depends on at its "
                          "start (the default with gate_init: probe); set freeze to the parameters to keep", path=source,

@@ -57,7 +57,7 @@ from alignscope.pipeline.store import StageRecord, StageStore, fingerprint
 from alignscope.recipes.conscience import fit_conscience
 from alignscope.recipes.mac_eval import CompareRow, TestSets, evaluate_row, judge_ratings
 from alignscope.recipes.mac_init import probe_gate_init
-from alignscope.recipes.mac_train import TrainResult, linear_names, train
+from alignscope.recipes.mac_train import TrainResult, linear_names, settings_key, train
 from alignscope.stats import rate
 from alignscope.steering.circuit import AlignmentCircuit, load_circuit
 from alignscope.steering.directions import diff_in_means
@@ -267,7 +267,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             result = _train_variant(lm, cfg, variant, data.output["train"], circuit_start(axes_rec.tensors), out, progress)
             return result.summary(), {}
-        rec = stage(f"train_{variant}", [cfg.settings(variant).__repr__(), data.content, axes_rec.content], compute_train,
+        rec = stage(f"train_{variant}", [*settings_key(cfg.settings(variant)), data.content, axes_rec.content], compute_train,
                     files=partial(variant_files, out, variant))
         training[variant] = rec.output
     atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,

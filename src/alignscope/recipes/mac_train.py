@@ -53,7 +53,7 @@ from alignscope.models.batches import pad_id
 from alignscope.models.chat import encode_one
 from alignscope.models.native import strip_wrappers
 from alignscope.models.registry import decoder_layers
-from alignscope.steering.circuit import DEFAULT_AXES, GATES, PARAMETERS, AlignmentCircuit, check_scope
+from alignscope.steering.circuit import DEFAULT_AXES, GATES, PARAMETERS, AlignmentCircuit, check_hold, check_scope
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ class TrainSettings:
         freeze: circuit parameters (by name, see :data:`~alignscope.steering.circuit.PARAMETERS`) kept at their
             starting values. Freezing every parameter but ``nudge`` keeps a probe-started gate (``init``) exactly the
             probe, so that training only learns what each gate does, not when it opens.
+        hold: the gates decided at the last prompt token act on the whole response (scope ``response`` only; see
+            :mod:`alignscope.steering.circuit`). Left out of the settings' ``repr`` (which identifies a run's training
+            stage) so that runs trained before it existed are reused; :func:`settings_key` adds it when set.
     """
 
     module: bool = True
@@ -128,6 +131,7 @@ class TrainSettings:
     gate_axis: str = "harmless"
     freeze: tuple[str, ...] = ()
     scope: str = "all"
+    hold: bool = field(default=False, repr=False)
 
     def check(self, n_layers: int, module_names: set[str]) -> TrainSettings:
         """These settings with the layer resolved; errors name the field."""
@@ -138,6 +142,9 @@ class TrainSettings:
         if self.gate not in GATES:
             raise InputError(f"unknown gate form {self.gate!r}; expected one of {', '.join(GATES)}", field="gate")
         check_scope(self.scope)
+        if self.hold and not self.module:
+            raise InputError("holding the gates needs the circuit (module: true)", field="hold")
+        check_hold(self.hold, self.scope)
         if self.keep_loss not in KEEP_LOSSES:
             raise InputError(f"unknown keep_loss {self.keep_loss!r}; expected one of {', '.join(KEEP_LOSSES)}", field="keep_loss")
         if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
@@ -176,6 +183,23 @@ class TrainSettings:
             if self.lora.r < 1:
                 raise InputError(f"expected a positive rank, got {self.lora.r}", field="lora.r")
         return TrainSettings(**{**asdict(self), "layer": layer, "lora": self.lora, "freeze": tuple(self.freeze)})
+
+
+# Settings added after runs existed, at the values that behave as those runs did: left out of identities at these values,
+# so that earlier checkpoints and training stages are reused.
+LATER_DEFAULTS: dict[str, Any] = {"scope": "all", "hold": False}
+
+
+def identity(s: TrainSettings) -> dict[str, Any]:
+    """The settings that identify a training (a checkpoint's, a run's training stage): every field, less those at
+    their :data:`LATER_DEFAULTS` value."""
+    return {k: v for k, v in asdict(s).items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+
+
+def settings_key(s: TrainSettings) -> list[Any]:
+    """What identifies a training among a run's stages: the settings' ``repr``, and ``hold`` when set (it is left out of
+    the ``repr``, so that stages recorded before it existed are reused)."""
+    return [repr(s), *([{"hold": True}] if s.hold else [])]
 
 
 @dataclass(frozen=True)
@@ -385,7 +409,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     circuit = None
     if s.module:
         circuit = AlignmentCircuit.new(int(getattr(base, "config").hidden_size), s.layer, axis_names=s.axes, width=s.width,  # noqa: B009
-                                       gate=s.gate, scope=s.scope)
+                                       gate=s.gate, scope=s.scope, hold=s.hold)
         circuit.net.load_start(init or {})
         circuit.net.to(device)
     params = {f"lora/{k}": p for k, p in model.named_parameters() if p.requires_grad}
@@ -400,7 +424,7 @@ def train(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: 
     per_epoch = math.ceil(len(encoded) / s.batch_size)
     total_steps = math.ceil(per_epoch * s.epochs / s.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(min(s.warmup_steps, total_steps), total_steps))
-    recorded = {k: v for k, v in asdict(s).items() if not (k == "scope" and v == "all")}  # checkpoints from before scopes resume
+    recorded = identity(s)
     ckpt = Checkpoint(Path(out_dir), sha256_json({"settings": recorded, "data": [(e.ids, e.labels) for e in encoded],
                                                   "init": None if not init else {k: v.tolist() for k, v in sorted(init.items())}, "chat": chat,
                                                   "keep": keep if any(keep) else None,

@@ -24,6 +24,11 @@ pass of ``generate``, a next-token read), or, for a teacher-forced pass over pro
 together (training, log-likelihood scoring), the column the caller declares with
 :func:`alignscope.hooks.prompt_ends.prompt_ends`.
 
+**Hold.** With ``hold=True`` (scope ``response`` only) the gates decided at the last prompt token act
+on every later token too: the decision is taken once, when the whole prompt has been read, and the
+answer's own tokens (which join what the decision attention averages) cannot reopen or close it. The
+recorded gates are the ones that act, so after the prompt's end they repeat its values.
+
 During KV-cached generation the keys and values of earlier tokens are kept in the
 :class:`CircuitHandle` (reset where a sequence starts, like conditional steering's gate), so a
 decoding step attends over the whole sequence without recomputing it. The handle can also record
@@ -50,7 +55,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, NamedTuple, get_args
 
 import torch
 
@@ -74,6 +79,16 @@ ParameterName = Literal["axes", "axis_bias", "query", "key", "decide", "decide_b
 PARAMETERS: tuple[str, ...] = get_args(ParameterName)  # CircuitNet's parameters, in order
 COMPONENT = "resid_post"
 _EPS = 1e-6
+
+
+class Decision(NamedTuple):
+    """What one call of :class:`CircuitNet` returns."""
+
+    edited: torch.Tensor  # (batch, seq, d_model), the edited hidden states
+    scores: torch.Tensor  # (batch, seq, n_axes) float32 axis scores
+    gates: torch.Tensor  # (batch, seq, n_axes) float32, the gates that act (held ones after the prompt's end)
+    past: tuple[torch.Tensor, torch.Tensor]  # keys and values including this call's tokens
+    held: torch.Tensor | None  # (batch, n_axes) the gates held from the prompt's end (None: no hold, or not reached)
 
 
 class CircuitNet(torch.nn.Module):
@@ -120,8 +135,7 @@ class CircuitNet(torch.nn.Module):
         return hn, hn @ self.axes.T + self.axis_bias, rms
 
     def forward(self, h: torch.Tensor, key_real: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None,
-                edit_from: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+                edit_from: torch.Tensor | None = None, *, hold: bool = False, held: torch.Tensor | None = None) -> Decision:
         """Edit ``h`` ``(batch, seq, d_model)``.
 
         Args:
@@ -130,10 +144,11 @@ class CircuitNet(torch.nn.Module):
             past: keys ``(batch, past, width)`` and values ``(batch, past, n_axes)`` of earlier tokens.
             edit_from: ``(batch,)`` per row, the first position (counting ``past``) that is nudged; earlier positions
                 are returned unchanged (None: every position is nudged).
+            hold: the positions after ``edit_from`` take the gates of position ``edit_from`` (needs ``edit_from``).
+            held: with ``hold``, those gates from an earlier call of the sequence (None: ``edit_from`` is in this call).
 
         Returns:
-            ``(edited h, axis scores, gates, (keys, values) including this call's tokens)``;
-            scores and gates are ``(batch, seq, n_axes)`` float32.
+            the :class:`Decision`: edited ``h``, axis scores, gates, keys and values, and the held gates.
         """
         hn, scores, rms = self.sense(h)
         keys, values = scores @ self.key.T, scores
@@ -148,17 +163,41 @@ class CircuitNet(torch.nn.Module):
         context = logits.masked_fill(~allowed, float("-inf")).softmax(-1) @ values
         z = torch.cat([scores, context], -1) @ self.decide.T + self.decide_bias
         gates = torch.sigmoid(z) if self.gate == "sigmoid" else torch.tanh(z)
+        if hold:
+            if edit_from is None:
+                raise ValueError("holding the gates needs edit_from, the prompt's end")
+            gates, held = _hold(gates, edit_from.to(h.device), n_past, held)
         edited = h + (rms * (gates @ self.nudge)).to(h.dtype)
         if edit_from is not None:
             nudged = pos.squeeze(1).unsqueeze(0) >= edit_from.to(h.device).unsqueeze(1)
             edited = torch.where(nudged.unsqueeze(-1), edited, h)
-        return edited, scores, gates, (keys, values)
+        return Decision(edited, scores, gates, (keys, values), held if hold else None)
+
+
+def _hold(gates: torch.Tensor, edit_from: torch.Tensor, n_past: int, held: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gates`` with each row's positions after ``edit_from`` set to its gates at ``edit_from`` (from this call, or
+    ``held`` from an earlier one), and those gates."""
+    rows, seq = torch.arange(gates.shape[0], device=gates.device), gates.shape[1]
+    if held is None:
+        local = edit_from - n_past
+        if bool(((local < 0) | (local >= seq)).any()):
+            raise ValueError(f"the prompt ends {edit_from.tolist()} are not in this call's positions {n_past}..{n_past + seq - 1}")
+        held = gates[rows, local]
+    after = (torch.arange(seq, device=gates.device).unsqueeze(0) + n_past) > edit_from.unsqueeze(1)
+    return torch.where(after.unsqueeze(-1), held.unsqueeze(1), gates), held
 
 
 def check_scope(scope: str, path: str | Path | None = None) -> None:
     """Raise a clear error for an unknown scope (naming ``path``, the file it was read from, if any)."""
     if scope not in SCOPES:
         raise InputError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}", path=path, field="scope")
+
+
+def check_hold(hold: bool, scope: str, path: str | Path | None = None, field: str = "hold") -> None:
+    """Raise a clear error for a hold without a prompt's end to hold from (naming ``path``, if any, and ``field``)."""
+    if hold and scope != "response":
+        raise InputError(f"holding the gates from the prompt's end needs scope 'response', got scope {scope!r}",
+                         path=path, field=field)
 
 
 def check_shape(d_model: int, n_axes: int, width: int, gate: str) -> None:
@@ -179,6 +218,7 @@ class CircuitHandle(HookHandle):
         self.mask: torch.Tensor | None = None
         self.past: tuple[torch.Tensor, torch.Tensor] | None = None
         self.edit_from: torch.Tensor | None = None  # per row, the first nudged position (scope "response")
+        self.held: torch.Tensor | None = None  # per row, the gates held from the prompt's end (hold)
         self.scores: list[torch.Tensor] = []
         self.gates: list[torch.Tensor] = []
         self.last_gates: torch.Tensor | None = None  # the last call's gates, with their graph when gradients are on
@@ -187,7 +227,7 @@ class CircuitHandle(HookHandle):
         """Record this call's attention mask; forget the previous sequence where a new one starts."""
         self.mask = mask
         if new_sequence:
-            self.past, self.edit_from = None, None
+            self.past, self.edit_from, self.held = None, None, None
             self.scores, self.gates = [], []
 
     def key_real(self, batch: int, total: int, device: torch.device) -> torch.Tensor:
@@ -215,6 +255,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         record: whether handles record scores and gates by default.
         scope: ``all`` (every token is nudged) or ``response`` (the last prompt token and later ones; see the module
             docstring).
+        hold: the gates decided at the last prompt token act on every later token (scope ``response`` only).
     """
 
     kind: ClassVar[str] = "mac"
@@ -223,6 +264,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
     axis_names: tuple[str, ...] = DEFAULT_AXES
     record: bool = False
     scope: str = "all"
+    hold: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "axis_names", tuple(self.axis_names))
@@ -231,14 +273,15 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
             raise InputError(f"expected a layer index >= 0, got {self.layer!r}", field="layer")
         check_scope(self.scope)
+        check_hold(self.hold, self.scope)
 
     @classmethod
     def new(cls, d_model: int, layer: int, *, axis_names: Sequence[str] = DEFAULT_AXES, width: int = 16,
-            gate: str = "sigmoid", gate_bias: float = -2.0, scope: str = "all") -> AlignmentCircuit:
+            gate: str = "sigmoid", gate_bias: float = -2.0, scope: str = "all", hold: bool = False) -> AlignmentCircuit:
         """A fresh circuit (nudges at zero: the model is unchanged until it is trained)."""
         if not axis_names:
             raise InputError("expected at least one axis", field="axes")
-        return cls(CircuitNet(d_model, len(axis_names), width, gate, gate_bias), layer, tuple(axis_names), scope=scope)
+        return cls(CircuitNet(d_model, len(axis_names), width, gate, gate_bias), layer, tuple(axis_names), scope=scope, hold=hold)
 
     @property
     def site(self) -> Site:
@@ -255,7 +298,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
         return CircuitHandle(self.record)
 
     def hooks(self, lm: LoadedModel | None, handle: CircuitHandle) -> list[tuple[Site, HookFn]]:
-        net, response_only = self.net, self.scope == "response"
+        net, response_only, hold = self.net, self.scope == "response", self.hold
 
         def hook(_m: torch.nn.Module, _i: Any, h: torch.Tensor) -> torch.Tensor:
             if net.axes.device != h.device:
@@ -266,13 +309,15 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
                                  "(beam search is not supported)", field="batch")
             if response_only and handle.past is None:  # the first call of a sequence: where does its prompt end?
                 handle.edit_from = _prompt_end(key_real)
-            edited, scores, gates, past = net(h, key_real, handle.past, handle.edit_from)  # None unless scope response
-            handle.past = (past[0].detach(), past[1].detach()) if not torch.is_grad_enabled() else past
-            handle.last_gates = gates
+            out = net(h, key_real, handle.past, handle.edit_from, hold=hold, held=handle.held)  # edit_from: None unless scope response
+            grad = torch.is_grad_enabled()
+            handle.past = out.past if grad else (out.past[0].detach(), out.past[1].detach())
+            handle.held = out.held if grad or out.held is None else out.held.detach()
+            handle.last_gates = out.gates
             if handle.record:
-                handle.scores.append(scores.detach().cpu())
-                handle.gates.append(gates.detach().cpu())
-            return edited
+                handle.scores.append(out.scores.detach().cpu())
+                handle.gates.append(out.gates.detach().cpu())
+            return out.edited
 
         return [(self.site, hook)]
 
@@ -304,7 +349,8 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         tensors = {name: p.detach().float().cpu().contiguous() for name, p in self.net.named_parameters()}
         meta = {"layer": json.dumps(self.layer), "axis_names": json.dumps(list(self.axis_names)), "width": json.dumps(self.net.width),
-                "gate": self.net.gate, "d_model": json.dumps(self.net.d_model), "component": COMPONENT, "scope": self.scope}
+                "gate": self.net.gate, "d_model": json.dumps(self.net.d_model), "component": COMPONENT, "scope": self.scope,
+                "hold": json.dumps(self.hold)}
         return tensors, meta
 
     @classmethod
@@ -319,6 +365,10 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
             raise InputError(f"unknown gate form {gate!r}; expected one of {', '.join(GATES)}", path=r.path, field="gate")
         scope = r.text("scope", "all")  # files written before scopes existed nudge every token
         check_scope(scope, r.path)
+        hold = r.json("hold", False)  # files written before holds existed do not hold
+        if not isinstance(hold, bool):
+            raise InputError(f"expected true or false, got {r.meta.get('hold')!r}", path=r.path, field="hold")
+        check_hold(hold, scope, r.path)
         net = CircuitNet(d_model, len(names), width, gate)
         state = {}
         for name, param in net.named_parameters():
@@ -329,7 +379,7 @@ class AlignmentCircuit(HookIntervention[CircuitHandle]):
                 raise InputError("contains NaN or inf", path=r.path, field=name)
             state[name] = t
         net.load_state_dict(state)
-        return cls(net, layer, tuple(names), scope=scope)
+        return cls(net, layer, tuple(names), scope=scope, hold=hold)
 
 
 def _prompt_end(key_real: torch.Tensor) -> torch.Tensor:
