@@ -231,6 +231,7 @@ def test_the_probe_starts_defaults_apply_to_the_probe_start_only() -> None:
     assert parse_mac_config({"train": {"gate_init": "random", "freeze": ["axes"]}}).train.freeze == ("axes",)
     assert probe.settings("module").scope == plain.settings("module").scope == "response"  # the val-chosen scope, for both starts
     assert parse_mac_config({"train": {"scope": "all"}}).settings("module_lora").scope == "all"
-    held = parse_mac_config({"train": {"hold": True}})
-    assert not probe.settings("module").hold and held.settings("module").hold and held.settings("module_lora").hold
-    assert not held.settings("lora").hold  # LoRA alone has no gates to hold
+    assert probe.settings("module").hold and probe.settings("module_lora").hold  # the val-chosen hold
+    assert not probe.settings("lora").hold  # LoRA alone has no gates to hold
+    assert not parse_mac_config({"train": {"hold": False}}).settings("module").hold
+    assert not parse_mac_config({"train": {"scope": "all"}}).settings("module").hold  # no prompt's end to hold from

@@ -37,8 +37,9 @@ Every section is optional; no config at all trains on the embedded model and the
                                     # (with gate_init: random, gate_scale, gate_margin and freeze default to 1.0, 0 and [])
       scope: response               # which tokens are nudged: response (the last prompt token and the answer; chosen
                                     # on the val splits, see README) or all
-      hold: false                   # true: the gates decided at the last prompt token act on the whole answer (scope
-                                    # response only; the answer's tokens cannot reopen them)
+      hold: true                    # the gates decided at the last prompt token act on the whole answer (scope response
+                                    # only, and false by default with scope all; the answer's tokens cannot reopen them;
+                                    # chosen on the val splits, see README)
     lora:                           # null: no LoRA variants
       r: 8
       alpha: 16
@@ -116,7 +117,7 @@ class MacTrain(_Section):
     gate_margin: Annotated[float, Field(allow_inf_nan=False)] = PROBE_MARGIN
     freeze: tuple[ParameterName, ...] = PROBE_FREEZE
     scope: Scope = "response"
-    hold: bool = False
+    hold: bool = True
 
 
 class MacLora(_Section):
@@ -192,6 +193,8 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
                 raise InputError(f"{name} {what} and needs gate_init: probe", path=source, field=f"train.{name}")
         plain = {k: v for k, v in RANDOM_START.items() if k not in chosen}  # the probe start's defaults do not apply
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
+    if cfg.train.scope != "response" and "hold" not in cfg.train.model_fields_set:  # holding needs the prompt's end
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"hold": False})})
     check_hold(cfg.train.hold, cfg.train.scope, source, "train.hold")
     if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):
         raise InputError("gate_weight trains the gate, but train.freeze keeps every parameter the gate depends on at its "
