@@ -185,14 +185,14 @@ class TrainSettings:
         return TrainSettings(**{**asdict(self), "layer": layer, "lora": self.lora, "freeze": tuple(self.freeze)})
 
 
-# Settings added after runs existed, at the values that behave as those runs did: left out of identities at these values,
-# so that earlier checkpoints and training stages are reused.
+# Settings added after checkpoints existed, at the values that behave as those did: left out of a checkpoint's identity at
+# these values, so that earlier checkpoints resume (a run's training stages use settings_key).
 LATER_DEFAULTS: dict[str, Any] = {"scope": "all", "hold": False}
 
 
 def identity(s: TrainSettings) -> dict[str, Any]:
-    """The settings that identify a training (a checkpoint's, a run's training stage): every field, less those at
-    their :data:`LATER_DEFAULTS` value."""
+    """The settings that identify a training checkpoint: every field, less those at their :data:`LATER_DEFAULTS`
+    value."""
     return {k: v for k, v in asdict(s).items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 

@@ -88,7 +88,7 @@ class Decision(NamedTuple):
     scores: torch.Tensor  # (batch, seq, n_axes) float32 axis scores
     gates: torch.Tensor  # (batch, seq, n_axes) float32, the gates that act (held ones after the prompt's end)
     past: tuple[torch.Tensor, torch.Tensor]  # keys and values including this call's tokens
-    held: torch.Tensor | None  # (batch, n_axes) the gates held from the prompt's end (None: no hold, or not reached)
+    held: torch.Tensor | None  # (batch, n_axes) the gates held from the prompt's end (None: no hold)
 
 
 class CircuitNet(torch.nn.Module):
