@@ -82,6 +82,8 @@ PROBE_FREEZE: tuple[ParameterName, ...] = ("axes", "axis_bias", "query", "key", 
 # With gate_init: random they default to these instead; the two probe-only settings may not take other values there.
 RANDOM_START: dict[str, Any] = {"gate_scale": 1.0, "gate_margin": 0.0, "freeze": ()}
 PROBE_ONLY = {"gate_scale": "sharpens the probe start", "gate_margin": "moves the probe start's threshold"}
+# With a scope other than response, hold defaults to this instead (there is no prompt's end to hold the gates from).
+OTHER_SCOPE: dict[str, Any] = {"hold": False}
 
 
 class _Section(BaseModel):
@@ -186,15 +188,17 @@ def parse_mac_config(data: Any, source: str = "<config>") -> MacConfig:
         raise InputError("expected at least one axis (got an axis count of 0)", path=source, field="train.axes")
     if not cfg.variants:
         raise InputError("expected at least one variant", path=source, field="variants")
+    chosen = cfg.train.model_fields_set
+    fallback: dict[str, Any] = {}  # defaults that depend on another setting, applied where not chosen
     if cfg.train.gate_init != "probe":
-        chosen = cfg.train.model_fields_set
         for name, what in PROBE_ONLY.items():
             if name in chosen and getattr(cfg.train, name) != RANDOM_START[name]:
                 raise InputError(f"{name} {what} and needs gate_init: probe", path=source, field=f"train.{name}")
-        plain = {k: v for k, v in RANDOM_START.items() if k not in chosen}  # the probe start's defaults do not apply
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=plain)})
-    if cfg.train.scope != "response" and "hold" not in cfg.train.model_fields_set:  # holding needs the prompt's end
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"hold": False})})
+        fallback |= RANDOM_START  # the probe start's defaults do not apply
+    if cfg.train.scope != "response":
+        fallback |= OTHER_SCOPE  # holding needs the prompt's end
+    unchosen = {k: v for k, v in fallback.items() if k not in chosen}
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=unchosen)})
     check_hold(cfg.train.hold, cfg.train.scope, source, "train.hold")
     if cfg.train.gate_weight > 0 and set(GATE_PARAMETERS) <= set(cfg.train.freeze):
         raise InputError("gate_weight trains the gate, but train.freeze keeps every parameter the gate depends on at its "
