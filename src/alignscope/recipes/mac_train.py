@@ -35,7 +35,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -197,9 +197,10 @@ def identity(s: TrainSettings) -> dict[str, Any]:
 
 
 def settings_key(s: TrainSettings) -> list[Any]:
-    """What identifies a training among a run's stages: the settings' ``repr``, and ``hold`` when set (it is left out of
-    the ``repr``, so that stages recorded before it existed are reused)."""
-    return [repr(s), *([{"hold": True}] if s.hold else [])]
+    """What identifies a training among a run's stages: the settings' ``repr``, and the fields left out of it (``hold``,
+    so that stages recorded before it existed are reused) where they differ from their :data:`LATER_DEFAULTS` value."""
+    hidden = {f.name: getattr(s, f.name) for f in fields(s) if not f.repr and getattr(s, f.name) != LATER_DEFAULTS[f.name]}
+    return [repr(s), *([hidden] if hidden else [])]
 
 
 @dataclass(frozen=True)
