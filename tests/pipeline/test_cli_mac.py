@@ -106,6 +106,29 @@ def test_a_missing_trained_file_is_trained_again(mac_run, tmp_path: Path) -> Non
     assert set(manifest["train_lora"]["files"]) == {"lora/adapter/adapter_model.safetensors", "lora_only_merged/model.safetensors"}
 
 
+def test_a_changed_circuit_start_retrains_only_what_reads_it(mac_run, tmp_path: Path) -> None:
+    """A new gate margin changes the circuit's start: the circuit variants train again, while LoRA alone and the
+    addition row (which never read the start) are reused, record for record."""
+    out, _, path = mac_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg["train"]["gate_margin"] = PROBE_MARGIN + 1.0
+    changed = tmp_path / "margin.yaml"
+    changed.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+
+    def records() -> dict[str, str]:
+        return {p.stem: p.read_text(encoding="utf-8") for p in (copy / "stages").glob("*.json")}
+
+    before = records()
+    res = runner.invoke(app, ["mac", "train", str(changed), "--out", str(copy), "--json"])
+    assert res.exit_code == 0, res.output
+    after = records()
+    same = {name for name in before if after[name] == before[name]}
+    assert {"data", "train_lora", "eval_base", "eval_addition", "eval_lora"} <= same
+    assert not {"axes", "train_module", "train_module_lora", "eval_module", "eval_module_lora"} & same
+
+
 def test_judge_rates_every_row_in_its_own_stage(mac_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, summary, path = mac_run  # runs before the test that changes the training data in out
     copy = tmp_path / "out"

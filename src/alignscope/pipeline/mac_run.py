@@ -48,7 +48,7 @@ from alignscope.evals.generation import generate
 from alignscope.evals.judge import Judge
 from alignscope.evals.ratings import RatingSummary
 from alignscope.evals.truthfulqa import TruthfulQAResult
-from alignscope.io import atomic_dir, atomic_write_json, sha256_json
+from alignscope.io import atomic_dir, atomic_write_json, sha256_json, tensors_digest
 from alignscope.lenses.corpus import load_corpus_text
 from alignscope.models.identity import dtype_name, resume_key, weights_hash
 from alignscope.models.loader import LoadedModel, load_hf, load_model, resolve_device, resolve_dtype
@@ -267,7 +267,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             result = _train_variant(lm, cfg, variant, data.output["train"], circuit_start(axes_rec.tensors), out, progress)
             return result.summary(), {}
-        rec = stage(f"train_{variant}", [*settings_key(cfg.settings(variant)), data.content, axes_rec.content], compute_train,
+        reads = [data.content] + ([axes_rec.content] if cfg.settings(variant).module else [])  # LoRA alone has no circuit start
+        rec = stage(f"train_{variant}", [*settings_key(cfg.settings(variant)), *reads], compute_train,
                     files=partial(variant_files, out, variant))
         training[variant] = rec.output
     atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,
@@ -303,7 +304,8 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     rows.append(base)
     if cfg.compare.addition:
         vector = axes_rec.tensors["harmful_minus_harmless"]  # computed once, in the axes stage
-        rows.append(measure("addition", lm, ActivationAddition(vector, (layer,), 1.0, "resid_post"), axes_rec.content))
+        rows.append(measure("addition", lm, ActivationAddition(vector, (layer,), 1.0, "resid_post"),
+                            [layer, tensors_digest({"vector": vector})]))  # not the circuit's start, which it never reads
     conscience = _conscience(lm, cfg.compare.conscience, progress)
     if conscience is not None:
         rows.append(measure("conscience", lm, conscience, cfg.compare.conscience))
