@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
+import transformers
+import transformers.modeling_utils
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from alignscope.errors import DiskFullError
@@ -91,6 +93,40 @@ def test_atomic_dir_full_disk_names_the_directory(tmp_path: Path) -> None:
     with pytest.raises(DiskFullError, match=f"^{tmp_path / 'model'}: could not write"), atomic_dir(tmp_path / "model"):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+# What safetensors' Rust writer raised on a real full file system (a 256 KiB tmpfs) when this test was written.
+RUST_ENOSPC = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+@pytest.mark.parametrize(("message", "full"), [(RUST_ENOSPC, True), ("Error while serializing: I/O error: Disk quota exceeded "
+                                                                      f"(os error {errno.EDQUOT})", True),
+                                                ("Error while serializing: I/O error: Permission denied (os error 13)", False),
+                                                ("Error while serializing: header too large", False)])
+def test_atomic_dir_reads_a_full_disk_in_safetensors_errors(tmp_path: Path, message: str, full: bool) -> None:
+    """``save_pretrained`` writes its weights with safetensors' own writer, which reports a full disk as a SafetensorError,
+    not an OSError: it is a full disk only when the OS error it carries says so."""
+    with pytest.raises(DiskFullError if full else SafetensorError) as info, atomic_dir(tmp_path / "model"):
+        raise SafetensorError(message)
+    assert isinstance(info.value, DiskFullError) == full
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_pretrained_on_a_full_disk_names_the_directory(tiny_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``save_pretrained``, whose safetensors writer fails as it does on a full disk: one error naming the
+    directory, and the previous directory untouched."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir("llama"))
+    target = tmp_path / "merged"
+    with atomic_dir(target) as tmp:
+        (tmp / "old.txt").write_text("kept", encoding="utf-8")
+
+    def full(*_: object, **__: object) -> None:
+        raise SafetensorError(RUST_ENOSPC)
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
+    with pytest.raises(DiskFullError, match=f"^{target}: could not write"), atomic_dir(target) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+    assert [p.name for p in target.iterdir()] == ["old.txt"] and [p.name for p in tmp_path.iterdir()] == ["merged"]
 
 
 def test_save_safetensors_is_byte_for_byte_reproducible(tmp_path: Path) -> None:

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from alignscope.errors import DiskFullError
 from alignscope.reports.html import Page
-from alignscope.reports.plots import heatmap_png, lines_png, rate_bars_png
+from alignscope.reports.plots import bars_png, heatmap_png, lines_png, rate_bars_png
 from alignscope.reports.refusal_report import category_bars_png
 
 
@@ -35,6 +38,20 @@ def test_pngs_are_written(tmp_path: Path) -> None:
         rate_bars_png(tmp_path / "b.png", {"before": {"harmful": (0.1, 0.05, 0.2)}, "after": {"harmful": (0.8, 0.7, 0.9)}}, title="b"),
     ):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_png_on_a_full_disk_names_it_and_keeps_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PNGs go through the atomic writer: a full disk is one DiskFullError naming the PNG, and the old PNG stays."""
+    path = bars_png(tmp_path / "b.png", {"a": 1.0}, title="old", ylabel="y")
+    before = path.read_bytes()
+
+    def full(_: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match=f"^{path}: could not write"):
+        bars_png(path, {"a": 2.0, "b": 3.0}, title="new", ylabel="y")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["b.png"]  # no temporary left
 
 
 def test_category_bars_without_categories(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from alignscope.errors import DiskFullError, InputError
@@ -39,11 +41,18 @@ _ST_DTYPES: dict[torch.dtype, str] = {
 
 
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# safetensors' own writer (``save_file``, which ``save_pretrained`` calls) reports an I/O failure as a SafetensorError whose
+# text ends with Rust's rendering of the OS error: "I/O error: No space left on device (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def _full_disk(exc: BaseException, path: Path) -> BaseException:
     """``exc`` as a :class:`DiskFullError` naming ``path`` when it says the disk is full; else ``exc`` itself."""
-    if isinstance(exc, OSError) and not isinstance(exc, DiskFullError) and exc.errno in _FULL:
+    if isinstance(exc, DiskFullError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return DiskFullError(path)
+    if isinstance(exc, SafetensorError) and any(int(code) in _FULL for code in _RUST_OS_ERROR.findall(str(exc))):
         return DiskFullError(path)
     return exc
 
@@ -157,8 +166,6 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
         InputError: the file is missing (``what`` names it, e.g. "direction file") or is not a
             readable safetensors file; the message names the path.
     """
-    from safetensors import SafetensorError, safe_open
-
     target = Path(path)
     refuse_pickle(target)
     if not target.is_file():

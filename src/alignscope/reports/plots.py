@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from alignscope.io import atomic_open
+
 
 def pyplot() -> Any:
     import matplotlib
@@ -112,12 +114,14 @@ def rate_bars_png(
 
 
 def save_figure(fig: Any, plt: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG through the atomic writer (a full disk is a :class:`~alignscope.errors.DiskFullError`
+    naming ``path``, whose old version stays) and close it."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        with atomic_open(out, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=120)
+    finally:
+        plt.close(fig)
     return out
 
 
