@@ -101,6 +101,8 @@ def test_a_missing_trained_file_is_trained_again(mac_run, tmp_path: Path) -> Non
     assert results(json.loads(again.stdout.strip().splitlines()[-1])["comparison"]) == results(summary["comparison"])
     assert (copy / "mac.safetensors").read_bytes() == (out / "mac.safetensors").read_bytes()  # retrained, bit for bit
     assert (copy / "lora_only_merged" / "model.safetensors").is_file()
+    for name in ("eval_module", "eval_lora", "eval_module_lora"):  # trained again to the same weights (resumed, faster)
+        assert (copy / "stages" / f"{name}.json").read_bytes() == (out / "stages" / f"{name}.json").read_bytes(), name
     manifest = {s: json.loads((copy / "stages" / f"{s}.json").read_text(encoding="utf-8")) for s in ("train_module", "train_lora")}
     assert set(manifest["train_module"]["files"]) == {"mac.safetensors"}
     assert set(manifest["train_lora"]["files"]) == {"lora/adapter/adapter_model.safetensors", "lora_only_merged/model.safetensors"}

@@ -118,7 +118,8 @@ def run_circuit_study(cfg: CircuitRunConfig, out_dir: str | Path, *, config_path
             t0 = time.perf_counter()
             ctx.seed_everything()
             produced = spec.fn(ctx, {d: records[d] for d in spec.deps})
-            record = store.save(name, fp, produced.output, produced.tensors, seconds=time.perf_counter() - t0, files=produced.files)
+            record = store.save(name, fp, produced.output, produced.tensors, seconds=time.perf_counter() - t0, files=produced.files,
+                                provenance=produced.provenance)
         else:
             log.info("stage %s: reused from %s", spec.name, store.json_path(name))
         records[spec.name] = record

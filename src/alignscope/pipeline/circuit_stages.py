@@ -218,7 +218,7 @@ def patching(ctx: CircuitContext, deps: dict[str, StageRecord]) -> StageOutput:
                 tensors[f"estimates_{direction}"] = torch.stack(estimates)
             metrics[direction] = per_pair
     return StageOutput({"components": [c.label for c in components], "pairs": [r["id"] for r in rows], "metrics": metrics,
-                        "method": pc.method, "seconds_patching": seconds, "note": SHARED_NOTE}, tensors)
+                        "method": pc.method, "seconds_patching": seconds, "note": SHARED_NOTE}, tensors, provenance=("seconds_patching",))
 
 
 def ranked_effects(ctx: CircuitContext, rec: StageRecord) -> tuple[list[Component], np.ndarray]:

@@ -18,11 +18,14 @@ from alignscope.pipeline.data import RunData
 
 @dataclass
 class StageOutput:
-    """What a stage computed: JSON output, tensors, and files it wrote (relative to the run dir)."""
+    """What a stage computed: JSON output, tensors, files it wrote (relative to the run dir), and the output's keys
+    that say how it ran, such as wall times (kept out of the content downstream stages chain on; see
+    :meth:`~alignscope.pipeline.store.StageStore.save`)."""
 
     output: dict[str, Any]
     tensors: dict[str, torch.Tensor] | None = None
     files: tuple[str, ...] = ()
+    provenance: tuple[str, ...] = ()
 
 
 @dataclass

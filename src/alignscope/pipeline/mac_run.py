@@ -243,9 +243,11 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         raise InputError("QLoRA loads the base in 4 bits with bitsandbytes and needs a CUDA GPU; none is available here "
                          "(use plain LoRA on CPU: qlora: false)", field="qlora")
 
-    def stage(name: str, fp_parts: Any, compute: Any, files: Callable[[], Sequence[str]] = tuple) -> StageRecord:
+    def stage(name: str, fp_parts: Any, compute: Any, files: Callable[[], Sequence[str]] = tuple,
+              provenance: Sequence[str] = ()) -> StageRecord:
         """Reuse the stage's record (and the files it wrote, checked by hash) or compute it; ``files()`` lists what the
-        computation wrote, relative to the run directory."""
+        computation wrote, relative to the run directory; ``provenance``, the output's keys that say how it ran (see
+        :meth:`StageStore.save`)."""
         fp = fingerprint(name, key, fp_parts)
         found = store.load(name, fp)
         if found is not None:
@@ -254,7 +256,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
         t0 = time.perf_counter()
         with in_stage(name):
             output, tensors = compute()
-        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0, files=files())
+        return store.save(name, fp, output, tensors, seconds=time.perf_counter() - t0, files=files(), provenance=provenance)
 
     found = {split: _found(cfg, split) for split in ("train", "val")}
     content = sha256_json([[e.prompt, e.response, e.mix, e.id, e.style is not None] for split in ("train", "val") for e in found[split]])
@@ -263,14 +265,15 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
     axes_rec = stage("axes", ["axes/4", content, *start_settings(cfg, layer)],
                      lambda: ({"layer": layer}, starting_values(lm, cfg, layer, progress)))
     training: dict[str, dict[str, Any]] = {}
+    trained: dict[str, str] = {}  # each variant's training content, which its evaluation reads
     for variant in cfg.variants:
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             result = _train_variant(lm, cfg, variant, data.output["train"], circuit_start(axes_rec.tensors), out, progress)
             return result.summary(), {}
         reads = [data.content] + ([axes_rec.content] if cfg.settings(variant).module else [])  # LoRA alone has no circuit start
         rec = stage(f"train_{variant}", [*settings_key(cfg.settings(variant)), *reads], compute_train,
-                    files=partial(variant_files, out, variant))
-        training[variant] = rec.output
+                    files=partial(variant_files, out, variant), provenance=("train_seconds", "resumed_from_step"))
+        training[variant], trained[variant] = rec.output, rec.content
     atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,
                                               "examples": {"train": len(data.output["train"]), "val": len(data.output["val"])}})
     tests, mc_items = _test_sets(cfg.compare.limit), load_honest_mc("test")[:cfg.compare.limit]
@@ -287,7 +290,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
                                max_new_tokens=cfg.compare.max_new_tokens, batch_size=cfg.compare.batch_size, progress=progress)
             return _row_record(row)
         reads = cfg.compare.model_dump(mode="json", include={"max_new_tokens", "batch_size", "limit"})
-        rec = stage(f"eval_{name}", [reads, test_content, fp_extra], compute)
+        rec = stage(f"eval_{name}", [reads, test_content, fp_extra], compute, provenance=("throughput_ratio",))
         row = _row_from_record(rec, mc_items)
         if judge is not None:  # its own stage: a judge failure loses no evaluation, and a rerun asks it nothing twice
             target = {"base_url": judge.config.base_url, "model": judge.config.model}  # never the key
@@ -316,7 +319,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
             iv = load_circuit(out / ("mac.safetensors" if variant == "module" else f"{variant}/mac.safetensors"))
             circuits[variant] = iv
         model = lm if variant == "module" else load_model(str(out / MERGED[variant]), dtype=cfg.dtype, device=cfg.device)
-        rows.append(measure(variant, model, iv, training[variant]))
+        rows.append(measure(variant, model, iv, trained[variant]))
     return MacRun(out, cfg, lm.name, training, rows, time.perf_counter() - start, circuits, lm)
 
 

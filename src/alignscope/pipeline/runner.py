@@ -158,7 +158,7 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, *, config_path: str | None
             with in_stage(spec.name):
                 produced = spec.compute(ctx, {d: records[d] for d in spec.deps})
             record = store.save(spec.name, fp, produced.output, produced.tensors, seconds=time.perf_counter() - t0,
-                                files=produced.files)
+                                files=produced.files, provenance=produced.provenance)
         else:
             log.info("stage %s: reused from %s", spec.name, store.json_path(spec.name))
         records[spec.name] = record

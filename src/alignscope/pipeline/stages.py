@@ -43,6 +43,7 @@ from alignscope.steering.interventions import Intervention
 log = logging.getLogger(__name__)
 
 INTERVENTION_FILE = "stages/intervene.intervention.safetensors"
+EVAL_PROVENANCE = ("eval.seconds",)  # an evaluation's wall time: kept, but not in the content later stages chain on
 
 
 def _evaluate(ctx: Context, intervention: Intervention | None) -> RefusalEval:
@@ -59,7 +60,8 @@ def baseline(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     """Refusal on the test split with no intervention; keeps the harmless prompts' next-token logits for the KL."""
     ev = _evaluate(ctx, None)
     assert ev.first_logits is not None
-    return StageOutput({"eval": ev.to_json(), "records": ev.records()}, {"harmless_logits": ev.first_logits[_harmless_rows(ev)]})
+    return StageOutput({"eval": ev.to_json(), "records": ev.records()}, {"harmless_logits": ev.first_logits[_harmless_rows(ev)]},
+                       provenance=EVAL_PROVENANCE)
 
 
 def extract(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
@@ -103,7 +105,8 @@ def evaluate(ctx: Context, deps: dict[str, StageRecord]) -> StageOutput:
     if gate is not None:
         for row, fired, score in zip(records, gate.pop("fired"), gate.pop("scores"), strict=True):
             row["gate"], row["probe_score"] = fired, score
-    return StageOutput({"eval": ev.to_json(), "records": records, "kl": kl, "comparisons": comparisons, "gate": gate})
+    return StageOutput({"eval": ev.to_json(), "records": records, "kl": kl, "comparisons": comparisons, "gate": gate},
+                       provenance=EVAL_PROVENANCE)
 
 
 def _gate_rates(ctx: Context, iv: Intervention, ev: RefusalEval) -> dict[str, Any] | None:

@@ -68,7 +68,7 @@ def select(ctx: Context, extract: StageRecord) -> StageOutput:
               "values": sel.heatmap(key).T.tolist()} for key, name in GRIDS]
     output = {"best": sel.chosen, "table": sel.rows, "grids": grids, "sort_key": "bypass", "sort_ascending": True,
               "baseline": sel.baseline, "config": sel.config, "search_seconds": sel.seconds}
-    return StageOutput(output, {"direction": sel.direction})
+    return StageOutput(output, {"direction": sel.direction}, provenance=("search_seconds",))
 
 
 def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target: str) -> StageOutput:
@@ -88,7 +88,7 @@ def intervene(ctx: Context, extract: StageRecord, selection: StageRecord, target
                   "description": f"{cfg.kind} of the selected direction (layer {best.get('layer')}, position {best.get('position')})",
                   "search": {}}
     save_intervention(ctx.out / target, iv, model=ctx.lm.name)
-    return StageOutput(output, files=(target,))
+    return StageOutput(output, files=(target,), provenance=("search_seconds",))
 
 
 def _fit_conscience(ctx: Context) -> tuple[Any, dict[str, Any]]:

@@ -54,7 +54,24 @@ class StageRecord:
     reused: bool = False
     files: tuple[str, ...] = ()
     content: str = ""
-    """SHA-256 of the output, the tensors file and the extra files: what downstream fingerprints chain on."""
+    """SHA-256 of the output (less its ``provenance`` keys), the tensors and the extra files: what downstream fingerprints
+    chain on."""
+
+
+def content_digest(output: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], root: Path, files: Sequence[str],
+                   provenance: Sequence[str] = ()) -> str:
+    """A finished stage's content hash: its output without the ``provenance`` keys (how the stage ran rather than what
+    it computed: wall times, measured speeds, the step a training resumed from; they differ between two runs that
+    computed the same thing; ``a.b`` names key ``b`` of the mapping under ``a``), its tensors and its extra files."""
+    kept = json.loads(json.dumps(dict(output)))
+    for path in provenance:
+        *parents, leaf = path.split(".")
+        where = kept
+        for name in parents:
+            where = where.get(name) if isinstance(where, dict) else None
+        if isinstance(where, dict):
+            where.pop(leaf, None)
+    return sha256_json([kept, tensors_digest(tensors), [file_digest(root / f) for f in sorted(files)]])
 
 
 def file_digest(path: Path) -> str:
@@ -99,6 +116,7 @@ class StageStore:
             seconds = float(record.get("seconds", 0.0))
             tensor_hash = record.get("tensors_sha256")
             files = dict(record.get("files") or {})
+            provenance = [str(k) for k in record.get("provenance") or []]
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("stage %s: checkpoint %s is unreadable; recomputing", stage, path)
             return None
@@ -119,15 +137,18 @@ class StageStore:
             from safetensors.torch import load_file
 
             tensors = load_file(str(tensors_file))
-        content = sha256_json([output, tensors_digest(tensors), [file_digest(self.root / f) for f in sorted(files)]])
+        content = content_digest(output, tensors, self.root, list(files), provenance)
         return StageRecord(stage, found, output, tensors, seconds, reused=True, files=tuple(files), content=content)
 
     def save(self, stage: str, fp: str, output: Mapping[str, Any], tensors: Mapping[str, torch.Tensor] | None = None,
-             *, seconds: float = 0.0, files: Sequence[str] = ()) -> StageRecord:
+             *, seconds: float = 0.0, files: Sequence[str] = (), provenance: Sequence[str] = ()) -> StageRecord:
         """Write the stage's tensors (if any), then its record; returns the record.
 
         ``files`` are paths relative to the run directory that the stage already wrote
-        (atomically); their hashes go into the record and are checked on reuse.
+        (atomically); their hashes go into the record and are checked on reuse. ``provenance`` names the
+        output's keys that say how the stage ran (wall times, speeds, a resumed step; see
+        :func:`content_digest`): they are kept, but left out of the record's content, so a stage recomputed
+        to the same result leaves its downstream stages reusable.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         tensor_hash = None
@@ -137,8 +158,10 @@ class StageStore:
             save_safetensors(self.tensors_path(stage), kept)
             tensor_hash = sha256_file(self.tensors_path(stage))
         hashes = {name: sha256_file(self.root / name) for name in files}
-        atomic_write_json(self.json_path(stage), {"format": RECORD_FORMAT, "stage": stage, "fingerprint": fp, "seconds": seconds,
-                                                  "tensors_sha256": tensor_hash, "files": hashes, "output": dict(output)})
-        content = sha256_json([json.loads(json.dumps(dict(output))), tensors_digest(kept),
-                               [file_digest(self.root / f) for f in sorted(files)]])
+        record = {"format": RECORD_FORMAT, "stage": stage, "fingerprint": fp, "seconds": seconds, "tensors_sha256": tensor_hash,
+                  "files": hashes, "output": dict(output)}
+        if provenance:  # absent otherwise: records written before it existed hash as they did
+            record["provenance"] = list(provenance)
+        atomic_write_json(self.json_path(stage), record)
+        content = content_digest(output, kept, self.root, files, provenance)
         return StageRecord(stage, fp, dict(output), kept, seconds, files=tuple(files), content=content)
