@@ -27,7 +27,7 @@ def test_provenance_is_kept_but_left_out_of_the_content(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "stages" / "s.json").read_text(encoding="utf-8"))["provenance"] == ["search_seconds", "eval.seconds"]
 
 
-def test_without_timings_the_content_is_the_old_hash(tmp_path: Path) -> None:
+def test_without_provenance_the_content_is_the_old_hash(tmp_path: Path) -> None:
     """Records written before provenance was declared load with the content they had, so their runs are still reused."""
     store = StageStore(tmp_path)
     output, tensors = {"rate": 0.5, "seconds": 2.0}, {"w": torch.ones(2)}
