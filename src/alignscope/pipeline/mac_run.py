@@ -264,16 +264,15 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
                  lambda: ({split: _distil(lm, cfg, found[split], progress) for split in ("train", "val")}, {}))
     axes_rec = stage("axes", ["axes/4", content, *start_settings(cfg, layer)],
                      lambda: ({"layer": layer}, starting_values(lm, cfg, layer, progress)))
-    training: dict[str, dict[str, Any]] = {}
-    trained: dict[str, str] = {}  # each variant's training content, which its evaluation reads
+    trained: dict[str, StageRecord] = {}
     for variant in cfg.variants:
         def compute_train(variant: str = variant) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             result = _train_variant(lm, cfg, variant, data.output["train"], circuit_start(axes_rec.tensors), out, progress)
             return result.summary(), {}
         reads = [data.content] + ([axes_rec.content] if cfg.settings(variant).module else [])  # LoRA alone has no circuit start
-        rec = stage(f"train_{variant}", [*settings_key(cfg.settings(variant)), *reads], compute_train,
-                    files=partial(variant_files, out, variant), provenance=("train_seconds", "resumed_from_step"))
-        training[variant], trained[variant] = rec.output, rec.content
+        trained[variant] = stage(f"train_{variant}", [*settings_key(cfg.settings(variant)), *reads], compute_train,
+                                 files=partial(variant_files, out, variant), provenance=("train_seconds", "resumed_from_step"))
+    training = {variant: rec.output for variant, rec in trained.items()}
     atomic_write_json(out / "training.json", {"config": cfg.to_dict(), "model": lm.name, "variants": training,
                                               "examples": {"train": len(data.output["train"]), "val": len(data.output["val"])}})
     tests, mc_items = _test_sets(cfg.compare.limit), load_honest_mc("test")[:cfg.compare.limit]
@@ -319,7 +318,7 @@ def run_mac(cfg: MacConfig, out_dir: str | Path, *, progress: bool = False) -> M
             iv = load_circuit(out / ("mac.safetensors" if variant == "module" else f"{variant}/mac.safetensors"))
             circuits[variant] = iv
         model = lm if variant == "module" else load_model(str(out / MERGED[variant]), dtype=cfg.dtype, device=cfg.device)
-        rows.append(measure(variant, model, iv, trained[variant]))
+        rows.append(measure(variant, model, iv, trained[variant].content))  # the training's content, not its timing
     return MacRun(out, cfg, lm.name, training, rows, time.perf_counter() - start, circuits, lm)
 
 
